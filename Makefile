@@ -1,0 +1,28 @@
+# Two commands: `make quickstart` (the main job, offline, on the synthetic cohort) and `make test`.
+# Each creates .venv and installs what it needs on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test browser clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[demo,test]"
+	# Its timm/torchvision requirements would replace the pinned torch; the Plain/ResEnc UNets need neither.
+	$(BIN)/pip install -q --no-deps "dynamic-network-architectures>=0.4,<0.5"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/petct quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV)
