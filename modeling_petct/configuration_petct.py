@@ -1,0 +1,180 @@
+"""PetCtConfig: everything needed to rebuild a petct-fm model (backbone, input, masking, loss, task).
+
+Shipped flat as Hub remote code: imports only transformers. Invalid combinations fail at construction with a
+ValueError that names the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PreTrainedConfig
+
+BACKBONES = ("swinunetr-v2", "plain-conv-unet", "residual-encoder-unet")
+MODALITIES = ("PET", "CT")
+IMPUTATIONS = ("zero", "token")
+NORMALIZATIONS = ("zscore", "clinical", "none")
+
+_SWIN = {"backbone": "swinunetr-v2", "num_heads": (3, 6, 12, 24), "window_size": 7, "drop_path_rate": 0.05}
+_CNN_6 = {"features_per_stage": (32, 64, 128, 256, 320, 320), "strides": (1, 2, 2, 2, 2, 2), "kernel_size": 3}
+
+# The paper's networks (METHOD.md) and nnU-Net's ResEnc-L, plus tiny variants for tests and CPU smoke runs.
+PRESETS: dict[str, dict] = {
+    "swinunetr-v2-small": {**_SWIN, "feature_size": 24, "depths": (2, 2, 2, 2)},
+    "swinunetr-v2-base": {**_SWIN, "feature_size": 48, "depths": (2, 2, 6, 2)},
+    "swinunetr-v2-large": {**_SWIN, "feature_size": 96, "depths": (2, 2, 18, 2)},
+    "nnunet-v2-3d": {
+        "backbone": "plain-conv-unet", **_CNN_6,
+        "blocks_per_stage": (2, 2, 2, 2, 2, 2), "decoder_convs_per_stage": (2, 2, 2, 2, 2),
+    },
+    # nnU-Net ResEnc-L 3d_fullres plan for ~96-128 voxel patches.
+    "resenc-l": {
+        "backbone": "residual-encoder-unet", **_CNN_6,
+        "blocks_per_stage": (1, 3, 4, 6, 6, 6), "decoder_convs_per_stage": (1, 1, 1, 1, 1),
+    },
+    # Swin always downsamples by 32: 64^3 (or 32x64x64) is the smallest input.
+    "tiny-swin": {
+        **_SWIN, "feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 2, 4), "window_size": 4,
+        "drop_path_rate": 0.0, "crop_size": (64, 64, 64), "mask_cell_size": (8, 8, 8),
+    },
+    "tiny-unet": {
+        "backbone": "plain-conv-unet", "features_per_stage": (8, 16, 32, 32), "strides": (1, 2, 2, 2),
+        "kernel_size": 3, "blocks_per_stage": (1, 1, 1, 1), "decoder_convs_per_stage": (1, 1, 1),
+        "crop_size": (32, 32, 32), "mask_cell_size": (8, 8, 8),
+    },
+    "tiny-resenc": {
+        "backbone": "residual-encoder-unet", "features_per_stage": (8, 16, 32, 32), "strides": (1, 2, 2, 2),
+        "kernel_size": 3, "blocks_per_stage": (1, 1, 1, 1), "decoder_convs_per_stage": (1, 1, 1),
+        "crop_size": (32, 32, 32), "mask_cell_size": (8, 8, 8),
+    },
+}
+
+_TRIPLES = ("crop_size", "target_spacing", "mask_cell_size")
+_TUPLES = ("modalities", "depths", "num_heads", "features_per_stage", "strides", "blocks_per_stage",
+           "decoder_convs_per_stage") + _TRIPLES
+
+
+class PetCtConfig(PreTrainedConfig):
+    r"""Configuration of a petct-fm model.
+
+    backbone: "swinunetr-v2" (MONAI SwinUNETR, use_v2=True), "plain-conv-unet" (nnU-Net PlainConvUNet) or
+        "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate;
+        the CNNs use features_per_stage/strides/kernel_size/blocks_per_stage (convs per stage for the plain net,
+        residual blocks for ResEnc)/decoder_convs_per_stage.
+    modalities: input channels in order, ("PET", "CT") by default; ("PET",) or ("CT",) for separated-modality MAEs.
+    crop_size, target_spacing, normalization: the (z, y, x) training crop, voxel spacing in mm and intensity scheme the
+        weights were trained with (read by data and inference code).
+    mask_cell_size, mask_ratio, independent_channel_masks, imputation, masked_loss_weight, visible_loss_weight: the
+        masked-autoencoder objective (METHOD.md); visible_loss_weight=0 gives a masked-only loss.
+    freeze_backbone: segmentation models train only the final 1x1x1 output convolution (linear probing).
+    preset: name of the preset the config was built from (informational).
+    """
+
+    model_type = "petct"
+
+    backbone: str = "swinunetr-v2"
+    feature_size: int = 24
+    depths: list[int] | tuple[int, ...] = (2, 2, 2, 2)
+    num_heads: list[int] | tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7
+    drop_path_rate: float = 0.05
+    features_per_stage: list[int] | tuple[int, ...] = (32, 64, 128, 256, 320, 320)
+    strides: list[int] | tuple[int, ...] = (1, 2, 2, 2, 2, 2)
+    kernel_size: int = 3
+    blocks_per_stage: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2, 2)
+    decoder_convs_per_stage: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2)
+    modalities: list[str] | tuple[str, ...] = ("PET", "CT")
+    crop_size: list[int] | tuple[int, ...] = (96, 128, 128)
+    target_spacing: list[float] | tuple[float, ...] = (3.0, 2.0, 2.0)
+    normalization: str = "zscore"
+    mask_cell_size: list[int] | tuple[int, ...] = (12, 16, 16)
+    mask_ratio: float = 0.5
+    independent_channel_masks: bool = True
+    imputation: str = "zero"
+    masked_loss_weight: float = 1.0
+    visible_loss_weight: float = 0.2
+    freeze_backbone: bool = False
+    preset: str | None = None
+
+    def __post_init__(self, **kwargs):
+        for name in _TUPLES:  # JSON gives lists back; tuples keep configs comparable and hashable
+            setattr(self, name, tuple(getattr(self, name)))
+        super().__post_init__(**kwargs)
+        self._check()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> PetCtConfig:
+        """A config for one of PRESETS, with any field overridden (e.g. modalities=("PET",), num_labels=3)."""
+        if name not in PRESETS:
+            raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], "preset": name, **overrides})
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.modalities)
+
+    @property
+    def is_swin(self) -> bool:
+        return self.backbone == "swinunetr-v2"
+
+    @property
+    def size_divisor(self) -> int:
+        """Every spatial input size must be a multiple of this (32 for Swin: patch 2 and four mergings)."""
+        return 32 if self.is_swin else math.prod(self.strides)
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest cube edge that runs: the bottleneck needs more than one voxel for InstanceNorm.
+
+        Non-cubes also run when at least one axis is 2 x size_divisor (e.g. 32x64x64 for Swin)."""
+        return 2 * self.size_divisor
+
+    def _check(self) -> None:
+        def fail(field: str, problem: str):
+            raise ValueError(f"PetCtConfig.{field}: {problem}")
+
+        if self.backbone not in BACKBONES:
+            fail("backbone", f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities) or \
+                any(m not in MODALITIES for m in self.modalities):
+            fail("modalities", f"must be distinct entries of {MODALITIES}, got {self.modalities}")
+        for name in _TRIPLES:
+            value = getattr(self, name)
+            if len(value) != 3 or any(v <= 0 for v in value):
+                fail(name, f"needs three positive (z, y, x) values, got {value}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            fail("mask_ratio", f"must lie strictly between 0 and 1, got {self.mask_ratio}")
+        if self.imputation not in IMPUTATIONS:
+            fail("imputation", f"must be one of {IMPUTATIONS}, got {self.imputation!r}")
+        if self.normalization not in NORMALIZATIONS:
+            fail("normalization", f"must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.masked_loss_weight < 0 or self.visible_loss_weight < 0 or \
+                self.masked_loss_weight + self.visible_loss_weight == 0:
+            fail("masked_loss_weight", "loss weights must be >= 0 and not both 0")
+        if self.num_labels < 2:
+            fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
+        if self.is_swin:
+            if self.feature_size % 12:
+                fail("feature_size", f"SwinUNETR needs a multiple of 12, got {self.feature_size}")
+            if len(self.depths) != 4 or len(self.num_heads) != 4:
+                fail("depths", "SwinUNETR needs four stages in depths and num_heads")
+            for i, heads in enumerate(self.num_heads):
+                if (self.feature_size * 2**i) % heads:
+                    fail("num_heads", f"stage {i} width {self.feature_size * 2**i} is not divisible by {heads} heads")
+        else:
+            n = len(self.features_per_stage)
+            if len(self.strides) != n or len(self.blocks_per_stage) != n:
+                fail("strides", f"features_per_stage, strides and blocks_per_stage need {n} entries each")
+            if len(self.decoder_convs_per_stage) != n - 1:
+                fail("decoder_convs_per_stage", f"needs {n - 1} entries (one per decoder stage)")
+        for axis, (crop, cell) in enumerate(zip(self.crop_size, self.mask_cell_size)):
+            if crop % self.size_divisor:
+                fail("crop_size", f"{self.crop_size} must be divisible by {self.size_divisor} for {self.backbone}")
+            if crop % cell:
+                fail("crop_size", f"{self.crop_size} must be divisible by mask_cell_size {self.mask_cell_size}")
+        if math.prod(c // self.size_divisor for c in self.crop_size) < 2:
+            fail("crop_size", f"{self.crop_size} leaves a 1-voxel bottleneck; use at least {self.min_input_size} "
+                              "along one axis")
+
+
+__all__ = ["PetCtConfig", "PRESETS"]

@@ -1,0 +1,210 @@
+"""petct-fm models: the backbone (PetCtModel), the masked autoencoder and the segmentation model.
+
+Layout of every checkpoint: petct.backbone.* (the MONAI / nnU-Net network without its output conv, see
+backbones.py) plus one task head, the final 1x1x1 convolution: reconstruction_head or segmentation_head.
+Shipped flat as Hub remote code: relative imports among the four model files only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .backbones import backbone_features, build_backbone, output_channels
+from .configuration_petct import PetCtConfig
+from .masking import impute, random_block_mask, weighted_reconstruction_loss
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class PetCtModelOutput(ModelOutput):
+    """last_hidden_state: final decoder feature map (B, F, D, H, W), the input of the output conv.
+    encoder_hidden_states: encoder feature maps from full resolution down to the bottleneck."""
+
+    last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class PetCtMaskedImageModelingOutput(ModelOutput):
+    """loss: weighted masked/visible MSE. reconstruction: (B, C, D, H, W). mask: (B, C, D, H, W), 1 = masked."""
+
+    loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
+@dataclass
+class PetCtSegmentationOutput(ModelOutput):
+    """loss: DiceCE when labels were given. logits: (B, num_labels, D, H, W)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class PetCtOutputConv(nn.Conv3d):
+    """The final 1x1x1 convolution of a task head (the only trainable part when the backbone is frozen)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+
+class PetCtPreTrainedModel(PreTrainedModel):
+    config_class = PetCtConfig
+    base_model_prefix = "petct"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise only what petct-fm adds; the MONAI / nnU-Net backbone keeps its library's own init.
+
+        The output conv follows its backbone's original init: PyTorch's default (MONAI) or He (nnU-Net)."""
+        if isinstance(module, PetCtOutputConv):
+            if self.config.is_swin:
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                bound = 1 / math.sqrt(module.weight[0].numel())
+                init.uniform_(module.bias, -bound, bound)
+            else:
+                init.kaiming_normal_(module.weight, a=1e-2)
+                init.zeros_(module.bias)
+        elif isinstance(module, PetCtForMaskedImageModeling) and module.mask_token is not None:
+            init.zeros_(module.mask_token)  # starts as the paper's zero imputation
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=checkpoint, **kwargs):
+        """transformers' switch (used around the nnU-Net stages) plus MONAI's own inside the Swin blocks."""
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, **kwargs)
+        for module in self.modules():
+            if hasattr(module, "use_checkpoint"):
+                module.use_checkpoint = enable
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' from_pretrained, also logging which weights were freshly initialised (e.g. a segmentation
+        head on top of an MAE backbone) and applying config.freeze_backbone to segmentation models."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if info["missing_keys"]:
+            logger.info("%s: newly initialised (not in the checkpoint): %s", cls.__name__, sorted(info["missing_keys"]))
+        if model.config.freeze_backbone and hasattr(model, "freeze_backbone"):
+            model.freeze_backbone()  # loading re-creates the parameters, trainable
+        return (model, info) if want_info else model
+
+
+class PetCtModel(PetCtPreTrainedModel):
+    """The backbone alone: multi-scale encoder features and the final decoder feature map."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^(reconstruction|segmentation)_head\.", r"^mask_token$"]
+
+    def __init__(self, config: PetCtConfig):
+        super().__init__(config)
+        self.backbone = build_backbone(config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs) -> PetCtModelOutput:
+        if pixel_values.ndim != 5 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(f"pixel_values must be (B, {self.config.num_channels}, D, H, W) for modalities "
+                             f"{self.config.modalities}, got {tuple(pixel_values.shape)}")
+        spatial, divisor = tuple(pixel_values.shape[2:]), self.config.size_divisor
+        if any(s % divisor for s in spatial) or math.prod(s // divisor for s in spatial) < 2:
+            raise ValueError(f"spatial size {spatial} must be divisible by config.size_divisor={divisor} and leave "
+                             f"more than one bottleneck voxel (e.g. {self.config.min_input_size} along one axis)")
+        if not torch.is_autocast_enabled(pixel_values.device.type):
+            pixel_values = pixel_values.to(self.dtype)
+        checkpoint_fn = self._gradient_checkpointing_func if self.gradient_checkpointing and self.training else None
+        encoder_states, decoded = backbone_features(self.config, self.backbone, pixel_values, checkpoint_fn)
+        return PetCtModelOutput(last_hidden_state=decoded, encoder_hidden_states=encoder_states)
+
+
+class PetCtForMaskedImageModeling(PetCtPreTrainedModel):
+    """Masked autoencoder (METHOD.md): block-masked input, the whole UNet reconstructs every channel."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^segmentation_head\."]
+
+    def __init__(self, config: PetCtConfig):
+        super().__init__(config)
+        self.petct = PetCtModel(config)
+        self.reconstruction_head = PetCtOutputConv(output_channels(config), config.num_channels)
+        token_shape = (1, config.num_channels, 1, 1, 1)
+        self.mask_token = nn.Parameter(torch.zeros(token_shape)) if config.imputation == "token" else None
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PetCtMaskedImageModelingOutput:
+        """mask (B, C, D, H, W), 1 = masked, or noise (see masking.random_block_mask) make the masking deterministic."""
+        cfg = self.config
+        if mask is None:
+            mask = random_block_mask(
+                pixel_values.shape, cfg.mask_cell_size, cfg.mask_ratio,
+                independent_channels=cfg.independent_channel_masks, noise=noise, device=pixel_values.device,
+            )
+        mask = mask.to(device=pixel_values.device, dtype=torch.float32)
+        masked_input = impute(pixel_values, mask, self.mask_token)
+        hidden = self.petct(masked_input).last_hidden_state
+        reconstruction = self.reconstruction_head(hidden)
+        loss = weighted_reconstruction_loss(
+            reconstruction, pixel_values, mask, cfg.masked_loss_weight, cfg.visible_loss_weight
+        )
+        return PetCtMaskedImageModelingOutput(loss=loss, reconstruction=reconstruction, mask=mask)
+
+
+class PetCtForSegmentation(PetCtPreTrainedModel):
+    """Lesion segmentation: backbone + a fresh 1x1x1 segmentation head, DiceCE loss (softmax, one-hot labels)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^reconstruction_head\.", r"^mask_token$"]
+
+    def __init__(self, config: PetCtConfig):
+        super().__init__(config)
+        self.petct = PetCtModel(config)
+        self.segmentation_head = PetCtOutputConv(output_channels(config), config.num_labels)
+        self.post_init()
+        if config.freeze_backbone:
+            self.freeze_backbone()
+
+    def freeze_backbone(self) -> None:
+        """Freeze everything but segmentation_head, the final 1x1x1 conv (k-shot linear probing). The frozen
+        backbone also stays in eval mode (no stochastic depth), so the probe sees fixed features."""
+        for name, param in self.named_parameters():
+            param.requires_grad = name.startswith("segmentation_head.")
+        self._backbone_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "_backbone_frozen", False):
+            self.petct.eval()
+        return self
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> PetCtSegmentationOutput:
+        """labels: integer class map (B, D, H, W) or (B, 1, D, H, W)."""
+        logits = self.segmentation_head(self.petct(pixel_values).last_hidden_state)
+        loss = None
+        if labels is not None:
+            if labels.ndim == 4:
+                labels = labels.unsqueeze(1)
+            loss = DiceCELoss(to_onehot_y=True, softmax=True)(logits.float(), labels.to(logits.device))
+        return PetCtSegmentationOutput(loss=loss, logits=logits)
+
+
+__all__ = [
+    "PetCtPreTrainedModel", "PetCtModel", "PetCtForMaskedImageModeling", "PetCtForSegmentation",
+    "PetCtModelOutput", "PetCtMaskedImageModelingOutput", "PetCtSegmentationOutput",
+]
