@@ -1,0 +1,134 @@
+"""The table of studies every later step reads: a Hugging Face ``datasets.Dataset`` saved with ``save_to_disk``.
+
+Columns: study_id, source, subject, study (the dataset's own scan/study folder name), pet_path, ct_path,
+label_path ("" = none), spacing (PET, mm along i, j, k),
+shape (PET voxels), suv_status, has_label, split, in_10pct, in_30pct, in_100pct. AutoPET rows carry the paper's
+subject-level split ("train_pool" / "val" / "test", plus the 10/30/100 % training subsets); rows of the
+unlabelled pretraining sources get split "pretrain"; AutoPET studies missing from the split file get "unlisted".
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PetCtInputError
+from .adapters import SPADE_SPACING_ZYX, discover
+
+COLUMNS = ("study_id", "source", "subject", "study", "pet_path", "ct_path", "label_path", "spacing", "shape", "suv_status",
+           "has_label", "split", "in_10pct", "in_30pct", "in_100pct")
+FRACTIONS = ("in_10pct", "in_30pct", "in_100pct")
+
+
+def build_manifest(*inputs, rows=None, splits_csv=None, exclude_test: bool = False, probe: bool = True):
+    """Manifest of the studies found under each ``(source, root)`` in ``inputs`` (plus any ready-made ``rows``).
+
+    ``splits_csv``: the paper's AutoPET split (``subject,study,role,in_10pct,in_30pct,in_100pct``).
+    ``exclude_test``: leave the AutoPET test split out, e.g. for a pretraining corpus that never saw the test scans.
+    ``probe``: read image headers (not voxels) for spacing and shape.
+    """
+    import datasets
+
+    found = [dict(r) for r in rows or []]
+    for source, root in inputs:
+        found += discover(root, source)
+    splits = read_autopet_splits(splits_csv) if splits_csv else None
+    if exclude_test and splits is None and any(r.get("source") == "autopet" for r in found):
+        raise PetCtInputError("exclude_test", "leaving out the AutoPET test split needs the split CSV (splits_csv)")
+    table = []
+    for r in found:
+        r = {**r, **_split_of(r, splits)}
+        if exclude_test and r["split"] == "test":
+            continue
+        spacing, shape = probe_geometry(r["pet_path"], r.get("source")) if probe else ([], [])
+        r.update(spacing=spacing, shape=shape, has_label=bool(r.get("label_path")))
+        table.append({k: r.get(k, "") for k in COLUMNS})
+    ids = [r["study_id"] for r in table]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise PetCtInputError(inputs[0][1] if inputs else "manifest", f"duplicate study ids {dup}")
+    features = datasets.Features({
+        **{k: datasets.Value("string") for k in ("study_id", "source", "subject", "study", "pet_path", "ct_path",
+                                                 "label_path", "suv_status", "split")},
+        "spacing": datasets.Sequence(datasets.Value("float64")),
+        "shape": datasets.Sequence(datasets.Value("int64")),
+        **{k: datasets.Value("bool") for k in ("has_label", *FRACTIONS)},
+    })
+    return datasets.Dataset.from_list(table, features=features)
+
+
+def save_manifest(manifest, path) -> Path:
+    manifest.save_to_disk(str(path))
+    return Path(path)
+
+
+def load_manifest(path):
+    import datasets
+
+    if not (Path(path) / "dataset_info.json").is_file():
+        raise PetCtInputError(path, "not a saved manifest (expected a datasets.save_to_disk folder)")
+    return datasets.load_from_disk(str(path))
+
+
+def read_autopet_splits(path) -> dict:
+    """(subject, study folder) -> {"split", "in_10pct", "in_30pct", "in_100pct"}."""
+    out = {}
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            out[(rec["subject"], rec["study"])] = {"split": rec["role"], **{k: rec[k] == "1" for k in FRACTIONS}}
+    if not out:
+        raise PetCtInputError(path, "no rows in the AutoPET split file")
+    return out
+
+
+def _split_of(row: dict, splits: dict | None) -> dict:
+    none = {k: False for k in FRACTIONS}
+    if row.get("source") != "autopet":
+        return {"split": row.get("split") or "pretrain", **none}
+    if splits is None:
+        return {"split": "unlisted", **none}
+    return splits.get((row["subject"], row.get("study", "")), {"split": "unlisted", **none})
+
+
+def split_by_subject(manifest, *, val: float = 0.1, test: float = 0.2, seed: int = 0, only_split: str = "pretrain"):
+    """Give rows with ``split == only_split`` a subject-level train_pool/val/test split (a hash of the subject).
+
+    For cohorts without an official split (e.g. the synthetic phantoms): all studies of a subject land together.
+    """
+    def assign(row):
+        if row["split"] != only_split:
+            return {}
+        u = int(hashlib.sha256(f"{seed}:{row['subject']}".encode()).hexdigest()[:8], 16) / 16**8
+        split = "test" if u < test else "val" if u < test + val else "train_pool"
+        return {"split": split, "in_100pct": split == "train_pool"}
+
+    return manifest.map(assign)
+
+
+def probe_geometry(path, source: str | None = None) -> tuple[list[float], list[int]]:
+    """PET spacing (mm, i/j/k) and shape from the file header alone; empty lists where unknown (DICOM folders)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            hdr = nib.load(str(path)).header
+            shape = [int(s) for s in hdr.get_data_shape()[:3]]
+            return [float(z) for z in hdr.get_zooms()[:3]], shape
+        if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            return list(reader.GetSpacing())[:3], list(reader.GetSize())[:3]
+        if name.endswith(".npy") and source == "spade":
+            shape = np.load(path, mmap_mode="r").shape
+            return list(SPADE_SPACING_ZYX[::-1]), [int(s) for s in shape[::-1]]
+    except Exception:  # a broken file is reported when it is harmonised; the manifest still lists it
+        return [], []
+    return [], []
