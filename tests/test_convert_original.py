@@ -1,0 +1,128 @@
+"""convert_original_checkpoint.py against the authors' exact networks (METHOD.md), built with MONAI / nnU-Net's
+dynamic_network_architectures, random weights, saved the ways their code may have saved them.
+
+Every backbone is compared at its real size; inputs are 32x32x64 (the smallest a 1/32-downsampling net accepts) to
+keep the 319M-parameter SwinUNETR-v2-large affordable on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from local_hub import load_hub_script
+from monai.networks.nets import SwinUNETR
+from torch import nn
+
+from modeling_petct import PetCtForMaskedImageModeling
+from modeling_petct.errors import PetCtInputError
+from modeling_petct.hub.convert import convert_checkpoint
+
+SWIN = {  # preset: (feature_size, depths, num_heads)
+    "swinunetr-v2-small": (24, (2, 2, 2, 2), (3, 6, 12, 24)),
+    "swinunetr-v2-base": (48, (2, 2, 6, 2), (3, 6, 12, 24)),
+    "swinunetr-v2-large": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
+    "tiny-swin": (12, (1, 1, 1, 1), (1, 2, 2, 4)),
+}
+
+
+def authors_network(preset: str) -> nn.Module:
+    """The authors' definitions (METHOD.md), out_channels=2: the MAE reconstructs both channels."""
+    if preset in SWIN:
+        feature_size, depths, heads = SWIN[preset]
+        return SwinUNETR(in_channels=2, out_channels=2, feature_size=feature_size, depths=depths, num_heads=heads,
+                         window_size=4 if preset == "tiny-swin" else 7, norm_name="instance",
+                         downsample="mergingv2", use_v2=True, dropout_path_rate=0.05, normalize=True)
+    return PlainConvUNet(
+        input_channels=2, n_stages=6, features_per_stage=(32, 64, 128, 256, 320, 320), conv_op=nn.Conv3d,
+        kernel_sizes=3, strides=(1, 2, 2, 2, 2, 2), n_conv_per_stage=2, num_classes=2, n_conv_per_stage_decoder=2,
+        conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
+        nonlin=nn.LeakyReLU, nonlin_kwargs={"negative_slope": 1e-2, "inplace": True}, deep_supervision=False,
+    )
+
+
+# the ways a training script saves: bare, DataParallel, nested with training state
+def bare(sd):
+    return sd
+
+
+def data_parallel(sd):
+    return {f"module.{k}": v for k, v in sd.items()}
+
+
+def nested(sd):
+    return {"epoch": 199, "best_dice": 0.61, "state_dict": {f"module.{k}": v for k, v in sd.items()}}
+
+
+def as_model_key(sd):
+    return {"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}}
+
+
+def _reconstruct(model, x):
+    with torch.no_grad():
+        return model(x, mask=torch.zeros_like(x)).reconstruction
+
+
+@pytest.mark.parametrize("preset, wrap", [
+    ("swinunetr-v2-small", data_parallel),
+    ("swinunetr-v2-base", nested),
+    ("nnunet-v2-3d", as_model_key),
+    ("swinunetr-v2-large", bare),
+])
+def test_converted_model_reproduces_the_authors_network(preset, wrap, tmp_path):
+    torch.manual_seed(0)
+    net = authors_network(preset).eval()
+    x = torch.randn(1, 2, 32, 32, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = net(x)
+    checkpoint = tmp_path / f"{preset}.pth"
+    torch.save(wrap(net.state_dict()), checkpoint)
+    del net
+    if preset == "swinunetr-v2-large":  # 1.3 GB: convert in memory; the folder path is the same code as below
+        model, provenance = convert_checkpoint(checkpoint)
+    else:
+        out = tmp_path / "converted"
+        assert load_hub_script("convert_original_checkpoint").main([str(checkpoint), str(out)]) == 0
+        provenance = json.loads((out / "conversion.json").read_text())
+        model = PetCtForMaskedImageModeling.from_pretrained(out).eval()
+    assert provenance["preset"] == preset
+    assert model.config.preset == preset
+    assert (_reconstruct(model, x) - expected).abs().max().item() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_state_dict():
+    torch.manual_seed(0)
+    return authors_network("tiny-swin").state_dict()
+
+
+def test_mismatched_keys_name_the_file_and_the_keys(tiny_state_dict, tmp_path):
+    extra = tmp_path / "extra.pth"
+    torch.save({**tiny_state_dict, "projection_head.weight": torch.zeros(3)}, extra)
+    with pytest.raises(PetCtInputError, match=r"extra\.pth.*unexpected keys: projection_head\.weight"):
+        convert_checkpoint(extra)
+    missing = tmp_path / "missing.pth"
+    torch.save({k: v for k, v in tiny_state_dict.items() if not k.startswith("encoder1.")}, missing)
+    with pytest.raises(PetCtInputError, match=r"missing\.pth.*missing keys: encoder1\."):
+        convert_checkpoint(missing)
+    wrong_preset = tmp_path / "tiny.pth"
+    torch.save(tiny_state_dict, wrong_preset)
+    with pytest.raises(PetCtInputError, match=r"tiny\.pth.*does not fit preset 'swinunetr-v2-small'"):
+        convert_checkpoint(wrong_preset, preset="swinunetr-v2-small")
+    assert convert_checkpoint(wrong_preset)[1]["preset"] == "tiny-swin"
+
+
+def test_only_weights_are_unpickled(tiny_state_dict, tmp_path, capsys):
+    with_code = tmp_path / "with_namespace.pth"
+    torch.save({"state_dict": tiny_state_dict, "args": argparse.Namespace(lr=1e-4)}, with_code)
+    convert = load_hub_script("convert_original_checkpoint")
+    assert convert.main([str(with_code), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "with_namespace.pth" in err and "weights_only=True" in err and not (tmp_path / "out").exists()
+    no_weights = tmp_path / "no_weights.pth"
+    torch.save({"epoch": 3, "config": {"lr": 1e-4}}, no_weights)
+    with pytest.raises(PetCtInputError, match="no state dict found"):
+        convert_checkpoint(no_weights)
