@@ -1,0 +1,61 @@
+"""`petct demo`: serve the Gradio demo locally (the same app as the Space)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+QUICKSTART_OUTPUT = Path("petct-quickstart")  # `petct quickstart`'s default output folder
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="serve the web demo: upload PET/CT, segment, see and download the lesions")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="DIR_OR_HUB_ID",
+        help="segmentation model folder (save_pretrained) or Hub id; repeat to offer several. Default: "
+        "$PETCT_DEMO_MODELS, else the models `petct quickstart` trained in ./petct-quickstart, else none "
+        "(the page then says how to start it with one)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve your network)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", choices=("no", "yes"), default="no", help="open a public gradio.live tunnel")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..demo_service import ModelShelf
+    from ..errors import PetCtInputError
+    from ..gradio_app import build_demo, launch, models_from_env
+
+    models = {_label(m): m for m in args.model} if args.model else models_from_env() or quickstart_models()
+    shelf = ModelShelf(models, device=args.device)
+    if models:  # load the default choice now: a wrong --model fails here, not on a visitor's first click
+        first = next(iter(models))
+        try:
+            shelf.get(first)
+        except OSError as err:
+            raise PetCtInputError(models[first], f"cannot load the model ({err})") from None
+        print(shelf.describe(first).replace("**", "").replace("`", ""))
+    launch(build_demo(shelf), server_name=args.host, server_port=args.port, share=args.share == "yes")
+    return 0
+
+
+def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
+    """Segmentation models saved under a quickstart output folder (config.json naming PetCtForSegmentation)."""
+    found = {}
+    for config in sorted(root.glob("**/config.json")):
+        try:
+            architectures = json.loads(config.read_text()).get("architectures") or []
+        except (OSError, ValueError):
+            continue
+        if "PetCtForSegmentation" in architectures:
+            found[f"quickstart: {config.parent.relative_to(root)}"] = str(config.parent)
+    return found
+
+
+def _label(model: str) -> str:
+    path = Path(model)
+    return path.resolve().name if path.is_dir() else model
