@@ -86,19 +86,12 @@ def detect_preset(state_dict: dict[str, torch.Tensor], source: str | Path) -> st
 
 
 def to_petct_keys(state_dict: dict[str, torch.Tensor], config) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """(renamed state dict for PetCtForMaskedImageModeling, dropped original keys)."""
-    from ..backbones import ORIGINAL_OUTPUT_CONV
+    """(renamed state dict for PetCtForMaskedImageModeling, dropped original keys), by the model's own key mapping."""
+    from ..backbones import convert_original_state_dict
 
-    output_conv = ORIGINAL_OUTPUT_CONV[config.backbone].format(last=len(config.features_per_stage) - 2) + "."
-    renamed, dropped = {}, []
-    for key, tensor in state_dict.items():
-        if key.startswith(output_conv):
-            renamed["reconstruction_head." + key[len(output_conv):]] = tensor
-        elif not config.is_swin and (key.startswith(("decoder.seg_layers.", "decoder.encoder.")) or
-                                     ".all_modules." in key):
-            dropped.append(key)
-        else:
-            renamed["petct.backbone." + key] = tensor
+    renamed = convert_original_state_dict(state_dict, config, "reconstruction_head")
+    dropped = [key for key, tensor in state_dict.items()
+               if not convert_original_state_dict({key: tensor}, config, "reconstruction_head")]
     return renamed, dropped
 
 
