@@ -1,0 +1,74 @@
+"""A lesion mask as a DICOM Segmentation object (highdicom) that references the source PET series, so PACS and
+viewers overlay it on the PET it was computed from.
+
+Frames are cut from the mask through DICOM geometry, not array order: for each source PET image the world position
+of its pixels (ImagePositionPatient, ImageOrientationPatient, PixelSpacing) is mapped through the mask's affine, so
+any slice order or in-plane flip of the reader cannot misplace a frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data.volume import Volume
+from .errors import PetCtInputError
+
+_LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+
+
+def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
+    """The mask's pixels on one source image's (rows, columns) grid; the grids must coincide voxel for voxel."""
+    origin = np.asarray(ds.ImagePositionPatient, float)
+    iop = np.asarray(ds.ImageOrientationPatient, float)
+    row_mm, col_mm = (float(v) for v in ds.PixelSpacing)  # spacing between rows, between columns
+    rr, cc = np.meshgrid(np.arange(int(ds.Rows)), np.arange(int(ds.Columns)), indexing="ij")
+    lps = origin + cc[..., None] * col_mm * iop[:3] + rr[..., None] * row_mm * iop[3:]
+    ijk = (lps * _LPS_TO_RAS) @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
+    index = np.rint(ijk).astype(int)
+    inside = np.all((index >= 0) & (index < mask.shape), axis=-1)
+    if np.abs(ijk - index).max() > 1e-2 or not inside.all():
+        raise PetCtInputError(ds.filename or "PET series", "the mask is not on this PET image's grid")
+    return mask[index[..., 0], index[..., 1], index[..., 2]]
+
+
+def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", label: str = "FDG-avid lesion"):
+    """A binary DICOM SEG dataset for ``mask`` (on ``pet``'s grid) referencing the PET DICOM series ``pet`` came from."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from . import __version__
+
+    files = pet.meta.get("dicom_files")
+    if not files:
+        raise PetCtInputError(pet.source, "--dicom-seg needs the PET as a DICOM series folder (this PET is not DICOM)")
+    sources = [pydicom.dcmread(f) for f in files]
+    inverse = np.linalg.inv(mask.affine)
+    binary = np.asarray(mask.array) > 0
+    frames = np.stack([_frame(binary, inverse, ds) for ds in sources]).astype(np.uint8)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=model_name, version=__version__, family=codes.cid7162.ArtificialIntelligence
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=label,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=hd.UID(),
+        series_number=int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="petct-fm",
+        manufacturer_model_name=model_name[:64],
+        software_versions=__version__,
+        device_serial_number="0",
+        series_description="petct-fm lesion segmentation",
+    )

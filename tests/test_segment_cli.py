@@ -1,0 +1,134 @@
+"""`petct segment` end to end: outputs on the PET grid with the PET header, stats, DICOM SEG, and refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from modeling_petct import PetCtConfig, PetCtForSegmentation
+from modeling_petct.cli import main
+from modeling_petct.data.io import write_volume
+from modeling_petct.data.volume import Volume
+from test_inference import CT, grid, oracle_model, sample, suv_at
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", features_per_stage=(4, 8, 8, 8))).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24), (-1, -1, 1)), (40, 32, 24))
+    write_volume(pet, root / "PET.nii.gz")
+    write_volume(CT, root / "CT.mha")  # CT as MetaImage on its own grid
+    return root
+
+
+def test_segment_writes_mask_on_pet_grid_with_stats(tmp_path, study, model_dir, capsys):
+    out = tmp_path / "out" / "lesions.nii.gz"
+    code = main([
+        "segment", "--pet", str(study / "PET.nii.gz"), "--ct", str(study / "CT.mha"), "-o", str(out),
+        "--model", str(model_dir), "--device", "cpu", "--stats", str(tmp_path / "lesions.csv"), "--stats-json", "--fast",
+    ])  # fmt: skip
+    assert code == 0 and "lesion(s)" in capsys.readouterr().out
+    pet_img, mask_img = nib.load(study / "PET.nii.gz"), nib.load(out)
+    assert mask_img.shape == pet_img.shape
+    assert np.array_equal(mask_img.header.get_sform(), pet_img.header.get_sform())
+    assert np.array_equal(mask_img.header.get_qform(), pet_img.header.get_qform())
+    data = json.loads((tmp_path / "lesions.json").read_text())
+    with open(tmp_path / "lesions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == data["totals"]["lesion_count"]
+    mask = np.asarray(mask_img.dataobj)
+    assert sum(int(r["voxels"]) for r in rows) == int((mask > 0).sum())
+
+
+def test_dicom_seg_references_the_pet_series(tmp_path, real_sts):
+    import highdicom as hd
+    import pydicom
+
+    from modeling_petct.inference import InferenceSettings, segment_study, write_outputs
+
+    pet_dir = real_sts / "STS_001" / "PET" / "dicom" / "image"
+    ct_dir = real_sts / "STS_001" / "CT" / "dicom" / "image"
+    result = segment_study(pet_dir, ct_dir, oracle_model(), settings=InferenceSettings(overlap=0, roi_size=(32, 64, 64)))
+    assert result.mask.array.sum() > 50
+    write_outputs(result, tmp_path / "m.nii.gz", dicom_seg=tmp_path / "seg.dcm")
+    seg = hd.seg.segread(tmp_path / "seg.dcm")
+    first = pydicom.dcmread(result.pet.meta["dicom_files"][0], stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    assert seg.StudyInstanceUID == first.StudyInstanceUID and seg.PatientID == first.PatientID
+    # every SEG pixel, placed in the world through DICOM geometry, must hit a mask voxel, and the counts agree
+    sources = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in result.pet.meta["dicom_files"]}
+    inverse = np.linalg.inv(result.mask.affine)
+    hits = 0
+    for frame, item in zip(seg.pixel_array.reshape(-1, seg.Rows, seg.Columns), seg.PerFrameFunctionalGroupsSequence):
+        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        ds = pydicom.dcmread(sources[uid], stop_before_pixels=True)
+        r, c = np.nonzero(frame)
+        iop, pos = np.asarray(ds.ImageOrientationPatient, float), np.asarray(ds.ImagePositionPatient, float)
+        lps = pos + c[:, None] * float(ds.PixelSpacing[1]) * iop[:3] + r[:, None] * float(ds.PixelSpacing[0]) * iop[3:]
+        ijk = np.rint((lps * [-1, -1, 1]) @ inverse[:3, :3].T + inverse[:3, 3]).astype(int)
+        assert result.mask.array[tuple(ijk.T)].all()
+        hits += len(r)
+    assert hits == int(result.mask.array.sum())
+
+
+def _bad(args, tmp_path, capsys, message):
+    out = tmp_path / "bad" / "lesions.nii.gz"
+    code = main(["segment", *args, "-o", str(out), "--stats", str(tmp_path / "bad" / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_refusals_exit_2_without_output(tmp_path, study, model_dir, capsys, real_sts):
+    pet, ct, m = str(study / "PET.nii.gz"), str(study / "CT.mha"), ["--model", str(model_dir)]
+    _bad(["--pet", str(tmp_path / "missing.nii.gz"), "--ct", ct, *m], tmp_path, capsys, "no such file")
+    _bad(["--pet", pet, "--ct", ct], tmp_path, capsys, "pass --model")
+    nan = np.ones((8, 8, 8), np.float32)
+    nan[2, 2, 2] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), tmp_path / "nan.nii.gz")
+    _bad(["--pet", str(tmp_path / "nan.nii.gz"), "--ct", ct, *m], tmp_path, capsys, "nan.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8, 3), np.float32), np.eye(4)), tmp_path / "4d.nii.gz")
+    _bad(["--pet", str(tmp_path / "4d.nii.gz"), "--ct", ct, *m], tmp_path, capsys, "4d.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), tmp_path / "2d.nii.gz")
+    _bad(["--pet", str(tmp_path / "2d.nii.gz"), "--ct", ct, *m], tmp_path, capsys, "2d.nii.gz")
+    far = np.diag([2.0, 2.0, 3.0, 1.0])
+    far[2, 3] = 5000.0
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), far), tmp_path / "far.nii.gz")
+    _bad(["--pet", str(tmp_path / "far.nii.gz"), "--ct", ct, *m], tmp_path, capsys, "do not overlap")
+    _bad(["--pet", pet, "--ct", ct, *m, "--dicom-seg", str(tmp_path / "bad" / "x.dcm")], tmp_path, capsys, "DICOM")
+    sts = real_sts / "STS_001"
+    _bad(["--pet", str(sts / "PET" / "dicom" / "image"), "--ct", str(real_sts / "STS_002" / "CT" / "dicom" / "image"), *m],
+         tmp_path, capsys, "different patients")  # fmt: skip
+
+
+def test_refuses_too_large_before_reading_voxels(tmp_path, study, model_dir, capsys):
+    header = nib.Nifti1Header()
+    header.set_data_shape((2000, 2000, 1500))
+    header.set_data_dtype(np.float32)
+    header.set_sform(np.diag([1.0, 1.0, 1.0, 1.0]), code=1)
+    with open(tmp_path / "huge.nii", "wb") as f:  # header only: reading the voxels would fail
+        f.write(header.binaryblock + b"\0" * (int(header["vox_offset"]) - len(header.binaryblock)))
+    _bad(["--pet", str(tmp_path / "huge.nii"), "--ct", str(study / "CT.mha"), "--model", str(model_dir)],
+         tmp_path, capsys, "too large for memory")  # fmt: skip
+
+
+def test_pipeline_runs_the_same_code(study, model_dir):
+    from transformers import pipeline
+
+    import modeling_petct.pipeline  # noqa: F401  (registers the task)
+
+    seg = pipeline("petct-segmentation", model=str(model_dir), device="cpu")
+    out = seg({"pet": str(study / "PET.nii.gz"), "ct": str(study / "CT.mha")}, fast=True)
+    assert isinstance(out["mask"], Volume) and out["mask"].shape == (40, 32, 24)
+    assert out["totals"]["lesion_count"] == len(out["lesions"])
