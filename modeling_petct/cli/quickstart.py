@@ -1,0 +1,19 @@
+"""`petct quickstart`: synthetic cohort -> harmonise -> MAE -> fine-tune (MAE vs scratch) -> evaluate -> segment -> report."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quickstart", help="Run the whole method offline on a synthetic cohort (<= 10 min on 2 CPU cores) and write a report.")
+    p.add_argument("-o", "--output", default="petct-quickstart", help="output folder (replaced if it holds an earlier quickstart)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests): too small to learn anything")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..training.quickstart import run_quickstart
+
+    report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed)
+    print(report)
+    return 0

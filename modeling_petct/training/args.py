@@ -1,0 +1,128 @@
+"""Training options as dataclasses, parsed by transformers' `HfArgumentParser` (flags, a JSON/YAML file, or both).
+
+A config file may come first on the command line; flags after it override its values, so
+`train_mae.py recipe.yaml --learning_rate 3e-4` works as in transformers' example scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SWIN_LR, CNN_LR = 1e-4, 5e-4  # METHOD.md: the authors' per-backbone AdamW learning rates
+
+
+def default_learning_rate(backbone: str) -> float:
+    """The paper's learning rate for a backbone (pretraining and fine-tuning use the same)."""
+    return SWIN_LR if "swin" in backbone.lower() else CNN_LR
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(default="swinunetr-v2-small", metadata={"help": "PetCtConfig preset (e.g. swinunetr-v2-base, nnunet-v2-3d, tiny-unet)."})
+    config_overrides: str | None = field(default=None, metadata={"help": 'JSON of PetCtConfig fields, e.g. \'{"mask_ratio": 0.6}\'.'})
+    pretrained: str | None = field(default=None, metadata={"help": "Segmentation: MAE/segmentation model dir or Hub id to start from (none = scratch)."})
+
+    def overrides(self) -> dict:
+        return json.loads(self.config_overrides) if self.config_overrides else {}
+
+
+@dataclass
+class DataArguments:
+    cache_dir: str = field(default="", metadata={"help": "StudyCache root holding harmonised studies (`petct harmonize`)."})
+    train_ids: str | None = field(default=None, metadata={"help": "Text file of training study ids (default: every cached study not used for validation)."})
+    val_ids: str | None = field(default=None, metadata={"help": "Text file of validation study ids."})
+    val_fraction: float = field(default=0.1, metadata={"help": "Without --val_ids: this fraction of subjects (seeded) is held out for validation."})
+    crop_size: list[int] = field(default_factory=lambda: [96, 128, 128], metadata={"help": "Training crop (z y x) in voxels."})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per rank."})
+    val_crops_per_study: int | None = field(default=None, metadata={"help": "MAE validation: at most this many tiles per study (default all)."})
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str = field(default="", metadata={"help": "Run directory: checkpoints/, logs/, previews/, the selected model and last/."})
+    seed: int = 0
+    num_epochs: int = field(default=200, metadata={"help": "Epochs (one crop per study per epoch, as the paper)."})
+    max_steps: int = field(default=-1, metadata={"help": "If > 0: total optimizer steps, overriding num_epochs (equal-steps control)."})
+    per_device_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    learning_rate: float | None = field(default=None, metadata={"help": "Peak lr (default: 1e-4 Swin, 5e-4 CNN as the paper)."})
+    min_learning_rate: float = 1e-6
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (fp16 needs a GPU)."})
+    gradient_checkpointing: bool = False
+    channels_last: bool = field(default=False, metadata={"help": "channels_last_3d memory format (faster convolutions on GPU)."})
+    torch_compile: bool = False
+    checkpointing_steps: int = field(default=500, metadata={"help": "Save the full training state every N optimizer steps."})
+    checkpoints_total_limit: int = field(default=3, metadata={"help": "Keep only the last K training-state checkpoints."})
+    eval_steps: int = field(default=0, metadata={"help": "Validate every N steps (0 = at the end of every epoch)."})
+    logging_steps: int = 10
+    resume: bool = field(default=False, metadata={"help": "Continue from the latest complete checkpoint in output_dir."})
+    report_to: str = field(default="tensorboard", metadata={"help": "An Accelerate tracker (tensorboard, wandb, ...) or none."})
+    cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
+    ddp_find_unused_parameters: bool = field(default=False, metadata={"help": "Needed by backbones with unused layers under DDP."})
+    progress_bar: bool = True
+
+
+@dataclass
+class SegArguments:
+    label_fraction: float | None = field(default=None, metadata={"help": "Fraction of the training pool with labels (0.1/0.3/1.0 use the paper's subsets when the split CSV is given)."})
+    num_train_scans: int | None = field(default=None, metadata={"help": "Alternatively an exact number of labelled scans (drawn subject-wise with --split_seed)."})
+    split_csv: str | None = field(default=None, metadata={"help": "The paper's split CSV (subject, study, role, in_10pct, ...). Without it: ids from the cache, split subject-wise."})
+    split_seed: int = 0
+    linear_probe: bool = field(default=False, metadata={"help": "Freeze the network; train only the output 1x1x1 convolution."})
+    k_shot: int | None = field(default=None, metadata={"help": "k labelled scans (e.g. 5) for few-shot probing/fine-tuning."})
+    schedule: str = field(default="epochs", metadata={"help": "epochs (as the paper) | equal_steps (same optimizer steps whatever the label fraction)."})
+    equal_steps: int = field(default=5000, metadata={"help": "Optimizer steps for --schedule equal_steps."})
+    fg_prob: float = field(default=0.5, metadata={"help": "Probability that a training crop is centred on a lesion."})
+    sw_overlap: float = field(default=0.5, metadata={"help": "Sliding-window overlap for validation/test inference."})
+    sw_batch_size: int = 2
+    test_ids: str | None = field(default=None, metadata={"help": "Text file of test study ids (evaluated once, at the end)."})
+
+
+def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = None):
+    """Parse `argv` into the given dataclasses; a leading .json/.yaml/.yml file supplies defaults that flags override."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    argv = list(argv or [])
+    if argv and Path(argv[0]).suffix.lower() in {".json", ".yaml", ".yml"}:
+        config_path = argv.pop(0)
+        values = read_config_file(config_path)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            from ..errors import PetCtInputError
+
+            raise PetCtInputError(config_path, f"unknown option(s) {unknown}")
+        parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+
+
+def read_config_file(path: str) -> dict:
+    from ..errors import PetCtInputError
+
+    text = Path(path).read_text()
+    try:
+        if path.endswith(".json"):
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as err:  # a config the user can fix
+        raise PetCtInputError(path, f"not valid JSON/YAML ({err})") from err
+    if not isinstance(values, dict):
+        raise PetCtInputError(path, "must hold a mapping of option: value")
+    return values
+
+
+def read_id_file(path: str | None) -> list[str] | None:
+    """One study id per line (blank lines and #comments ignored)."""
+    if not path:
+        return None
+    lines = (line.split("#")[0].strip() for line in Path(path).read_text().splitlines())
+    return [line for line in lines if line]

@@ -1,0 +1,360 @@
+"""One Accelerate training loop for pretraining, fine-tuning and probing.
+
+Why a loop of our own rather than `transformers.Trainer`: the paper's recipes need 3-D volumes with per-rank data
+sharding, mid-epoch resume that reproduces the uninterrupted run bit for bit, selection on a validation metric
+computed by sliding-window inference, and reconstruction previews. Everything distributed (DDP, mixed precision,
+gradient accumulation, checkpoint files, trackers) is Accelerate's.
+
+Reproducible resume rests on three things: (1) the data order is a permutation seeded by (seed, epoch), identical on
+every rank, sharded by Accelerate and skipped with `skip_first_batches`; (2) the dataset draws its augmentation from
+(seed, epoch, index) alone (`set_epoch`, as data/transforms.py does), never from a worker's RNG; (3) Accelerate's
+checkpoint restores model, optimizer, scheduler and the RNG states, and our `LoopState` (epoch, batch, step, best
+metric, history). The DataLoader gets its own generator so that creating an iterator draws nothing from the global RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .args import TrainArguments
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+class EpochPermutationSampler(Sampler[int]):
+    """A permutation of the dataset seeded by (seed, epoch): the same on every rank, different every epoch."""
+
+    def __init__(self, length: int, seed: int):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+@dataclass
+class LoopState:
+    """What Accelerate does not checkpoint for us; registered with `register_for_checkpointing`."""
+
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` already consumed (per rank)
+    step: int = 0  # optimizer steps
+    best_metric: float | None = None
+    best_step: int | None = None
+    history: list = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class Selection:
+    """Which validation number picks the best model."""
+
+    metric: str = "val_loss"
+    greater_is_better: bool = False
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        return best is None or (value > best if self.greater_is_better else value < best)
+
+
+def make_accelerator(args: TrainArguments):
+    """An Accelerator configured from the arguments; also seeds every RNG (call before building the model)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+
+    project = ProjectConfiguration(
+        project_dir=args.output_dir,
+        logging_dir=os.path.join(args.output_dir, "logs"),
+        automatic_checkpoint_naming=True,
+        total_limit=args.checkpoints_total_limit,
+    )
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        project_config=project,
+        log_with=None if args.report_to in ("", "none") else args.report_to,
+        cpu=args.cpu,
+        dynamo_backend="inductor" if args.torch_compile else "no",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.ddp_find_unused_parameters)],
+    )
+    set_seed(args.seed)
+    return accelerator
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainArguments, learning_rate: float, device: torch.device):
+    """AdamW over trainable parameters; the fused CUDA kernel when on a GPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters")
+    return torch.optim.AdamW(
+        params, lr=learning_rate, weight_decay=args.weight_decay, fused=device.type == "cuda"
+    )
+
+
+def build_scheduler(optimizer, args: TrainArguments, learning_rate: float, total_steps: int, num_processes: int):
+    """Cosine decay to `min_learning_rate` (the paper's 1e-6). Accelerate steps a prepared scheduler once per process
+    per optimizer step, hence the scaling."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=args.warmup_steps * num_processes,
+        num_training_steps=max(total_steps, 1) * num_processes,
+        min_lr=min(args.min_learning_rate, learning_rate),
+    )
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoints whose save finished (a killed save leaves no marker), oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [d for d in root.iterdir() if d.name.startswith("checkpoint_") and (d / COMPLETE_MARKER).exists()]
+    return sorted(found, key=lambda d: int(d.name.rsplit("_", 1)[1]))
+
+
+def _drop_incomplete_checkpoints(output_dir: str | Path) -> None:
+    root = Path(output_dir) / "checkpoints"
+    for d in root.iterdir() if root.is_dir() else []:
+        if d.is_dir() and not (d / COMPLETE_MARKER).exists():
+            shutil.rmtree(d)
+
+
+def save_model(accelerator, model, directory: Path, extra: dict | None = None) -> None:
+    """`save_pretrained` of the unwrapped model into `directory`, replaced atomically (main process only)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, save_function=accelerator.save)
+        if extra is not None:
+            (tmp / "training_summary.json").write_text(json.dumps(extra, indent=2, default=float))
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, directory)
+    accelerator.wait_for_everyone()
+
+
+@dataclass
+class FitResult:
+    state: LoopState
+    output_dir: Path
+    best_dir: Path | None
+    last_dir: Path
+    total_steps: int
+
+    @property
+    def model_dir(self) -> Path:
+        return self.best_dir or self.last_dir
+
+
+def fit(
+    accelerator,
+    args: TrainArguments,
+    model: torch.nn.Module,
+    train_dataset: Dataset,
+    *,
+    learning_rate: float,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    selection: Selection = Selection(),
+    on_evaluate: Callable[[torch.nn.Module, int, dict], None] | None = None,
+    total_steps: int | None = None,
+    num_workers: int = 0,
+) -> FitResult:
+    """Train `model` (whose forward(**batch) returns `.loss`) on `train_dataset`; see the module docstring.
+
+    `evaluate(unwrapped_model)` runs on every rank and returns numbers, including `selection.metric`; the best model
+    goes to `output_dir/best`, the final weights to `output_dir/last` (`FitResult.model_dir`: best, else last).
+    `total_steps` overrides the epoch budget (equal-steps control); epochs then repeat as needed.
+    """
+    out = Path(args.output_dir)
+    if args.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+        model.gradient_checkpointing_enable()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+
+    sampler = EpochPermutationSampler(len(train_dataset), args.seed)
+    loader_generator = torch.Generator()  # keeps DataLoader from drawing on the global RNG (resume equality)
+    train_loader = DataLoader(
+        train_dataset,
+        batch_size=args.per_device_batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=False,
+        generator=loader_generator,
+    )
+    optimizer = build_optimizer(model, args, learning_rate, accelerator.device)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    if total_steps is None:
+        total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.num_epochs
+    scheduler = accelerator.prepare(build_scheduler(optimizer, args, learning_rate, total_steps, accelerator.num_processes))
+
+    state = LoopState()
+    accelerator.register_for_checkpointing(state)
+    if args.resume:
+        _resume(accelerator, out)
+    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        from ..errors import PetCtInputError
+
+        raise PetCtInputError(out, "holds checkpoints of an earlier run: add --resume to continue it, or choose another output_dir")
+    if args.report_to not in ("", "none"):
+        accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, total_steps))
+
+    progress = _progress(accelerator, args, total_steps, state.step)
+    window = {"loss": 0.0, "count": 0, "samples": 0, "t0": time.perf_counter()}
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+
+    while state.step < total_steps:
+        if hasattr(train_dataset, "set_epoch"):
+            train_dataset.set_epoch(state.epoch)
+        loader_generator.manual_seed(args.seed * 7919 + state.epoch)
+        batches = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
+        batches.set_epoch(state.epoch)  # Accelerate's loaders count epochs themselves, from 0 for a skipping loader
+        for batch in batches:
+            if args.channels_last:
+                batch = {k: _channels_last(v) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.batch += 1
+            window["loss"] += loss.detach().float().item()
+            window["count"] += 1
+            window["samples"] += batch["pixel_values"].shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            progress.update(1)
+            if state.step % args.logging_steps == 0 or state.step == total_steps:
+                _log_window(accelerator, state, scheduler, window, progress)
+            end_of_epoch = state.batch >= len(train_loader)
+            due = (state.step % args.eval_steps == 0) if args.eval_steps else end_of_epoch
+            if evaluate is not None and (due or state.step == total_steps):
+                _evaluate(accelerator, model, evaluate, selection, on_evaluate, state, out)
+            if state.step % args.checkpointing_steps == 0 or state.step == total_steps:
+                _checkpoint(accelerator)
+            if state.step >= total_steps:
+                break
+        else:
+            state.epoch += 1
+            state.batch = 0
+
+    progress.close()
+    last_dir = out / "last"
+    summary = {"steps": state.step, "epochs": state.epoch, "best_step": state.best_step,
+               "best_" + selection.metric: state.best_metric, "history": state.history}
+    save_model(accelerator, model, last_dir, summary)
+    accelerator.end_training()
+    best_dir = out / "best" if state.best_step is not None else None
+    return FitResult(state=state, output_dir=out, best_dir=best_dir, last_dir=last_dir, total_steps=total_steps)
+
+
+def _resume(accelerator, out: Path) -> None:
+    """Load the newest complete checkpoint and make the next automatic save number follow it."""
+    found = complete_checkpoints(out)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _drop_incomplete_checkpoints(out)
+    accelerator.wait_for_everyone()
+    if not found:
+        accelerator.print(f"--resume: no complete checkpoint in {out / 'checkpoints'}; starting fresh")
+        return
+    latest = found[-1]
+    accelerator.load_state(str(latest))
+    # Accelerate's load_state leaves the iteration counter at 0: the next save would collide with checkpoint_0.
+    accelerator.project_configuration.iteration = int(latest.name.rsplit("_", 1)[1]) + 1
+    accelerator.print(f"resumed from {latest}")
+
+
+def _checkpoint(accelerator) -> None:
+    location = accelerator.save_state()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        Path(location, COMPLETE_MARKER).write_text("ok\n")
+    accelerator.wait_for_everyone()
+
+
+def _evaluate(accelerator, model, evaluate, selection, on_evaluate, state: LoopState, out: Path) -> None:
+    model.eval()
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(12345)  # the same validation masks/crops at every evaluation
+        metrics = evaluate(accelerator.unwrap_model(model))
+    model.train()
+    metrics = {k: float(v) for k, v in metrics.items()}
+    state.history.append({"step": state.step, "epoch": state.epoch, **metrics})
+    accelerator.log(metrics, step=state.step)
+    accelerator.print(f"step {state.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    value = metrics.get(selection.metric)
+    if selection.improves(value, state.best_metric):
+        state.best_metric, state.best_step = value, state.step
+        save_model(accelerator, model, out / "best", {"selected_on": selection.metric, "value": value, "step": state.step})
+    if on_evaluate is not None and accelerator.is_main_process:
+        on_evaluate(accelerator.unwrap_model(model), state.step, metrics)
+
+
+def _log_window(accelerator, state: LoopState, scheduler, window: dict, progress) -> None:
+    elapsed = max(time.perf_counter() - window["t0"], 1e-9)
+    loss = accelerator.reduce(torch.tensor(window["loss"] / max(window["count"], 1), device=accelerator.device), "mean")
+    logs = {"train_loss": loss.item(), "lr": scheduler.get_last_lr()[0], "crops_per_s": window["samples"] / elapsed,
+            "epoch": state.epoch}
+    if accelerator.device.type == "cuda":
+        logs["gpu_mem_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
+    accelerator.log(logs, step=state.step)
+    progress.set_postfix(loss=f"{logs['train_loss']:.4f}", lr=f"{logs['lr']:.2e}", crops_s=f"{logs['crops_per_s']:.2f}")
+    window.update(loss=0.0, count=0, samples=0, t0=time.perf_counter())
+
+
+def _progress(accelerator, args: TrainArguments, total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step",
+                disable=not (args.progress_bar and accelerator.is_local_main_process))
+
+
+def _channels_last(value):
+    if isinstance(value, torch.Tensor) and value.dim() == 5:
+        return value.contiguous(memory_format=torch.channels_last_3d)
+    return value
+
+
+def _flat_config(args: TrainArguments, learning_rate: float, total_steps: int) -> dict:
+    flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
+    flat.update(effective_learning_rate=learning_rate, total_steps=total_steps)
+    return flat

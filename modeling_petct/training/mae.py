@@ -1,0 +1,123 @@
+"""Masked-autoencoder pretraining (`train_mae.py`): data from a StudyCache, Accelerate loop, validation-loss selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .args import DataArguments, ModelArguments, TrainArguments, default_learning_rate, read_id_file
+from .loop import FitResult, Selection, fit, make_accelerator
+from .splits import holdout
+
+MODALITY_CHANNEL = {"PET": 0, "CT": 1}
+
+
+class ModalitySelect(torch.utils.data.Dataset):
+    """Keeps the input channels a single-modality model expects (separated-modality pretraining)."""
+
+    def __init__(self, dataset, modalities: tuple[str, ...]):
+        self.dataset = dataset
+        self.channels = [MODALITY_CHANNEL[m] for m in modalities]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int):
+        item = dict(self.dataset[index])
+        item["pixel_values"] = item["pixel_values"][self.channels]
+        return item
+
+
+def subjects_of(cache, ids: list[str]) -> dict[str, str]:
+    """Study id -> patient id (from the harmonised study's provenance; the study id when absent)."""
+    return {i: str(cache.load(i).meta.get("patient_id") or i) for i in ids}
+
+
+def study_ids(cache, data_args: DataArguments, seed: int) -> tuple[list[str], list[str]]:
+    """(train, val) study ids: from the id files, or a seeded subject-wise hold-out of the cache."""
+    all_ids = sorted(cache.ids())
+    train = read_id_file(data_args.train_ids)
+    val = read_id_file(data_args.val_ids)
+    if val is None:
+        candidates = train if train is not None else all_ids
+        return holdout(candidates, subjects_of(cache, candidates), fraction=data_args.val_fraction, seed=seed)
+    if train is None:
+        train = sorted(set(all_ids) - set(val))
+    return train, val
+
+
+def build_mae(model_args: ModelArguments, crop_size):
+    from .. import PetCtConfig, PetCtForMaskedImageModeling
+
+    if model_args.pretrained:
+        return PetCtForMaskedImageModeling.from_pretrained(model_args.pretrained)
+    config = PetCtConfig.from_preset(model_args.preset, **{"crop_size": tuple(crop_size), **model_args.overrides()})
+    return PetCtForMaskedImageModeling(config)
+
+
+def validation_loss(accelerator, model, dataset, batch_size: int) -> dict:
+    """Mean masked-reconstruction loss over the validation crops; each rank takes every n-th crop."""
+    indices = list(range(accelerator.process_index, len(dataset), accelerator.num_processes))
+    total = torch.zeros(2, device=accelerator.device)
+    for start in range(0, len(indices), batch_size):
+        items = [dataset[i] for i in indices[start : start + batch_size]]
+        pixel_values = torch.stack([it["pixel_values"] for it in items]).to(accelerator.device)
+        with accelerator.autocast():
+            loss = model(pixel_values=pixel_values).loss
+        total += torch.stack([loss.float() * len(items), torch.tensor(float(len(items)), device=total.device)])
+    total = accelerator.reduce(total, "sum")
+    return {"val_loss": (total[0] / total[1].clamp_min(1)).item()}
+
+
+def preview_crop(dataset, candidates: int = 16) -> torch.Tensor:
+    """The validation crop with the most structure (largest intensity spread) among the first few."""
+    crops = [dataset[i]["pixel_values"] for i in range(min(candidates, len(dataset)))]
+    return max(crops, key=lambda c: float(c.std()))
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> FitResult:
+    """Pretrain a PetCtForMaskedImageModeling; returns where the selected (`best/`) and `last/` models are."""
+    from ..data.cache import StudyCache
+    from ..data.transforms import MaeCropDataset, ValCropDataset
+
+    if not train_args.output_dir:
+        raise ValueError("--output_dir is required")
+    accelerator = make_accelerator(train_args)
+    cache = StudyCache(data_args.cache_dir)
+    train_ids, val_ids = study_ids(cache, data_args, train_args.seed)
+    model = build_mae(model_args, data_args.crop_size)
+    modalities = tuple(model.config.modalities)
+    crop = tuple(data_args.crop_size)
+    train_set = ModalitySelect(MaeCropDataset(cache, train_ids, crop_size=crop, augment=True, seed=train_args.seed), modalities)
+    lr = train_args.learning_rate or default_learning_rate(model.config.backbone)
+    evaluate = on_evaluate = None
+    if val_ids:
+        val_set = ModalitySelect(ValCropDataset(cache, val_ids, crop_size=crop, with_labels=False,
+                                                max_per_study=data_args.val_crops_per_study), modalities)
+
+        def evaluate(unwrapped):
+            return validation_loss(accelerator, unwrapped, val_set, train_args.per_device_batch_size)
+
+        def on_evaluate(unwrapped, step, metrics):
+            from .previews import reconstruction_preview
+
+            reconstruction_preview(unwrapped, preview_crop(val_set), Path(train_args.output_dir) / "previews" / f"step_{step:07d}.png",
+                                   accelerator=accelerator, step=step, modalities=modalities)
+
+    accelerator.print(f"MAE pretraining: {len(train_ids)} train / {len(val_ids)} validation studies, lr {lr:g}")
+    return fit(accelerator, train_args, model, train_set, learning_rate=lr, evaluate=evaluate,
+               selection=Selection("val_loss", greater_is_better=False), on_evaluate=on_evaluate,
+               num_workers=data_args.num_workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .args import parse
+
+    model_args, data_args, train_args = parse((ModelArguments, DataArguments, TrainArguments), argv)
+    result = pretrain(model_args, data_args, train_args)
+    print(f"pretrained model: {result.model_dir}")
+    return 0

@@ -1,0 +1,135 @@
+"""Turn fine-tuning results into the paper's outputs: a table (mean, 95% CI over test cases, paired Wilcoxon tests of
+pretrained vs scratch), a Figure 4-style label-efficiency plot, and JSON for model cards."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from ..atomic import atomic_path
+
+
+def arm_name(result: dict) -> str:
+    """How a cell's network started: 'pretrained', 'scratch', or a probe variant."""
+    return result.get("arm") or ("pretrained" if result.get("pretrained") else "scratch")
+
+
+def aggregate_results(results: list[dict], *, n_boot: int = 1000) -> list[dict]:
+    """One row per (backbone, arm, label fraction / labelled scans), test cases pooled over seeds."""
+    from ..metrics import aggregate
+
+    groups: dict[tuple, dict] = defaultdict(dict)
+    for r in results:
+        key = (r["backbone_name"], arm_name(r), _amount(r))
+        for case, metrics in r["test_cases"].items():
+            groups[key][f"seed{r['seed']}/{case}"] = metrics
+    rows = []
+    for (backbone, arm, amount), cases in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        stats = aggregate(cases, n_boot=n_boot)
+        n_train = sorted({r["n_train"] for r in results if (r["backbone_name"], arm_name(r), _amount(r)) == (backbone, arm, amount)})
+        rows.append({"backbone": backbone, "arm": arm, "amount": amount, "n_train": n_train, **stats})
+    return rows
+
+
+def paired_tests(results: list[dict]) -> list[dict]:
+    """Paired Wilcoxon signed-rank test of per-case test Dice, pretrained vs scratch, per (backbone, label amount)."""
+    from ..metrics import paired_wilcoxon
+
+    dice: dict[tuple, dict] = defaultdict(dict)
+    for r in results:
+        for case, metrics in r["test_cases"].items():
+            dice[(r["backbone_name"], _amount(r), arm_name(r))][f"seed{r['seed']}/{case}"] = metrics["dice"]
+    tests = []
+    for backbone, amount in sorted({(b, a) for b, a, _ in dice}, key=lambda t: (t[0], t[1])):
+        pre, scratch = dice.get((backbone, amount, "pretrained")), dice.get((backbone, amount, "scratch"))
+        if not pre or not scratch:
+            continue
+        keys = sorted(set(pre) & set(scratch))
+        test = paired_wilcoxon([pre[k] for k in keys], [scratch[k] for k in keys])
+        tests.append({"backbone": backbone, "amount": amount, **test})
+    return tests
+
+
+def _amount(result: dict) -> str:
+    if result.get("k_shot"):
+        return f"{result['k_shot']}-shot"
+    fraction = result.get("label_fraction")
+    return f"{fraction:g}" if fraction is not None else f"n={result['n_train']}"
+
+
+def _fmt(value: float, ci=None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:.{digits}f}"
+    if ci and all(c is not None and not math.isnan(c) for c in ci):
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
+
+
+def markdown_table(rows: list[dict], tests: list[dict]) -> str:
+    """The results table and the paired tests, as GitHub markdown."""
+    lines = ["| backbone | start | labels | train scans | test Dice [95% CI] | FPV ml | FNV ml | cases (lesion+) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backbone']} | {r['arm']} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
+                     f"{_fmt(r['dice'], r['dice_ci95'])} | {_fmt(r['fpv_ml'], digits=2)} | {_fmt(r['fnv_ml'], digits=2)} | "
+                     f"{r['n_cases']} ({r['n_lesion_positive']}) |")
+    if tests:
+        lines += ["", "Paired Wilcoxon signed-rank test of per-case test Dice, pretrained vs scratch:", "",
+                  "| backbone | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|"]
+        for t in tests:
+            lines.append(f"| {t['backbone']} | {t['amount']} | {t['n']} | {_fmt(t['median_difference'])} | "
+                         f"{_fmt(t['pvalue'], digits=3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def label_efficiency_plot(rows: list[dict], path: Path, title: str = "Label efficiency") -> Path:
+    """Figure 4 style: test Dice (95% CI) against the labelled fraction, one line per backbone and start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    lines: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        x = _as_number(r["amount"])
+        if x is not None and not math.isnan(r["dice"]):
+            lines[(r["backbone"], r["arm"])].append((x, r["dice"], r["dice_ci95"]))
+    for (backbone, arm), points in sorted(lines.items()):
+        points.sort()
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        err = [[max(0.0, y - (p[2][0] if p[2][0] == p[2][0] else y)) for y, p in zip(ys, points)],
+               [max(0.0, (p[2][1] if p[2][1] == p[2][1] else y) - y) for y, p in zip(ys, points)]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, linestyle="-" if arm == "pretrained" else "--",
+                    label=f"{backbone} ({arm})")
+    ax.set_xlabel("labelled fraction of the training pool")
+    ax.set_ylabel("test Dice (lesion-positive cases)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def _as_number(amount: str) -> float | None:
+    try:
+        return float(amount)
+    except ValueError:
+        return None
+
+
+def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[dict]) -> Path:
+    """Everything a model card needs: aggregated rows, tests, and each cell's settings and test summary."""
+    cells = [{k: v for k, v in r.items() if k not in ("test_cases", "history")} for r in results]
+    payload = {"rows": rows, "paired_tests": tests, "cells": cells}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=1, default=str))
+    return Path(path)

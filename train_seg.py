@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""Lesion-segmentation fine-tuning or linear probing, from a pretrained model or from scratch, at any label fraction.
+Run with `accelerate launch train_seg.py ...` (or plain `python`); options: `python train_seg.py --help`."""
+
+import sys
+
+from modeling_petct.training.segmentation import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
