@@ -1,6 +1,6 @@
 """MAE pretraining throughput (crops/s) and peak memory per backbone: our recipe vs the authors' on the same machine.
 
-ours:    bf16 autocast, channels_last_3d on CUDA, fused AdamW on CUDA, torch.compile on CUDA (``--compile`` forces it)
+ours:    bf16 autocast where the device has fast bf16 kernels (CUDA, AVX512-BF16/AMX CPUs; else fp32), channels_last_3d on CUDA, fused AdamW on CUDA, torch.compile on CUDA (``--compile`` forces it)
 authors: fp16 AMP with GradScaler on CUDA (fp32 on CPU, where fp16 autocast is not their setting), plain AdamW, no compile
 
     python benchmarks/train_throughput.py --device cpu --backbone tiny-unet --batch-size 2 --crop 32 32 32
@@ -22,8 +22,10 @@ import torch
 def recipe_settings(recipe: str, device: str, compile_flag: str) -> dict:
     cuda = device == "cuda"
     if recipe == "ours":
+        from modeling_petct.inference import use_bf16
+
         compiled = cuda if compile_flag == "auto" else compile_flag == "on"
-        return {"dtype": torch.bfloat16, "channels_last": cuda, "fused": cuda, "compile": compiled, "scaler": False}
+        return {"dtype": torch.bfloat16 if use_bf16("auto", device) else None, "channels_last": cuda, "fused": cuda, "compile": compiled, "scaler": False}
     return {"dtype": torch.float16 if cuda else None, "channels_last": False, "fused": False, "compile": False,
             "scaler": cuda}
 

@@ -21,15 +21,19 @@ from .modeling_petct import (
     PetCtPreTrainedModel,
     PetCtSegmentationOutput,
 )
+from .modeling_separated import PetCtForSeparatedModalityProbe, PetCtSeparatedConfig
 
 AutoConfig.register(PetCtConfig.model_type, PetCtConfig, exist_ok=True)
 AutoModel.register(PetCtConfig, PetCtModel, exist_ok=True)
 AutoModelForMaskedImageModeling.register(PetCtConfig, PetCtForMaskedImageModeling, exist_ok=True)
 AutoModelForSemanticSegmentation.register(PetCtConfig, PetCtForSegmentation, exist_ok=True)
+AutoConfig.register(PetCtSeparatedConfig.model_type, PetCtSeparatedConfig, exist_ok=True)
+AutoModelForSemanticSegmentation.register(PetCtSeparatedConfig, PetCtForSeparatedModalityProbe, exist_ok=True)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS", "PetCtConfig", "PetCtPreTrainedModel", "PetCtModel", "PetCtForMaskedImageModeling",
     "PetCtForSegmentation", "PetCtModelOutput", "PetCtMaskedImageModelingOutput", "PetCtSegmentationOutput",
+    "PetCtSeparatedConfig", "PetCtForSeparatedModalityProbe",
 ]

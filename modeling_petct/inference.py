@@ -73,11 +73,12 @@ class SegmentationResult:
 
 
 def load_segmentation_model(source: str | os.PathLike | None, device: str = "cpu"):
-    """A ``PetCtForSegmentation`` in eval mode on ``device`` from a local folder or a Hub id (cache only when offline).
+    """A petct segmentation model (``PetCtForSegmentation`` or the separated-modality probe, by its config) in eval
+    mode on ``device`` from a local folder or a Hub id (cache only when offline).
 
     Original ``.pth`` checkpoints are converted to a folder first (hub_scripts), then loaded like any folder.
     """
-    from .modeling_petct import PetCtForSegmentation
+    from transformers import AutoModelForSemanticSegmentation
 
     if source is None or str(source).strip() == "":
         raise PetCtInputError("--model", f"no model given: {MODEL_HELP}")
@@ -85,14 +86,14 @@ def load_segmentation_model(source: str | os.PathLike | None, device: str = "cpu
     if path.is_dir():
         if not (path / "config.json").is_file():
             pth = sorted(p.name for p in path.glob("*.pth")) + sorted(p.name for p in path.glob("*.pt"))
-            hint = f" it holds {', '.join(pth[:3])}: convert the original checkpoint first;" if pth else ""
+            hint = f" it holds {', '.join(pth[:3])}: convert the original checkpoint first (python hub_scripts/convert_original_checkpoint.py);" if pth else ""
             raise PetCtInputError(path, f"not a model folder (no config.json);{hint} {MODEL_HELP}")
         folder = path
     elif path.exists() or str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
         raise PetCtInputError(source, f"no such model folder; {MODEL_HELP}")
     else:
         folder = _hub_snapshot(str(source))
-    model = PetCtForSegmentation.from_pretrained(folder)
+    model = AutoModelForSemanticSegmentation.from_pretrained(folder)
     return model.to(device).eval()
 
 

@@ -23,6 +23,7 @@ class ModelArguments:
     preset: str = field(default="swinunetr-v2-small", metadata={"help": "PetCtConfig preset (e.g. swinunetr-v2-base, nnunet-v2-3d, tiny-unet)."})
     config_overrides: str | None = field(default=None, metadata={"help": 'JSON of PetCtConfig fields, e.g. \'{"mask_ratio": 0.6}\'.'})
     pretrained: str | None = field(default=None, metadata={"help": "Segmentation: MAE/segmentation model dir or Hub id to start from (none = scratch)."})
+    separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Linear probe only: a PET-only and a CT-only MAE dir (in that order); their frozen features are concatenated."})
 
     def overrides(self) -> dict:
         return json.loads(self.config_overrides) if self.config_overrides else {}

@@ -32,7 +32,8 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         "## What ran", "",
         f"- **Cohort**: {len(split.pool) + len(split.val) + len(split.test)} synthetic FDG PET/CT studies "
         "(`modeling_petct.data.phantom`: anatomy, physiological uptake, 0-8 lesions, ~20% lesion-free), written as NIfTI, "
-        "read back, harmonised (3x2x2 mm, CT on the PET grid, body crop, z-score) into a cache.",
+        f"read back, harmonised ({'x'.join(f'{v:g}' for v in budget.spacing)} mm, the phantom PET's own voxel size; CT on "
+        "the PET grid, body crop, z-score) into a cache.",
         f"- **Split** (subject-wise, seeded): {len(split.pool)} training pool / {len(split.val)} validation / "
         f"{len(split.test)} test studies. Test studies were never seen in pretraining or fine-tuning.",
         f"- **Pretraining**: `{budget.preset}` masked autoencoder (block masks per channel, zero imputation, weighted "
@@ -59,7 +60,7 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         "![PET MIP with lesions](held_out_mip.png)", "",
         f"Native-grid autoPET metrics: Dice {_fmt(case['metrics']['dice'])}, FPV {_fmt(case['metrics']['fpv_ml'], digits=2)} ml, "
         f"FNV {_fmt(case['metrics']['fnv_ml'], digits=2)} ml; {len(case['lesions'])} predicted lesions for "
-        f"{case['true_lesions']} true ones; segmentation took {case['timings'].get('total_s', math.nan):.1f} s.", "",
+        f"{case['true_lesions']} true lesion(s); segmentation took {case['timings'].get('total_s', math.nan):.1f} s.", "",
         *_lesion_table(case["lesions"]), "",
         "## MAE reconstruction (validation crop, coronal slice)", "",
         "![MAE reconstruction](mae_reconstruction.png)" if previews else "(no preview)", "",

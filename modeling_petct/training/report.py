@@ -33,8 +33,13 @@ def aggregate_results(results: list[dict], *, n_boot: int = 1000) -> list[dict]:
     return rows
 
 
+# Arms compared case by case: (arm, reference arm)
+COMPARISONS = (("pretrained", "scratch"), ("probe", "probe-separated"))
+
+
 def paired_tests(results: list[dict]) -> list[dict]:
-    """Paired Wilcoxon signed-rank test of per-case test Dice, pretrained vs scratch, per (backbone, label amount)."""
+    """Paired Wilcoxon signed-rank tests of per-case test Dice, per (backbone, label amount): pretrained vs scratch,
+    and the joint vs the separated-modality probe."""
     from ..metrics import paired_wilcoxon
 
     dice: dict[tuple, dict] = defaultdict(dict)
@@ -43,12 +48,13 @@ def paired_tests(results: list[dict]) -> list[dict]:
             dice[(r["backbone_name"], _amount(r), arm_name(r))][f"seed{r['seed']}/{case}"] = metrics["dice"]
     tests = []
     for backbone, amount in sorted({(b, a) for b, a, _ in dice}, key=lambda t: (t[0], t[1])):
-        pre, scratch = dice.get((backbone, amount, "pretrained")), dice.get((backbone, amount, "scratch"))
-        if not pre or not scratch:
-            continue
-        keys = sorted(set(pre) & set(scratch))
-        test = paired_wilcoxon([pre[k] for k in keys], [scratch[k] for k in keys])
-        tests.append({"backbone": backbone, "amount": amount, **test})
+        for arm, reference in COMPARISONS:
+            ours, theirs = dice.get((backbone, amount, arm)), dice.get((backbone, amount, reference))
+            if not ours or not theirs:
+                continue
+            keys = sorted(set(ours) & set(theirs))
+            test = paired_wilcoxon([ours[k] for k in keys], [theirs[k] for k in keys])
+            tests.append({"backbone": backbone, "amount": amount, "comparison": f"{arm} vs {reference}", **test})
     return tests
 
 
@@ -77,10 +83,10 @@ def markdown_table(rows: list[dict], tests: list[dict]) -> str:
                      f"{_fmt(r['dice'], r['dice_ci95'])} | {_fmt(r['fpv_ml'], digits=2)} | {_fmt(r['fnv_ml'], digits=2)} | "
                      f"{r['n_cases']} ({r['n_lesion_positive']}) |")
     if tests:
-        lines += ["", "Paired Wilcoxon signed-rank test of per-case test Dice, pretrained vs scratch:", "",
-                  "| backbone | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|"]
+        lines += ["", "Paired Wilcoxon signed-rank tests of per-case test Dice:", "",
+                  "| backbone | comparison | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|---|"]
         for t in tests:
-            lines.append(f"| {t['backbone']} | {t['amount']} | {t['n']} | {_fmt(t['median_difference'])} | "
+            lines.append(f"| {t['backbone']} | {t['comparison']} | {t['amount']} | {t['n']} | {_fmt(t['median_difference'])} | "
                          f"{_fmt(t['pvalue'], digits=3)} |")
     return "\n".join(lines) + "\n"
 

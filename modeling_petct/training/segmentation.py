@@ -32,8 +32,15 @@ def resolve_model_dir(path: str) -> str:
 
 
 def build_segmenter(model_args: ModelArguments, crop_size, linear_probe: bool):
-    from .. import PetCtConfig, PetCtForSegmentation
+    from .. import PetCtConfig, PetCtForSegmentation, PetCtForSeparatedModalityProbe
 
+    if model_args.separated_pretrained:
+        if len(model_args.separated_pretrained) != 2 or model_args.pretrained or not linear_probe:
+            raise ValueError("--separated_pretrained takes two dirs (PET-only MAE, CT-only MAE), with --linear_probe "
+                             "and without --pretrained")
+        pet_dir, ct_dir = (resolve_model_dir(p) for p in model_args.separated_pretrained)
+        return PetCtForSeparatedModalityProbe.from_pretrained_pair(pet_dir, ct_dir, num_labels=2,
+                                                                   **model_args.overrides())
     if model_args.pretrained:
         model = PetCtForSegmentation.from_pretrained(resolve_model_dir(model_args.pretrained), num_labels=2,
                                                      **model_args.overrides())
@@ -99,7 +106,6 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     """Train, select on validation, score the test split once; returns (and writes) `results.json`."""
     from ..data.cache import StudyCache
     from ..data.transforms import SegCropDataset
-    from .. import PetCtForSegmentation
 
     if not train_args.output_dir:
         raise ValueError("--output_dir is required")
@@ -125,10 +131,11 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
                  selection=Selection("val_dice", greater_is_better=True), total_steps=total_steps,
                  num_workers=data_args.num_workers)
 
-    selected = PetCtForSegmentation.from_pretrained(result.model_dir).to(accelerator.device).eval()
+    selected = type(model).from_pretrained(result.model_dir).to(accelerator.device).eval()
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args) if split.test else {}
     results = {
-        "pretrained": model_args.pretrained, "preset": getattr(model.config, "preset", None),
+        "pretrained": model_args.pretrained or model_args.separated_pretrained or None,
+        "preset": getattr(model.config, "preset", None),
         "backbone": model.config.backbone, "backbone_name": getattr(model.config, "preset", None) or model.config.backbone,
         "linear_probe": seg_args.linear_probe, "schedule": seg_args.schedule, "k_shot": seg_args.k_shot,
         "label_fraction": seg_args.label_fraction, "n_train": len(split.train), "seed": train_args.seed,

@@ -1,7 +1,8 @@
 """The label-efficiency study: {backbone} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
-probe of each pretrained backbone. Each cell is one `finetune` run in its own folder; a cell whose `results.json`
-exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running the command finishes a
-half-done grid."""
+probe of each pretrained backbone and, given PET-only and CT-only MAEs, the same probe on their concatenated features
+("probe-separated": joint vs separated-modality pretraining). Each cell is one `finetune` run in its own folder; a
+cell whose `results.json` exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running
+the command finishes a half-done grid."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class StudyArguments:
     seeds: list[int] = field(default_factory=lambda: [0])
     split_csv: str | None = field(default=None, metadata={"help": "The paper's AutoPET split CSV (else a seeded subject-wise split of the cache)."})
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained backbone (0 = none)."})
+    separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per backbone, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
     schedule: str = field(default="epochs", metadata={"help": "epochs (paper) | equal_steps."})
     num_epochs: int = 100
     equal_steps: int = 5000
@@ -42,11 +44,12 @@ class StudyArguments:
 @dataclass(frozen=True)
 class Cell:
     backbone: str
-    arm: str  # pretrained | scratch | probe
+    arm: str  # pretrained | scratch | probe | probe-separated
     pretrained: str | None
     fraction: float | None
     k_shot: int | None
     seed: int
+    separated: tuple[str, str] | None = None  # (PET-only MAE, CT-only MAE) of a probe-separated cell
 
     @property
     def name(self) -> str:
@@ -59,8 +62,9 @@ def grid(args: StudyArguments) -> list[Cell]:
     if args.pretrained and len(args.pretrained) != len(args.backbones):
         raise ValueError("--pretrained needs one entry per backbone (use 'none' for scratch only)")
     sources = args.pretrained or ["none"] * len(args.backbones)
+    pairs = separated_pairs(args)
     cells = []
-    for backbone, source in zip(args.backbones, sources):
+    for backbone, source, pair in zip(args.backbones, sources, pairs):
         source = None if source.lower() == "none" else source
         for seed in args.seeds:
             for fraction in args.fractions:
@@ -69,13 +73,31 @@ def grid(args: StudyArguments) -> list[Cell]:
                 cells.append(Cell(backbone, "scratch", None, fraction, None, seed))
             if source and args.probe_k:
                 cells.append(Cell(backbone, "probe", source, None, args.probe_k, seed))
+            if pair and args.probe_k:
+                cells.append(Cell(backbone, "probe-separated", None, None, args.probe_k, seed, separated=pair))
     return cells
+
+
+def separated_pairs(args: StudyArguments) -> list[tuple[str, str] | None]:
+    """(PET-only MAE, CT-only MAE) per backbone, None where skipped or not given."""
+    given = args.separated_pretrained
+    if not given:
+        return [None] * len(args.backbones)
+    if len(given) != 2 * len(args.backbones):
+        raise ValueError("--separated_pretrained needs two entries per backbone: PET-only MAE, CT-only MAE "
+                         "('none none' to skip one)")
+    pairs = [tuple(given[i : i + 2]) for i in range(0, len(given), 2)]
+    skipped = [sum(p.lower() == "none" for p in pair) for pair in pairs]
+    if 1 in skipped:
+        raise ValueError("--separated_pretrained: give both MAEs of a backbone, or 'none none'")
+    return [None if n else pair for n, pair in zip(skipped, pairs)]
 
 
 def cell_arguments(args: StudyArguments, cell: Cell):
     """The four train_seg.py argument dataclasses of one cell."""
     out = Path(args.output_dir) / "cells" / cell.name
-    model = ModelArguments(preset=cell.backbone, pretrained=cell.pretrained, config_overrides=args.config_overrides)
+    model = ModelArguments(preset=cell.backbone, pretrained=cell.pretrained, config_overrides=args.config_overrides,
+                           separated_pretrained=list(cell.separated or []))
     data = DataArguments(cache_dir=args.cache_dir, crop_size=list(args.crop_size), num_workers=args.num_workers)
     train = TrainArguments(
         output_dir=str(out), seed=cell.seed, num_epochs=args.num_epochs, per_device_batch_size=args.per_device_batch_size,
@@ -84,8 +106,8 @@ def cell_arguments(args: StudyArguments, cell: Cell):
         report_to=args.report_to, progress_bar=args.progress_bar)
     seg = SegArguments(
         label_fraction=cell.fraction, k_shot=cell.k_shot, split_csv=args.split_csv, split_seed=cell.seed,
-        linear_probe=cell.arm == "probe", schedule=args.schedule, equal_steps=args.equal_steps, fg_prob=args.fg_prob,
-        sw_overlap=args.sw_overlap)
+        linear_probe=cell.arm in ("probe", "probe-separated"), schedule=args.schedule, equal_steps=args.equal_steps,
+        fg_prob=args.fg_prob, sw_overlap=args.sw_overlap)
     return model, data, train, seg
 
 
