@@ -12,29 +12,15 @@ import sys
 
 from ..errors import PetCtInputError
 
-# command name -> module in this package
-COMMANDS = {
-    "phantom": "phantom",
-    "harmonize": "harmonize",
-    "segment": "segment",
-    "evaluate": "evaluate",
-    "study": "study",
-    "quickstart": "quickstart",
-    "demo": "demo",
-}
+# sub-commands, each a module of this package with the same name
+COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "study", "quickstart", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petct", description="Whole-body FDG PET/CT foundation models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f".{module}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{module}":
-                raise
-            continue  # sub-command not built yet
-        mod.register(sub)
+    for module in COMMANDS:
+        importlib.import_module(f".{module}", __name__).register(sub)
     return parser
 
 
