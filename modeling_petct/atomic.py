@@ -1,11 +1,14 @@
-"""Write outputs so that a crash or a refused input never leaves a half-written file behind."""
+"""Write outputs so that a crash or a refused input never leaves a half-written file or folder behind."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from .errors import PetCtInputError
 
 
 @contextlib.contextmanager
@@ -26,3 +29,29 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
+    """Yield an empty temporary folder; on success it replaces ``path`` (which must be absent or empty unless
+    ``overwrite``). A failure leaves ``path`` untouched and no temporary folder behind."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise PetCtInputError(path, "output folder exists and is not empty (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any folder the user makes
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}-old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

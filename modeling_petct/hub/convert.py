@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PetCtInputError
-from .folder import atomic_folder
+from ..atomic import atomic_folder
 
 NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")

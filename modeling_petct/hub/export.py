@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import PetCtInputError
 from .card import CardInputs, render_model_card, validate_model_card
-from .folder import atomic_folder
+from ..atomic import atomic_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REMOTE_CODE_FILES = ("configuration_petct.py", "modeling_petct.py", "backbones.py", "masking.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCard, SpaceCardData
 
 from ..errors import PetCtInputError
-from .folder import atomic_folder
+from ..atomic import atomic_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..atomic import atomic_folder
 from .args import TrainArguments
 
 COMPLETE_MARKER = "COMPLETE"
@@ -147,19 +148,10 @@ def save_model(accelerator, model, directory: Path, extra: dict | None = None) -
     """`save_pretrained` of the unwrapped model into `directory`, replaced atomically (main process only)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tmp = directory.with_name(f".{directory.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, save_function=accelerator.save)
-        if extra is not None:
-            (tmp / "training_summary.json").write_text(json.dumps(extra, indent=2, default=float))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, directory)
+        with atomic_folder(directory, overwrite=True) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp, save_function=accelerator.save)
+            if extra is not None:
+                (tmp / "training_summary.json").write_text(json.dumps(extra, indent=2, default=float))
     accelerator.wait_for_everyone()
 
 

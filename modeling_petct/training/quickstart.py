@@ -151,7 +151,7 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
 
     from ..data.io import read_volume
     from ..inference import InferenceSettings, load_segmentation_model, segment_study
-    from ..metrics import autopet_case_metrics
+    from ..metrics import case_metrics
     from ..quantify import lesion_table
     from ..viz import pet_mip_overlay
 
@@ -166,7 +166,7 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
     result = segment_study(folder / "PET.nii.gz", folder / "CT.nii.gz", model, device="cpu",
                            settings=InferenceSettings(precision="fp32"))
     gt = gt_of[study_id]
-    metrics = autopet_case_metrics(result.mask.array, gt.array, gt.voxel_volume_ml)
+    metrics = case_metrics(result.mask.array, gt.array, gt.voxel_volume_ml)
     rows, totals = lesion_table(result.mask, result.pet)
     figures = out / "report"
     figures.mkdir(exist_ok=True)
@@ -177,14 +177,7 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
     write_volume(result.mask, figures / f"{study_id}_lesions.nii.gz", like=result.pet)
     return {"study_id": study_id, "model": full["selected_model"], "metrics": metrics, "lesions": rows,
             "totals": totals, "timings": result.timings, "mip": figures / "held_out_mip.png",
-            "mask": figures / f"{study_id}_lesions.nii.gz", "true_lesions": int(_count_lesions(gt.array))}
-
-
-def _count_lesions(mask) -> int:
-    import cc3d
-    import numpy as np
-
-    return int(cc3d.connected_components((np.asarray(mask) > 0).astype(np.uint8), connectivity=18, return_N=True)[1])
+            "mask": figures / f"{study_id}_lesions.nii.gz", "true_lesions": metrics["gt_lesions"]}
 
 
 def _save_rgb(rgb, path: Path) -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from ..atomic import atomic_path
-from .report import _fmt
+from .report import format_value
 
 
 def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timings: dict, total_s: float) -> Path:
@@ -38,8 +38,8 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         f"{len(split.test)} test studies. Test studies were never seen in pretraining or fine-tuning.",
         f"- **Pretraining**: `{budget.preset}` masked autoencoder (block masks per channel, zero imputation, weighted "
         f"reconstruction loss), {mae.state.step} steps of batch {budget.batch_size} crops {list(budget.crop_size)} on the "
-        f"training pool; validation loss {_fmt(mae_history[0]['val_loss'])} at step {mae_history[0]['step']} -> "
-        f"{_fmt(mae_history[-1]['val_loss'])} at step {mae_history[-1]['step']}." if mae_history else "",
+        f"training pool; validation loss {format_value(mae_history[0]['val_loss'])} at step {mae_history[0]['step']} -> "
+        f"{format_value(mae_history[-1]['val_loss'])} at step {mae_history[-1]['step']}." if mae_history else "",
         f"- **Fine-tuning**: {budget.finetune_steps} steps each (equal-steps control), AdamW + cosine, DiceCE; labelled "
         f"fractions {list(budget.fractions)} of the pool, from the MAE weights and from scratch; the checkpoint is "
         "selected on validation Dice, test metrics computed once at the end.", "",
@@ -58,8 +58,8 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         "outlines). The mask is written on the native PET grid: "
         f"`{Path(case['mask']).name}`.", "",
         "![PET MIP with lesions](held_out_mip.png)", "",
-        f"Native-grid autoPET metrics: Dice {_fmt(case['metrics']['dice'])}, FPV {_fmt(case['metrics']['fpv_ml'], digits=2)} ml, "
-        f"FNV {_fmt(case['metrics']['fnv_ml'], digits=2)} ml; {len(case['lesions'])} predicted lesions for "
+        f"Native-grid autoPET metrics: Dice {format_value(case['metrics']['dice'])}, FPV {format_value(case['metrics']['fpv_ml'], digits=2)} ml, "
+        f"FNV {format_value(case['metrics']['fnv_ml'], digits=2)} ml; {len(case['lesions'])} predicted lesions for "
         f"{case['true_lesions']} true lesion(s); segmentation took {case['timings'].get('total_s', math.nan):.1f} s.", "",
         *_lesion_table(case["lesions"]), "",
         "## MAE reconstruction (validation crop, coronal slice)", "",
@@ -91,7 +91,7 @@ def _verdict(rows: list[dict], tests: list[dict]) -> list[str]:
         verdict = "better" if diff > 0 else "worse" if diff < 0 else "equal"
         significant = t["pvalue"] == t["pvalue"] and t["pvalue"] < 0.05
         out.append(f"- Fraction {t['amount']}: MAE-initialised {pre['dice']:.3f} vs scratch {scr['dice']:.3f} "
-                   f"({verdict} by {abs(diff):.3f}); paired Wilcoxon p = {_fmt(t['pvalue'])} over {t['n']} studies: "
+                   f"({verdict} by {abs(diff):.3f}); paired Wilcoxon p = {format_value(t['pvalue'])} over {t['n']} studies: "
                    + ("a significant difference." if significant else "not significant at this scale."))
     out.append("- At this scale (tiny network, a couple of minutes of pretraining, a few dozen synthetic studies) the "
                "benefit of pretraining is not expected to be reliable; the paper's claim concerns ~5,000 real scans and "
@@ -106,7 +106,7 @@ def _lesion_table(rows: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["volume_ml"])[:12]:
         lines.append(f"| {r['id']} | {r['volume_ml']:.2f} | {r['suv_max']:.2f} | {r['suv_mean']:.2f} | "
-                     f"{_fmt(r['suv_peak'], digits=2)} | {r['tlg']:.2f} |")
+                     f"{format_value(r['suv_peak'], digits=2)} | {r['tlg']:.2f} |")
     if len(rows) > 12:
         lines.append(f"| ... {len(rows) - 12} more | | | | | |")
     return lines

@@ -65,7 +65,8 @@ def _amount(result: dict) -> str:
     return f"{fraction:g}" if fraction is not None else f"n={result['n_train']}"
 
 
-def _fmt(value: float, ci=None, digits: int = 3) -> str:
+def format_value(value: float, ci=None, digits: int = 3) -> str:
+    """A table cell: the value (and its CI) rounded, "n/a" for a missing or NaN value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     text = f"{value:.{digits}f}"
@@ -80,14 +81,14 @@ def markdown_table(rows: list[dict], tests: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['backbone']} | {r['arm']} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
-                     f"{_fmt(r['dice'], r['dice_ci95'])} | {_fmt(r['fpv_ml'], digits=2)} | {_fmt(r['fnv_ml'], digits=2)} | "
+                     f"{format_value(r['dice'], r['dice_ci95'])} | {format_value(r['fpv_ml'], digits=2)} | {format_value(r['fnv_ml'], digits=2)} | "
                      f"{r['n_cases']} ({r['n_lesion_positive']}) |")
     if tests:
         lines += ["", "Paired Wilcoxon signed-rank tests of per-case test Dice:", "",
                   "| backbone | comparison | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|---|"]
         for t in tests:
-            lines.append(f"| {t['backbone']} | {t['comparison']} | {t['amount']} | {t['n']} | {_fmt(t['median_difference'])} | "
-                         f"{_fmt(t['pvalue'], digits=3)} |")
+            lines.append(f"| {t['backbone']} | {t['comparison']} | {t['amount']} | {t['n']} | {format_value(t['median_difference'])} | "
+                         f"{format_value(t['pvalue'], digits=3)} |")
     return "\n".join(lines) + "\n"
 
 
