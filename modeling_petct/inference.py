@@ -214,11 +214,21 @@ def _predictor(model, settings: InferenceSettings, device) -> Callable:
     return predict
 
 
+def window_count(shape, roi, overlap: float) -> int:
+    """How many windows MONAI's sliding-window inferer runs over an image of spatial ``shape`` (it pads to the roi)."""
+    from monai.data.utils import dense_patch_slices
+
+    padded = [max(int(n), int(r)) for n, r in zip(shape, roi)]
+    interval = [int(r) if n == r else max(1, int(r * (1 - overlap))) for n, r in zip(padded, roi)]
+    return len(dense_patch_slices(padded, [int(r) for r in roi], interval))
+
+
 def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings = InferenceSettings(), *, device="cpu",
-                          progress: bool = False) -> np.ndarray:
+                          on_window: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Class probabilities (C, Z, Y, X) float32 on the harmonised grid from MONAI's sliding-window inferer.
 
-    Logits are blended across windows (as the authors' recipe does), then soft-maxed once.
+    Logits are blended across windows (as the authors' recipe does), then soft-maxed once. ``on_window(done, total)``
+    is called after every batch of windows, so a progress bar can move while the network runs.
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -226,10 +236,22 @@ def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings 
     device = torch.device(device)
     roi = tuple(int(r) for r in (settings.roi_size or model.config.crop_size))
     x = torch.from_numpy(np.ascontiguousarray(image[_channels(model.config)]))[None]
+    predict = _predictor(model, settings, device)
+    if on_window is not None:
+        total, done = window_count(x.shape[2:], roi, settings.overlap), 0
+        inner = predict
+
+        def predict(windows):
+            nonlocal done
+            logits = inner(windows)
+            done += windows.shape[0]
+            on_window(done, total)
+            return logits
+
     with torch.inference_mode():
         logits = sliding_window_inference(
-            x, roi, settings.sw_batch_size, _predictor(model, settings, device), overlap=settings.overlap,
-            mode=settings.mode, sw_device=device, device="cpu", progress=progress,
+            x, roi, settings.sw_batch_size, predict, overlap=settings.overlap, mode=settings.mode, sw_device=device,
+            device="cpu",
         )
         return torch.softmax(logits[0], dim=0).numpy()
 
@@ -282,7 +304,8 @@ def segment_study(
 
     t = time.perf_counter()
     report(0.2, "inference")
-    probs = predict_probabilities(model, study.image, settings, device=device)
+    probs = predict_probabilities(model, study.image, settings, device=device,
+                                  on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
     timings["inference_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

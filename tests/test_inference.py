@@ -9,6 +9,8 @@ model's 3x2x2 mm (no interpolation anywhere), and up to interpolation at the bor
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,24 @@ def test_tta_and_fast_keep_alignment(model):
     for settings in (InferenceSettings(tta=True), InferenceSettings.fast(), InferenceSettings.reference()):
         mask = segment_study(pet, CT, model, settings=settings).mask.array
         np.testing.assert_array_equal(mask.astype(bool), pet.array > THRESHOLD)
+
+
+@pytest.mark.parametrize("settings", [InferenceSettings(), InferenceSettings.reference(), InferenceSettings.fast(),
+                                      InferenceSettings(sw_batch_size=3)], ids=["default", "reference", "fast", "batch3"])
+def test_progress_moves_window_by_window(settings):
+    """Every window the network runs is reported, and the count it announces is the count MONAI runs."""
+    model = oracle_model()
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24)), (40, 32, 24), patient_id="P1")
+    seen = []
+    segment_study(pet, CT, model, settings=replace(settings, roi_size=(16, 16, 16)),
+                  progress=lambda fraction, message: seen.append((fraction, message)))
+    windows = [m for _, m in seen if m.startswith("window")]
+    assert sum(calls) > 4 and windows[-1] == f"window {sum(calls)}/{sum(calls)}"
+    assert len(windows) == len(calls)  # one report per batch of windows
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_anisotropic_oblique_pet_on_other_grid_than_ct(model):

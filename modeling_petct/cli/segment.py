@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 
 def register(sub) -> None:
     p = sub.add_parser("segment", help="segment FDG-avid lesions of one PET/CT study")
@@ -49,7 +51,8 @@ def run(args) -> int:
     hf_logging.disable_progress_bar()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_segmentation_model(args.model, device)
-    result = segment_study(args.pet, args.ct, model, device=device, fast=args.fast, tta=args.tta)
+    with _progress_bar() as progress:
+        result = segment_study(args.pet, args.ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress)
     totals = write_outputs(
         result, args.output, stats_csv=args.stats, stats_json=stats_json, dicom_seg=args.dicom_seg,
         model_name=str(args.model),
@@ -61,3 +64,19 @@ def run(args) -> int:
         f"inference {t['inference_s']:.1f} s)"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar():
+    """A percent bar on stderr when it is a terminal (CPU inference takes minutes); silent in logs and pipes."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description_str(message, refresh=False)
+            bar.update(round(100 * fraction) - bar.n)
+
+        yield progress
