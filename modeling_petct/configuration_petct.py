@@ -67,6 +67,9 @@ class PetCtConfig(PreTrainedConfig):
     mask_cell_size, mask_ratio, independent_channel_masks, imputation, masked_loss_weight, visible_loss_weight: the
         masked-autoencoder objective (METHOD.md); visible_loss_weight=0 gives a masked-only loss.
     freeze_backbone: segmentation models train only the final 1x1x1 output convolution (linear probing).
+    batch_dice: the segmentation loss's Dice term is computed over the whole batch and over the lesion class only
+        (nnU-Net's choice); False is the authors' MONAI DiceCELoss default (per crop, background included), under
+        which a crop without lesions rewards predicting nothing.
     preset: name of the preset the config was built from (informational).
     """
 
@@ -94,6 +97,7 @@ class PetCtConfig(PreTrainedConfig):
     masked_loss_weight: float = 1.0
     visible_loss_weight: float = 0.2
     freeze_backbone: bool = False
+    batch_dice: bool = False
     preset: str | None = None
 
     def __post_init__(self, **kwargs):

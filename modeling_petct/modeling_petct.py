@@ -200,7 +200,9 @@ class PetCtForSegmentation(PetCtPreTrainedModel):
         if labels is not None:
             if labels.ndim == 4:
                 labels = labels.unsqueeze(1)
-            loss = DiceCELoss(to_onehot_y=True, softmax=True)(logits.float(), labels.to(logits.device))
+            dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=not self.config.batch_dice,
+                                 batch=self.config.batch_dice)
+            loss = dice_ce(logits.float(), labels.to(logits.device))
         return PetCtSegmentationOutput(loss=loss, logits=logits)
 
 

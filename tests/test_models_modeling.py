@@ -95,6 +95,22 @@ def test_mae_masks_the_network_input_and_its_loss_is_the_weighted_mse():
     assert torch.equal(model(x, noise=noise).mask, out.mask)  # deterministic given the noise
 
 
+def test_batch_dice_scores_only_lesions_over_the_whole_batch():
+    """Predicting nothing on a batch where one crop has a lesion: the per-crop default averages in two near-perfect
+    background Dice terms (Dice loss 0.5); batch Dice over the lesion class calls it a total miss (1.0). The
+    cross-entropy term is the same in both."""
+    labels = torch.zeros(2, 32, 32, 32, dtype=torch.long)
+    labels[0, 10:20, 10:20, 10:20] = 1
+    losses = {}
+    for batch_dice in (False, True):
+        model = PetCtForSegmentation(tiny("tiny-unet", batch_dice=batch_dice)).eval()
+        with torch.no_grad():
+            model.segmentation_head.weight.zero_()
+            model.segmentation_head.bias.copy_(torch.tensor([8.0, -8.0]))
+            losses[batch_dice] = model(torch.randn(2, 2, 32, 32, 32), labels=labels).loss.item()
+    assert losses[True] - losses[False] == pytest.approx(0.5, abs=0.01)
+
+
 def test_token_imputation_is_learnable():
     model = PetCtForMaskedImageModeling(tiny("tiny-unet", imputation="token"))
     assert model.mask_token.shape == (1, 2, 1, 1, 1) and torch.all(model.mask_token == 0)

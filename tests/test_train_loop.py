@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,30 @@ def test_label_fractions_are_subject_wise_nested_and_match_the_paper(autopet_spl
     assert all(subject_of[s] not in subjects_in for s in set(split10.pool) - set(b))  # whole subjects only
     five = draw_subjects(split10.pool, subject_of, seed=0, n_scans=5)
     assert 5 <= len(five) <= 6
+
+
+def test_test_split_is_scored_on_the_native_pet_grid(tiny_cache):
+    """Test metrics use the study's own label file and its voxel volume (autoPET), not the harmonised copy."""
+    from accelerate import Accelerator
+
+    from modeling_petct import PetCtConfig, PetCtForSegmentation
+    from modeling_petct.data.io import read_volume
+    from modeling_petct.training.args import SegArguments
+    from modeling_petct.training.segmentation import score_studies
+
+    model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", num_labels=2)).eval()
+    with torch.no_grad():  # predicts background everywhere: every lesion voxel is a false negative
+        model.segmentation_head.weight.zero_()
+        model.segmentation_head.bias.copy_(torch.tensor([10.0, -10.0]))
+    ids = [i for i in tiny_cache.ids() if tiny_cache.load(i).label.any()][:2]
+    args = SegArguments(sw_overlap=0.0)
+    native = score_studies(Accelerator(cpu=True), model, tiny_cache, ids, args, native=True)
+    harmonised = score_studies(Accelerator(cpu=True), model, tiny_cache, ids, args)
+    for study_id in ids:
+        study = tiny_cache.load(study_id)
+        label = read_volume(study.meta["label_path"], modality="SEG")
+        assert label.shape == tuple(study.pet_shape) and label.voxel_volume_ml == pytest.approx(0.064)  # 4 mm PET
+        assert native[study_id]["grid"] == "native" and native[study_id]["dice"] == 0.0
+        assert native[study_id]["fnv_ml"] == pytest.approx(label.array.astype(bool).sum() * 0.064)
+        assert harmonised[study_id]["grid"] == "harmonised"
+        assert harmonised[study_id]["fnv_ml"] == pytest.approx(np.asarray(study.label).sum() * 0.012)  # 3x2x2 mm

@@ -200,6 +200,7 @@ def _harmonize_row(row: dict, root: str, options: dict):
         study = harmonize(pet, ct, label, spacing=options["spacing"], normalization=options["normalization"])
         # provenance for training-time splits: the manifest's subject stands in for a missing DICOM patient id
         study.meta.update({k: row.get(k) for k in ("source", "subject", "study", "split")}, study_id=sid)
+        study.meta["label_path"] = str(Path(row["label_path"]).resolve()) if row.get("label_path") else None
         study.meta["patient_id"] = study.meta.get("patient_id") or row.get("subject") or sid
         StudyCache(root).write(sid, study, dtype=options["dtype"])
     except Exception as err:

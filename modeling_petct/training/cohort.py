@@ -22,6 +22,7 @@ def harmonize_into_cache(study_dirs: list[Path], cache, *, spacing=(3.0, 2.0, 2.
             label = read_volume(seg, modality="SEG") if seg.exists() else None
             study = harmonize(read_pet(Path(study_dir) / "PET.nii.gz"), read_ct(Path(study_dir) / "CT.nii.gz"), label,
                               spacing=spacing, normalization=normalization)
+            study.meta["label_path"] = str(seg.resolve()) if label is not None else None
             cache.write(study_id, study)
         ids.append(study_id)
         if progress is not None:

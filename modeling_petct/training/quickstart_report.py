@@ -40,11 +40,13 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         f"reconstruction loss), {mae.state.step} steps of batch {budget.batch_size} crops {list(budget.crop_size)} on the "
         f"training pool; validation loss {format_value(mae_history[0]['val_loss'])} at step {mae_history[0]['step']} -> "
         f"{format_value(mae_history[-1]['val_loss'])} at step {mae_history[-1]['step']}." if mae_history else "",
-        f"- **Fine-tuning**: {budget.finetune_steps} steps each (equal-steps control), AdamW + cosine, DiceCE; labelled "
+        f"- **Fine-tuning**: {budget.finetune_steps} steps each (equal-steps control), AdamW + cosine, DiceCE"
+        f"{' with batch Dice over the lesion class (nnU-Net)' if budget.batch_dice else ''}; labelled "
         f"fractions {list(budget.fractions)} of the pool, from the MAE weights and from scratch; the checkpoint is "
         "selected on validation Dice, test metrics computed once at the end.", "",
         "## Results on the held-out test studies", "",
-        "autoPET metrics on the harmonised grid: Dice over lesion-positive studies, false-positive and false-negative "
+        "autoPET metrics on each test study's native PET grid (the prediction mapped back as `petct segment` does, "
+        "against the study's own label file): Dice over lesion-positive studies, false-positive and false-negative "
         "volumes (ml); 95% bootstrap CIs over test studies.", "",
         Path(study["table"]).read_text(),
         "![label efficiency](label_efficiency.png)", "",
@@ -54,7 +56,8 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         *_verdict(rows, tests), "",
         "## One held-out study, segmented from its NIfTI files", "",
         f"`petct segment`'s code path (`inference.segment_study`) on test study `{case['study_id']}` with the "
-        "pretrained model fine-tuned on all labels. Left: ground truth, right: prediction (coronal PET MIP, "
+        f"model of best validation Dice ({case['arm']}, fraction {case['fraction']:g}, validation Dice "
+        f"{format_value(case['val_dice'])}). Left: ground truth, right: prediction (coronal PET MIP, "
         "outlines). The mask is written on the native PET grid: "
         f"`{Path(case['mask']).name}`.", "",
         "![PET MIP with lesions](held_out_mip.png)", "",

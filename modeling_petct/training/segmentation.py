@@ -1,8 +1,11 @@
 """Downstream lesion segmentation (`train_seg.py`): fine-tuning or k-shot linear probing at any label fraction.
 
-Selection uses the validation split only (mean autoPET Dice over lesion-positive validation studies); the test split
-is scored once, at the end, with the selected model. Metrics are computed on the harmonised grid of the cache
-(3 x 2 x 2 mm); `petct evaluate` scores masks on their native grid.
+Selection uses the validation split only (mean autoPET Dice over lesion-positive validation studies), scored on the
+harmonised grid of the cache (cheap, and only compared with itself). The test split is scored once, at the end, with
+the selected model, the way autoPET scores it: the prediction is mapped back to the native PET grid (as `petct segment`
+does) and compared with the study's own label file, voxel volume from its header. A test study whose label file is
+not recorded in the cache, or is not on the PET grid, is scored on the harmonised grid instead, and its "grid" key
+says so.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ def make_split(cache, data_args: DataArguments, seg_args: SegArguments) -> Split
     return label_subset(split, subject_of, seed=seg_args.split_seed, fraction=fraction, n_scans=n_scans)
 
 
-def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArguments) -> dict[str, dict]:
-    """Per-study autoPET metrics; studies are shared out over the ranks and gathered."""
+def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArguments, *, native: bool = False
+                  ) -> dict[str, dict]:
+    """Per-study autoPET metrics (harmonised grid, or the native PET grid where the label file allows); studies are
+    shared out over the ranks and gathered."""
     from accelerate.utils import gather_object
 
     from ..inference import InferenceSettings, predict_probabilities
@@ -83,13 +88,33 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
     mine = {}
     for study_id in ids[accelerator.process_index :: accelerator.num_processes]:
         study = cache.load(study_id)
-        pred = predict_probabilities(model, study.image, settings, device=accelerator.device).argmax(0)
-        voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        mine[study_id] = case_metrics(pred, np.asarray(study.label), voxel_ml)
+        probs = predict_probabilities(model, study.image, settings, device=accelerator.device)
+        label = native_label(study) if native else None
+        if label is None:
+            voxel_ml = float(np.prod(study.spacing)) / 1000.0
+            mine[study_id] = {**case_metrics(probs.argmax(0), np.asarray(study.label), voxel_ml), "grid": "harmonised"}
+        else:
+            from ..inference import to_native_mask
+
+            mine[study_id] = {**case_metrics(to_native_mask(study, probs), label.array, label.voxel_volume_ml),
+                              "grid": "native"}
     merged = {}
     for part in gather_object([mine]):
         merged.update(part)
     return dict(sorted(merged.items()))
+
+
+def native_label(study):
+    """The study's label Volume on its native PET grid, from the file recorded at harmonisation; None when there is
+    none or it lies on another grid (then only the harmonised label can be scored)."""
+    from ..data.io import read_volume
+
+    path = study.meta.get("label_path")
+    if not path or not Path(path).exists():
+        return None
+    label = read_volume(path, modality="SEG")
+    same_grid = label.shape == tuple(study.pet_shape) and np.allclose(label.affine, study.pet_affine, atol=1e-3)
+    return label if same_grid else None
 
 
 def summarize(per_case: dict[str, dict], prefix: str) -> dict:
@@ -132,7 +157,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
                  num_workers=data_args.num_workers)
 
     selected = type(model).from_pretrained(result.model_dir).to(accelerator.device).eval()
-    test_cases = score_studies(accelerator, selected, cache, split.test, seg_args) if split.test else {}
+    test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     results = {
         "pretrained": model_args.pretrained or model_args.separated_pretrained or None,
         "preset": getattr(model.config, "preset", None),
