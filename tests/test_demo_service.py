@@ -71,3 +71,21 @@ def test_cli_offers_the_segmentation_models_quickstart_trained(tmp_path):
     found = quickstart_models(tmp_path)
     assert found == {"quickstart: study/pretrained/model": str(tmp_path / "study/pretrained/model")}
     assert quickstart_models(tmp_path / "absent") == {}
+
+
+def test_cli_offers_the_quickstart_runs_best_validation_first(tmp_path):
+    import json
+
+    from modeling_petct.cli.demo import quickstart_models
+
+    cells = []
+    for arm, fraction, dice in [("pretrained", 0.1, 0.2), ("scratch", 0.3, 0.43), ("scratch", 1.0, None)]:
+        model = tmp_path / "study" / arm / str(fraction) / "best"
+        model.mkdir(parents=True)
+        cells.append({"arm": arm, "label_fraction": fraction, "best_val_dice": dice, "selected_model": str(model)})
+    (tmp_path / "study" / "results.json").write_text(json.dumps({"cells": cells}))
+    found = quickstart_models(tmp_path)
+    assert list(found) == ["quickstart: scratch, 30% of labels, validation Dice 0.430",
+                           "quickstart: pretrained, 10% of labels, validation Dice 0.200",
+                           "quickstart: scratch, 100% of labels, validation Dice n/a"]
+    assert found["quickstart: scratch, 30% of labels, validation Dice 0.430"] == cells[1]["selected_model"]

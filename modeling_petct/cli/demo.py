@@ -44,7 +44,16 @@ def run(args) -> int:
 
 
 def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
-    """Segmentation models saved under a quickstart output folder (config.json naming PetCtForSegmentation)."""
+    """The models a quickstart selected, one per fine-tuning run, best validation Dice first; without its
+    study/results.json (or when those folders moved), every segmentation model folder under ``root``."""
+    results = root / "study" / "results.json"
+    if results.is_file():
+        from ..training.quickstart import cells_by_validation
+
+        ranked = {_run_label(c): c["selected_model"] for c in cells_by_validation(results)}
+        ranked = {label: path for label, path in ranked.items() if Path(path).is_dir()}
+        if ranked:
+            return ranked
     found = {}
     for config in sorted(root.glob("**/config.json")):
         try:
@@ -54,6 +63,12 @@ def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
         if "PetCtForSegmentation" in architectures:
             found[f"quickstart: {config.parent.relative_to(root)}"] = str(config.parent)
     return found
+
+
+def _run_label(cell: dict) -> str:
+    labels = "k-shot" if cell.get("label_fraction") is None else f"{cell['label_fraction']:.0%} of labels"
+    dice = "n/a" if cell.get("best_val_dice") is None else f"{cell['best_val_dice']:.3f}"
+    return f"quickstart: {cell['arm']}, {labels}, validation Dice {dice}"
 
 
 def _label(model: str) -> str:

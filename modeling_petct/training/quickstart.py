@@ -164,8 +164,7 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
     from ..viz import pet_mip_overlay
 
     by_id = {p.name: p for p in study_dirs}
-    cells = json.loads(Path(study["json"]).read_text())["cells"]
-    best = max(cells, key=_validation_dice)
+    best = cells_by_validation(Path(study["json"]))[0]
     gt_of = {sid: read_volume(by_id[sid] / "SEG.nii.gz", modality="SEG") for sid in split.test}
     study_id = next((s for s in split.test if np.asarray(gt_of[s].array).any()), split.test[0])
     model = load_segmentation_model(best["selected_model"], device="cpu")
@@ -189,9 +188,14 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
             "mask": figures / f"{study_id}_lesions.nii.gz", "true_lesions": metrics["gt_lesions"]}
 
 
-def _validation_dice(cell: dict) -> float:
-    value = cell["best_val_dice"]
-    return -math.inf if value is None or math.isnan(value) else value
+def cells_by_validation(results_json: Path) -> list[dict]:
+    """The fine-tuning runs of a study's results.json, best validation Dice first (runs without one last)."""
+
+    def validation_dice(cell: dict) -> float:
+        value = cell.get("best_val_dice")
+        return -math.inf if value is None or math.isnan(value) else value
+
+    return sorted(json.loads(Path(results_json).read_text())["cells"], key=validation_dice, reverse=True)
 
 
 def _save_rgb(rgb, path: Path) -> None:
