@@ -223,6 +223,20 @@ def window_count(shape, roi, overlap: float) -> int:
     return len(dense_patch_slices(padded, [int(r) for r in roi], interval))
 
 
+def _counting(predict: Callable, total: int, on_window: Callable[[int, int], None]) -> Callable:
+    """``predict`` that reports (windows done, total) after each batch of windows."""
+    done = 0
+
+    def counted(windows):
+        nonlocal done
+        logits = predict(windows)
+        done += windows.shape[0]
+        on_window(done, total)
+        return logits
+
+    return counted
+
+
 def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings = InferenceSettings(), *, device="cpu",
                           on_window: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Class probabilities (C, Z, Y, X) float32 on the harmonised grid from MONAI's sliding-window inferer.
@@ -238,16 +252,7 @@ def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings 
     x = torch.from_numpy(np.ascontiguousarray(image[_channels(model.config)]))[None]
     predict = _predictor(model, settings, device)
     if on_window is not None:
-        total, done = window_count(x.shape[2:], roi, settings.overlap), 0
-        inner = predict
-
-        def predict(windows):
-            nonlocal done
-            logits = inner(windows)
-            done += windows.shape[0]
-            on_window(done, total)
-            return logits
-
+        predict = _counting(predict, window_count(x.shape[2:], roi, settings.overlap), on_window)
     with torch.inference_mode():
         logits = sliding_window_inference(
             x, roi, settings.sw_batch_size, predict, overlap=settings.overlap, mode=settings.mode, sw_device=device,

@@ -51,6 +51,25 @@ def test_segment_writes_mask_on_pet_grid_with_stats(tmp_path, study, model_dir, 
     assert sum(int(r["voxels"]) for r in rows) == int((mask > 0).sum())
 
 
+def test_progress_bar_counts_windows_in_a_terminal_only(tmp_path, study, model_dir, monkeypatch, capsys):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    args = ["segment", "--pet", str(study / "PET.nii.gz"), "--ct", str(study / "CT.mha"), "--model", str(model_dir),
+            "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "piped.nii.gz")]) == 0
+    assert "window" not in capsys.readouterr().err  # logs and pipes stay clean
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([*args, "-o", str(tmp_path / "tty.nii.gz")]) == 0
+    shown = terminal.getvalue()
+    assert "window 1/" in shown and "100%" in shown
+
+
 def test_dicom_seg_references_the_pet_series(tmp_path, real_sts):
     import highdicom as hd
     import pydicom

@@ -73,7 +73,8 @@ def _progress_bar():
 
     from tqdm.auto import tqdm
 
-    with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+    layout = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
+    with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), bar_format=layout) as bar:
 
         def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message, refresh=False)
