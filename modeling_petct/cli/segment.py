@@ -76,8 +76,8 @@ def _progress_bar():
     layout = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
     with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), bar_format=layout) as bar:
 
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description_str(message, refresh=False)
-            bar.update(round(100 * fraction) - bar.n)
+        def progress(fraction: float, message: str) -> None:  # a few dozen calls: redraw each one
+            bar.n = round(100 * fraction)
+            bar.set_description_str(message)
 
         yield progress
