@@ -80,7 +80,7 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
     shared out over the ranks and gathered."""
     from accelerate.utils import gather_object
 
-    from ..inference import InferenceSettings, predict_probabilities
+    from ..inference import InferenceSettings, predict_probabilities, to_native_mask
     from ..metrics import case_metrics
 
     settings = InferenceSettings(overlap=seg_args.sw_overlap, sw_batch_size=seg_args.sw_batch_size,
@@ -94,8 +94,6 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
             voxel_ml = float(np.prod(study.spacing)) / 1000.0
             mine[study_id] = {**case_metrics(probs.argmax(0), np.asarray(study.label), voxel_ml), "grid": "harmonised"}
         else:
-            from ..inference import to_native_mask
-
             mine[study_id] = {**case_metrics(to_native_mask(study, probs), label.array, label.voxel_volume_ml),
                               "grid": "native"}
     merged = {}
