@@ -30,7 +30,7 @@ def main() -> None:
     from modeling_petct.data.cache import StudyCache
     from modeling_petct.data.harmonize import harmonize
     from modeling_petct.data.io import read_ct, read_pet, read_volume, volume_to_sitk, sitk_to_volume, write_volume
-    from modeling_petct.data.phantom import make_phantom
+    from modeling_petct.data.synthetic.phantom import make_phantom
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

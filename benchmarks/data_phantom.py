@@ -30,9 +30,9 @@ def main() -> None:
     ap.add_argument("--skip-autopet", action="store_true", help="skip the 400x400x326 / 512x512x326 study")
     args = ap.parse_args()
 
-    from modeling_petct.data.dicom_writer import write_phantom_dicom
+    from modeling_petct.data.synthetic.dicom_writer import write_phantom_dicom
     from modeling_petct.data.io import read_ct, read_pet, write_volume
-    from modeling_petct.data.phantom import make_phantom, write_study
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
 
     def report(what, seconds, **extra):
         print(json.dumps({"benchmark": what, "seconds": round(seconds, 3), **extra}), flush=True)

@@ -42,7 +42,7 @@ def main() -> None:
 
     from modeling_petct import PetCtConfig, PetCtForSegmentation
     from modeling_petct.data.harmonize import harmonize
-    from modeling_petct.data.phantom import make_phantom
+    from modeling_petct.data.synthetic.phantom import make_phantom
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

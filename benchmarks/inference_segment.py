@@ -72,8 +72,8 @@ def main() -> None:
     import nibabel as nib
     import numpy as np
 
-    from modeling_petct.data.phantom import make_phantom, write_study
-    from modeling_petct.metrics import autopet_case_metrics
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
+    from modeling_petct.evaluation import autopet_case_metrics
 
     recipes = args.recipes.split(",")
     with tempfile.TemporaryDirectory() as tmp:

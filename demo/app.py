@@ -1,13 +1,13 @@
 """Hugging Face Space entry point (also runs locally: `python demo/app.py`; `petct demo` is the same app).
 
 The models on offer are chosen by the operator, never by visitors: set the Space variable PETCT_DEMO_MODELS to a
-comma-separated list of Hub ids (or folders). All logic lives in the petct-fm library (modeling_petct.gradio_app).
+comma-separated list of Hub ids (or folders). All logic lives in the petct-fm library (modeling_petct.web.app).
 """
 
 import os
 
-from modeling_petct.demo_service import ModelShelf
-from modeling_petct.gradio_app import build_demo, launch, models_from_env
+from modeling_petct.web.service import ModelShelf
+from modeling_petct.web.app import build_demo, launch, models_from_env
 
 shelf = ModelShelf(models_from_env())
 demo = build_demo(shelf)

@@ -1,39 +1,83 @@
 """petct-fm: Hugging Face-native PET/CT foundation models (masked autoencoder + lesion segmentation).
 
-Importing the package registers model_type "petct" with AutoConfig, AutoModel, AutoModelForMaskedImageModeling and
-AutoModelForSemanticSegmentation. Only the model code is imported here (data, training and CLI load on demand).
+The package reads as its data flow (README "Layout"): ``data`` (read, find, harmonise, cache, crops; ``synthetic``
+phantoms) -> ``models`` (the remote-code files) -> ``training`` (Accelerate engine, MAE and segmentation recipes) and
+``experiments`` (the study, the quickstart) -> ``inference`` (load, memory check, sliding window, native-grid mask)
+-> ``outputs`` (lesion table, DICOM SEG, pictures), ``evaluation`` (autoPET metrics, statistics), ``web`` (the Gradio
+demo), ``hub`` and ``cli``. Data code never imports model code; model code imports nothing else of the package.
+
+Importing the package is cheap (no torch, transformers or MONAI), so ``petct --help`` and the data-only commands
+start fast. The model classes below are lazy attributes, and the Auto classes learn model_type "petct" and
+"petct-separated" by a post-import hook (wrapt): the moment transformers loads its Auto modules, whether before or
+after this import, PetCtConfig and every class in ``models.registry`` are registered. So ``import modeling_petct``
+followed by ``AutoModel.from_pretrained(folder)`` works as with an eager import.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedImageModeling,
-    AutoModelForSemanticSegmentation,
-)
+from __future__ import annotations
 
-from .configuration_petct import PRESETS, PetCtConfig
-from .modeling_petct import (
-    PetCtForMaskedImageModeling,
-    PetCtForSegmentation,
-    PetCtMaskedImageModelingOutput,
-    PetCtModel,
-    PetCtModelOutput,
-    PetCtPreTrainedModel,
-    PetCtSegmentationOutput,
-)
-from .modeling_separated import PetCtForSeparatedModalityProbe, PetCtSeparatedConfig
+import importlib
+import sys
 
-AutoConfig.register(PetCtConfig.model_type, PetCtConfig, exist_ok=True)
-AutoModel.register(PetCtConfig, PetCtModel, exist_ok=True)
-AutoModelForMaskedImageModeling.register(PetCtConfig, PetCtForMaskedImageModeling, exist_ok=True)
-AutoModelForSemanticSegmentation.register(PetCtConfig, PetCtForSegmentation, exist_ok=True)
-AutoConfig.register(PetCtSeparatedConfig.model_type, PetCtSeparatedConfig, exist_ok=True)
-AutoModelForSemanticSegmentation.register(PetCtSeparatedConfig, PetCtForSeparatedModalityProbe, exist_ok=True)
+import wrapt
+
+from .models.registry import CONFIG_CLASSES, CONFIG_MODULE, MODEL_CLASSES
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS", "PetCtConfig", "PetCtPreTrainedModel", "PetCtModel", "PetCtForMaskedImageModeling",
-    "PetCtForSegmentation", "PetCtModelOutput", "PetCtMaskedImageModelingOutput", "PetCtSegmentationOutput",
-    "PetCtSeparatedConfig", "PetCtForSeparatedModalityProbe",
-]
+_OUTPUTS = ("PetCtPreTrainedModel", "PetCtModelOutput", "PetCtMaskedImageModelingOutput", "PetCtSegmentationOutput")
+_LAZY = {
+    "PRESETS": CONFIG_MODULE,
+    **{name: CONFIG_MODULE for name in CONFIG_CLASSES},
+    **{name: "modeling_petct" for name in _OUTPUTS},
+    **{c.name: c.module for c in MODEL_CLASSES},
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".models.{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _ready(module_name: str, loaded=None) -> bool:
+    """Imported and finished executing. A module mid-import has ``__spec__._initializing`` set; the one whose
+    post-import hook is running (``loaded``) has finished executing although the flag is still up."""
+    module = sys.modules.get(module_name)
+    return module is not None and (module is loaded or not getattr(module.__spec__, "_initializing", False))
+
+
+def _busy(modules, loaded) -> bool:
+    """One of our model files is mid-import: its own post-import hook registers once it is done."""
+    names = [f"{__name__}.models.{m}" for m in modules]
+    return any(name in sys.modules and not _ready(name, loaded) for name in names)
+
+
+def _register_configs(loaded=None) -> None:
+    auto = "transformers.models.auto.configuration_auto"
+    if not _ready(auto, loaded) or _busy([CONFIG_MODULE], loaded):
+        return
+    for name, model_type in CONFIG_CLASSES.items():
+        sys.modules[auto].AutoConfig.register(model_type, __getattr__(name), exist_ok=True)
+
+
+def _register_models(loaded=None) -> None:
+    auto = "transformers.models.auto.modeling_auto"
+    if not _ready(auto, loaded) or _busy({CONFIG_MODULE} | {c.module for c in MODEL_CLASSES}, loaded):
+        return
+    for c in MODEL_CLASSES:
+        getattr(sys.modules[auto], c.auto_class).register(__getattr__(c.config), __getattr__(c.name), exist_ok=True)
+
+
+# Whichever finishes last, transformers' Auto module or our model file, triggers the registration.
+wrapt.register_post_import_hook(_register_configs, "transformers.models.auto.configuration_auto")
+wrapt.register_post_import_hook(_register_configs, f"{__name__}.models.{CONFIG_MODULE}")
+wrapt.register_post_import_hook(_register_models, "transformers.models.auto.modeling_auto")
+for _module in sorted({c.module for c in MODEL_CLASSES}):
+    wrapt.register_post_import_hook(_register_models, f"{__name__}.models.{_module}")

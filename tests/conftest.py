@@ -27,7 +27,7 @@ def autopet_splits_csv() -> Path:
 def phantom_study(tmp_path_factory) -> Path:
     """One small synthetic study written once per session (IO helper): ``<dir>/PET.nii.gz`` (SUV, 64x64x96 at 4 mm),
     ``CT.nii.gz`` (HU, finer 2x2x4 mm grid), ``SEG.nii.gz`` (uint8, 4 lesions, on the PET grid), ``phantom.json``."""
-    from modeling_petct.data.phantom import make_phantom, write_study
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
 
     study = make_phantom(0, n_lesions=4, study_id="phantom_fixture")
     return write_study(study, tmp_path_factory.mktemp("phantom") / study.study_id)

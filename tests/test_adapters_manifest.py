@@ -12,7 +12,7 @@ from modeling_petct.data.cache import StudyCache, harmonize_many
 from modeling_petct.data.harmonize import harmonize, world_bounds
 from modeling_petct.data.io import write_volume
 from modeling_petct.data.manifest import build_manifest, load_manifest, save_manifest, split_by_subject
-from modeling_petct.data.phantom import make_phantom
+from modeling_petct.data.synthetic.phantom import make_phantom
 from modeling_petct.errors import PetCtInputError
 
 
@@ -151,7 +151,7 @@ def test_manifest_drives_harmonize_many_for_mixed_sources(tmp_path):
 
 
 def test_dicom_series_folders_are_found_and_read_in_suv(tmp_path):
-    from modeling_petct.data.phantom import write_study as write_phantom_study
+    from modeling_petct.data.synthetic.phantom import write_study as write_phantom_study
 
     p = tiny(4)
     write_phantom_study(p, tmp_path / "vimed" / "patient_0001", fmt="dicom")  # PET/ and CT/ DICOM series folders

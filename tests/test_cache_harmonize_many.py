@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from modeling_petct.data.cache import StudyCache, harmonize_many
-from modeling_petct.data.phantom import write_phantom_cohort
+from modeling_petct.data.synthetic.phantom import write_phantom_cohort
 
 
 def test_parallel_run_skips_broken_and_resumes(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from modeling_petct.data.dicom_writer import write_ct_series, write_pet_series
+from modeling_petct.data.synthetic.dicom_writer import write_ct_series, write_pet_series
 from modeling_petct.data.io import read_ct, read_pet, read_volume
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError

@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[Path, Path]:
-    from modeling_petct.data.phantom import make_phantom, write_study
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
 
     folder = write_study(make_phantom(3, size="small", n_lesions=3), tmp_path_factory.mktemp("upload") / "study")
     return folder / "PET.nii.gz", folder / "CT.nii.gz"
@@ -45,8 +45,8 @@ def server(tmp_path_factory):
     import torch
 
     from modeling_petct import PetCtConfig, PetCtForSegmentation
-    from modeling_petct.demo_service import ModelShelf
-    from modeling_petct.gradio_app import build_demo, launch
+    from modeling_petct.web.service import ModelShelf
+    from modeling_petct.web.app import build_demo, launch
 
     model_dir = tmp_path_factory.mktemp("model") / "tiny-random-unet"
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_petct.demo_service import DemoSession, DemoSessions, ModelShelf
+from modeling_petct.web.service import DemoSession, DemoSessions, ModelShelf
 
 DEMO_APP = Path(__file__).resolve().parents[1] / "demo" / "app.py"
 
@@ -31,7 +31,7 @@ def test_a_new_request_deletes_the_previous_outputs_of_its_session(tmp_path):
 
 
 def test_one_study_at_a_time_with_a_bounded_queue(tmp_path):
-    from modeling_petct.gradio_app import build_demo
+    from modeling_petct.web.app import build_demo
 
     demo = build_demo(ModelShelf({}), workroot=tmp_path)
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size == 16

@@ -1,4 +1,4 @@
-"""Each safety rule for strangers' uploads (modeling_petct.uploads), one test per rule."""
+"""Each safety rule for strangers' uploads (modeling_petct.web.uploads), one test per rule."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modeling_petct.errors import PetCtInputError
-from modeling_petct.uploads import UploadLimits, prepare_upload, safe_extract_zip, sniff_kind
+from modeling_petct.web.uploads import UploadLimits, prepare_upload, safe_extract_zip, sniff_kind
 
 
 def _nifti(path, shape=(4, 5, 6)):
@@ -152,7 +152,7 @@ def test_zip_of_one_dicom_series_gives_its_folder(tmp_path):
 def test_zipped_dicom_pet_series_reads_as_suv(tmp_path):
     """A real DICOM PET series (BQML, from the phantom's DICOM writer) zipped as a user would, then read as SUV."""
     from modeling_petct.data.io import read_pet
-    from modeling_petct.data.phantom import make_phantom, write_study
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
 
     study = make_phantom(1, size="small", shape=(24, 24, 16), n_lesions=1)
     folder = write_study(study, tmp_path / "study", fmt="dicom")

@@ -1,4 +1,4 @@
-"""The demo's pictures (modeling_petct.viz): radiological orientation whatever the voxel order, outlines on lesions."""
+"""The demo's pictures (modeling_petct.outputs.pictures): radiological orientation whatever the voxel order, outlines on lesions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modeling_petct.data.volume import Volume
-from modeling_petct.viz import OUTLINE_FUSED, OUTLINE_MIP, fused_slice, pet_mip_overlay, resample_like, slice_count
+from modeling_petct.outputs.pictures import OUTLINE_FUSED, OUTLINE_MIP, fused_slice, pet_mip_overlay, resample_like, slice_count
 
 
 def _study(flip_lps: bool = False):

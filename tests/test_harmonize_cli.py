@@ -8,7 +8,7 @@ from modeling_petct.cli import main
 from modeling_petct.data.cache import StudyCache
 from modeling_petct.data.io import write_volume
 from modeling_petct.data.manifest import load_manifest
-from modeling_petct.data.phantom import make_phantom
+from modeling_petct.data.synthetic.phantom import make_phantom
 
 
 def cohort(root, n=2):

@@ -160,7 +160,7 @@ def test_push_then_load_in_fresh_processes(hub, tiny_model, run_files, tmp_path)
 def test_remote_code_check_rejects_package_imports(tmp_path):
     for path in remote_code_files():
         (tmp_path / path.name).write_text(path.read_text())
-    assert len(remote_code_files(tmp_path)) == 4
+    assert len(remote_code_files(tmp_path)) == len(REMOTE_CODE_FILES)
     masking = tmp_path / "masking.py"
     masking.write_text(masking.read_text() + "\nfrom .errors import PetCtInputError\n")
     with pytest.raises(PetCtInputError, match="masking.py.*errors"):

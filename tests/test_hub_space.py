@@ -25,7 +25,7 @@ def test_space_folder_is_pushed_as_a_gradio_space(tmp_path):
     assert info.sdk == "gradio"
     assert variables[MODELS_VARIABLE]["value"] == MODEL
     assert {"app.py", "requirements.txt", "README.md", "modeling_petct/__init__.py",
-            "modeling_petct/modeling_petct.py", "modeling_petct/hub/space.py"} <= set(files)
+            "modeling_petct/models/modeling_petct.py", "modeling_petct/hub/space.py"} <= set(files)
     assert not any("__pycache__" in path for path in files)
 
     card = SpaceCard(files["README.md"].decode(), ignore_metadata_errors=False)

@@ -19,7 +19,7 @@ from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 from modeling_petct.inference import InferenceSettings, load_segmentation_model, segment_study
-from modeling_petct.metrics import autopet_case_metrics
+from modeling_petct.evaluation import autopet_case_metrics
 
 THRESHOLD = 2.5
 BLOBS = [((-20.0, 10.0, 15.0), 9.0, 6.0), ((18.0, -8.0, -12.0), 6.0, 4.0), ((25.0, 20.0, 20.0), 4.0, 3.5)]

@@ -8,7 +8,7 @@ import cc3d
 import numpy as np
 import pytest
 
-from modeling_petct import metrics
+from modeling_petct import evaluation as metrics
 
 
 def _reference(pred, gt, voxel_ml):

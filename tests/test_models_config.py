@@ -10,7 +10,7 @@ from transformers import AutoConfig
 from transformers.initialization import no_init_weights
 
 from modeling_petct import PRESETS, PetCtConfig, PetCtForMaskedImageModeling
-from modeling_petct.backbones import convert_original_state_dict
+from modeling_petct.models.backbones import convert_original_state_dict
 
 PAPER_PARAMS_M = {"swinunetr-v2-small": 18.35, "swinunetr-v2-base": 74.65, "swinunetr-v2-large": 319.21}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeling_petct.masking import impute, random_block_mask, weighted_reconstruction_loss
+from modeling_petct.models.masking import impute, random_block_mask, weighted_reconstruction_loss
 
 
 def test_independent_channel_masks_statistics():

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForMaskedImageModeling, AutoModelForSemanticSegmentation
 
 from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling, PetCtForSegmentation, PetCtModel
-from modeling_petct.backbones import convert_original_state_dict
+from modeling_petct.models.backbones import convert_original_state_dict
 
 # preset -> smallest input used in tests (Swin divides by 32 and needs > 1 bottleneck voxel)
 SHAPES = {"tiny-unet": (32, 32, 32), "tiny-resenc": (32, 32, 32), "tiny-swin": (32, 64, 64)}
@@ -161,7 +161,7 @@ def test_mae_checkpoint_gives_segmentation_a_fresh_head(tmp_path):
 
 def test_loading_reports_the_new_head_and_takes_a_new_label_count(tmp_path, caplog):
     PetCtForMaskedImageModeling(tiny("tiny-unet")).save_pretrained(tmp_path)
-    with caplog.at_level(logging.INFO, logger="modeling_petct.modeling_petct"):
+    with caplog.at_level(logging.INFO, logger="modeling_petct.models.modeling_petct"):
         seg, info = PetCtForSegmentation.from_pretrained(tmp_path, num_labels=3, output_loading_info=True)
     assert "newly initialised" in caplog.text and "segmentation_head.weight" in caplog.text
     assert set(info["missing_keys"]) == {"segmentation_head.weight", "segmentation_head.bias"}

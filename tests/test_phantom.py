@@ -10,7 +10,7 @@ import pytest
 
 from modeling_petct.cli import main as cli_main
 from modeling_petct.data.io import read_ct, read_pet, read_volume
-from modeling_petct.data.phantom import LESION_SITES, SIZES, _grids, make_phantom, write_phantom_cohort
+from modeling_petct.data.synthetic.phantom import LESION_SITES, SIZES, _grids, make_phantom, write_phantom_cohort
 
 
 @pytest.fixture(scope="module")

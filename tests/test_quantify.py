@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from modeling_petct import quantify
+from modeling_petct.outputs import lesions as quantify
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 

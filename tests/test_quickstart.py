@@ -44,8 +44,8 @@ def test_quickstart_mask_is_on_the_native_pet_grid(quickstart):
 
 def test_study_rerun_skips_finished_cells(quickstart, monkeypatch):
     from modeling_petct.training import segmentation
-    from modeling_petct.training.quickstart import TINY
-    from modeling_petct.training.study import StudyArguments, run_study
+    from modeling_petct.experiments.quickstart import TINY
+    from modeling_petct.experiments.study import StudyArguments, run_study
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
@@ -62,7 +62,7 @@ def test_study_rerun_skips_finished_cells(quickstart, monkeypatch):
 
 def test_quickstart_refuses_to_replace_a_foreign_folder(tmp_path):
     from modeling_petct.errors import PetCtInputError
-    from modeling_petct.training.quickstart import run_quickstart
+    from modeling_petct.experiments.quickstart import run_quickstart
 
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(PetCtInputError, match="not an earlier quickstart"):

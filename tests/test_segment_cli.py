@@ -74,7 +74,8 @@ def test_dicom_seg_references_the_pet_series(tmp_path, real_sts):
     import highdicom as hd
     import pydicom
 
-    from modeling_petct.inference import InferenceSettings, segment_study, write_outputs
+    from modeling_petct.inference import InferenceSettings, segment_study
+    from modeling_petct.outputs.files import write_outputs
 
     pet_dir = real_sts / "STS_001" / "PET" / "dicom" / "image"
     ct_dir = real_sts / "STS_001" / "CT" / "dicom" / "image"
@@ -145,7 +146,7 @@ def test_refuses_too_large_before_reading_voxels(tmp_path, study, model_dir, cap
 def test_pipeline_runs_the_same_code(study, model_dir):
     from transformers import pipeline
 
-    import modeling_petct.pipeline  # noqa: F401  (registers the task)
+    import modeling_petct.inference.pipeline  # noqa: F401  (registers the task)
 
     seg = pipeline("petct-segmentation", model=str(model_dir), device="cpu")
     out = seg({"pet": str(study / "PET.nii.gz"), "ct": str(study / "CT.mha")}, fast=True)

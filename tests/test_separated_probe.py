@@ -100,7 +100,7 @@ def test_refuses_a_joint_mae_as_a_single_modality_backbone(maes):
 
 
 def test_grid_adds_a_separated_probe_per_seed_next_to_the_joint_probe():
-    from modeling_petct.training.study import StudyArguments, grid
+    from modeling_petct.experiments.study import StudyArguments, grid
 
     args = StudyArguments(backbones=["a", "b"], pretrained=["mae_a", "none"], fractions=[1.0], seeds=[0, 1], probe_k=5,
                           separated_pretrained=["pet_a", "ct_a", "none", "none"])
@@ -115,8 +115,8 @@ def test_grid_adds_a_separated_probe_per_seed_next_to_the_joint_probe():
 
 
 def test_study_runs_the_separated_probe_and_reports_its_own_row(maes, tmp_path):
-    from modeling_petct.training.cohort import phantom_cache
-    from modeling_petct.training.study import StudyArguments, run_study
+    from modeling_petct.experiments.cohort import phantom_cache
+    from modeling_petct.experiments.study import StudyArguments, run_study
 
     phantom_cache(tmp_path / "data", 5, 0, spacing=(4.0, 4.0, 4.0))
     args = StudyArguments(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from modeling_petct.training.report import aggregate_results, markdown_table, paired_tests
-from modeling_petct.training.study import StudyArguments, grid
+from modeling_petct.experiments.report import aggregate_results, markdown_table, paired_tests
+from modeling_petct.experiments.study import StudyArguments, grid
 
 
 def test_grid_covers_backbones_starts_fractions_seeds_and_the_probe():

@@ -21,7 +21,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", 
 
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
-    from modeling_petct.training.cohort import phantom_cache
+    from modeling_petct.experiments.cohort import phantom_cache
 
     cache, _ = phantom_cache(tmp_path_factory.mktemp("cohort"), 6, seed=0)
     return cache

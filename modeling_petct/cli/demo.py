@@ -26,9 +26,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo_service import ModelShelf
+    from ..web.service import ModelShelf
     from ..errors import PetCtInputError
-    from ..gradio_app import build_demo, launch, models_from_env
+    from ..web.app import build_demo, launch, models_from_env
 
     models = {_label(m): m for m in args.model} if args.model else models_from_env() or quickstart_models()
     shelf = ModelShelf(models, device=args.device)
@@ -46,9 +46,11 @@ def run(args) -> int:
 def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
     """The models a quickstart selected, one per fine-tuning run, best validation Dice first; without its
     study/results.json (or when those folders moved), every segmentation model folder under ``root``."""
+    from ..models.registry import segmentation_architectures
+
     results = root / "study" / "results.json"
     if results.is_file():
-        from ..training.quickstart import cells_by_validation
+        from ..experiments.quickstart import cells_by_validation
 
         ranked = {_run_label(c): c["selected_model"] for c in cells_by_validation(results)}
         ranked = {label: path for label, path in ranked.items() if Path(path).is_dir()}
@@ -60,7 +62,7 @@ def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
             architectures = json.loads(config.read_text()).get("architectures") or []
         except (OSError, ValueError):
             continue
-        if "PetCtForSegmentation" in architectures:
+        if segmentation_architectures() & set(architectures):
             found[f"quickstart: {config.parent.relative_to(root)}"] = str(config.parent)
     return found
 

@@ -16,7 +16,7 @@ def run(args) -> int:
     import json
 
     from ..atomic import atomic_path
-    from ..metrics import evaluate_cases, match_cases
+    from ..evaluation import evaluate_cases, match_cases
 
     results = evaluate_cases(match_cases(args.pred, args.gt), n_boot=args.bootstrap)
     agg = results["aggregate"]

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..data.phantom import write_phantom_cohort
+    from ..data.synthetic.phantom import write_phantom_cohort
     from ..errors import PetCtInputError
 
     if args.num_studies < 1:

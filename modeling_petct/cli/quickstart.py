@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training.quickstart import run_quickstart
+    from ..experiments.quickstart import run_quickstart
 
     report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed)
     print(report)

@@ -40,7 +40,8 @@ def run(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from ..errors import PetCtInputError
-    from ..inference import load_segmentation_model, segment_study, write_outputs
+    from ..inference import load_segmentation_model, segment_study
+    from ..outputs.files import write_outputs
 
     stats_json = _stats_json_path(args)
     for path in (args.pet, args.ct):  # before the model loads: the cheapest mistakes first

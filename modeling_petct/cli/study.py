@@ -11,6 +11,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training.study import main
+    from ..experiments.study import main
 
     return main(args.options, prog="petct study")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
+from .geometry import LPS_TO_RAS
 from .volume import Volume
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 MODALITY_NAMES = {"PT": "PET", "CT": "CT"}
 
 

@@ -15,12 +15,12 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import PetCtInputError
+from .geometry import LPS_TO_RAS
 from .volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 # RAS <-> LPS: flip the first two world axes.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 def _suffix(path: Path) -> str:

@@ -17,6 +17,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import PetCtInputError
+from ..models.registry import model_class
 
 PAPER_ARXIV = "2605.21835"
 PAPER_TITLE = "An Open Multi-Center Whole-Body FDG PET/CT Foundation Model for Tumor Segmentation"
@@ -41,11 +42,6 @@ METRICS = {
     "fnv_ml": ("false_negative_volume", "False-negative volume (ml)"),
     "lesion_sensitivity": ("recall", "Lesion-wise sensitivity"),
     "fp_per_case": ("false_positives_per_case", "False-positive components per scan"),
-}
-TASK_FOR_ARCHITECTURE = {
-    "PetCtForSegmentation": ("image-segmentation", "Whole-body FDG PET/CT lesion segmentation"),
-    "PetCtForMaskedImageModeling": ("image-feature-extraction", "Masked PET/CT reconstruction (pretraining)"),
-    "PetCtModel": ("image-feature-extraction", "PET/CT feature extraction"),
 }
 # Hub licence ids likely for medical model weights (a subset of the Hub's list); anything else: "other" + a name.
 HUB_LICENSES = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "mpl-2.0", "gpl-3.0", "lgpl-3.0", "agpl-3.0",
@@ -197,7 +193,8 @@ def _training_section(inputs: CardInputs) -> str:
 def render_model_card(inputs: CardInputs, config: dict, num_parameters: int | None = None) -> ModelCard:
     """The README.md of a Hub model folder, from the model's config.json and the given run files."""
     arch = (config.get("architectures") or ["PetCtModel"])[0]
-    task = TASK_FOR_ARCHITECTURE.get(arch, TASK_FOR_ARCHITECTURE["PetCtModel"])
+    row = model_class(arch) or model_class("PetCtModel")
+    task = (row.task, row.title)
     results = [r for source in inputs.evals for r in eval_results(source, task)]
     model_name = inputs.repo_id.split("/")[-1]
     data = ModelCardData(

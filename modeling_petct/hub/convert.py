@@ -61,7 +61,7 @@ def _stage_count(keys, pattern: str) -> dict[int, set[int]]:
 
 def detect_preset(state_dict: dict[str, torch.Tensor], source: str | Path) -> str:
     """The PetCtConfig preset whose network has this checkpoint's architecture (Swin width/depths, CNN widths)."""
-    from ..configuration_petct import PRESETS
+    from ..models.configuration_petct import PRESETS
 
     if _SWIN_PATCH in state_dict:
         blocks = _stage_count(state_dict, r"swinViT\.layers(\d)\.0\.blocks\.(\d+)\.")
@@ -87,7 +87,7 @@ def detect_preset(state_dict: dict[str, torch.Tensor], source: str | Path) -> st
 
 def to_petct_keys(state_dict: dict[str, torch.Tensor], config) -> tuple[dict[str, torch.Tensor], list[str]]:
     """(renamed state dict for PetCtForMaskedImageModeling, dropped original keys), by the model's own key mapping."""
-    from ..backbones import convert_original_state_dict
+    from ..models.backbones import convert_original_state_dict
 
     renamed = convert_original_state_dict(state_dict, config, "reconstruction_head")
     dropped = [key for key, tensor in state_dict.items()
@@ -102,8 +102,8 @@ def _original_name(key: str) -> str:
 def convert_checkpoint(path: str | Path, preset: str | None = None):
     """(PetCtForMaskedImageModeling with the checkpoint's weights, provenance dict). Any key the two models do not
     share, or any shape that differs, is a PetCtInputError naming the file."""
-    from ..configuration_petct import PetCtConfig
-    from ..modeling_petct import PetCtForMaskedImageModeling
+    from ..models.configuration_petct import PetCtConfig
+    from ..models.modeling_petct import PetCtForMaskedImageModeling
 
     state_dict = load_original_state_dict(path)
     preset = preset or detect_preset(state_dict, path)

@@ -11,21 +11,21 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import PetCtInputError
-from .card import CardInputs, render_model_card, validate_model_card
 from ..atomic import atomic_folder
+from ..errors import PetCtInputError
+from ..models.registry import CONFIG_MODULE, MODEL_CLASSES, REMOTE_CODE_FILES, model_class
+from .card import CardInputs, render_model_card, validate_model_card
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-REMOTE_CODE_FILES = ("configuration_petct.py", "modeling_petct.py", "backbones.py", "masking.py")
-AUTO_MAP = {  # the same classes the package registers with the Auto API
-    "AutoConfig": "configuration_petct.PetCtConfig",
-    "AutoModel": "modeling_petct.PetCtModel",
-    "AutoModelForMaskedImageModeling": "modeling_petct.PetCtForMaskedImageModeling",
-    "AutoModelForSemanticSegmentation": "modeling_petct.PetCtForSegmentation",
-}
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
-def remote_code_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+def auto_map(config_class: str) -> dict[str, str]:
+    """config.json's auto_map for models of one configuration class: the classes the package registers."""
+    return {"AutoConfig": f"{CONFIG_MODULE}.{config_class}",
+            **{c.auto_class: f"{c.module}.{c.name}" for c in MODEL_CLASSES if c.config == config_class}}
+
+
+def remote_code_files(package_dir: Path = MODELS_DIR) -> list[Path]:
     """The model files, checked to be self-contained: relative imports only among themselves, never the package."""
     files = [package_dir / name for name in REMOTE_CODE_FILES]
     stems = {f.stem for f in files}
@@ -51,7 +51,7 @@ def load_model(model_dir: str | Path):
     if not config_path.is_file():
         raise PetCtInputError(model_dir, "not a saved model folder (no config.json)")
     arch = (json.loads(config_path.read_text()).get("architectures") or ["PetCtModel"])[0]
-    if arch not in {v.split(".")[1] for v in AUTO_MAP.values() if v.startswith("modeling_petct.")}:
+    if model_class(arch) is None:
         raise PetCtInputError(config_path, f"architecture {arch!r} is not a petct-fm model")
     return getattr(modeling_petct, arch).from_pretrained(model_dir)
 
@@ -65,7 +65,7 @@ def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: Card
         model.save_pretrained(tmp)
         config_path = tmp / "config.json"
         config = json.loads(config_path.read_text())
-        config["auto_map"] = AUTO_MAP
+        config["auto_map"] = auto_map(model_class(type(model).__name__).config)
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for path in code:
             shutil.copyfile(path, tmp / path.name)

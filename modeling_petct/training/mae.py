@@ -10,15 +10,12 @@ from .args import DataArguments, ModelArguments, TrainArguments, default_learnin
 from .loop import FitResult, Selection, fit, make_accelerator
 from .splits import holdout
 
-MODALITY_CHANNEL = {"PET": 0, "CT": 1}
-
-
 class ModalitySelect(torch.utils.data.Dataset):
-    """Keeps the input channels a single-modality model expects (separated-modality pretraining)."""
+    """Keeps the input channels a model takes (``config.input_channels``): PET-only or CT-only models."""
 
-    def __init__(self, dataset, modalities: tuple[str, ...]):
+    def __init__(self, dataset, channels: list[int]):
         self.dataset = dataset
-        self.channels = [MODALITY_CHANNEL[m] for m in modalities]
+        self.channels = list(channels)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -92,12 +89,14 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: T
     model = build_mae(model_args, data_args.crop_size)
     modalities = tuple(model.config.modalities)
     crop = tuple(data_args.crop_size)
-    train_set = ModalitySelect(MaeCropDataset(cache, train_ids, crop_size=crop, augment=True, seed=train_args.seed), modalities)
+    train_set = ModalitySelect(MaeCropDataset(cache, train_ids, crop_size=crop, augment=True, seed=train_args.seed),
+                              model.config.input_channels)
     lr = train_args.learning_rate or default_learning_rate(model.config.backbone)
     evaluate = on_evaluate = None
     if val_ids:
         val_set = ModalitySelect(ValCropDataset(cache, val_ids, crop_size=crop, with_labels=False,
-                                                max_per_study=data_args.val_crops_per_study), modalities)
+                                                max_per_study=data_args.val_crops_per_study),
+                                model.config.input_channels)
 
         def evaluate(unwrapped):
             return validation_loss(accelerator, unwrapped, val_set, train_args.per_device_batch_size)

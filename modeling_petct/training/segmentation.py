@@ -81,7 +81,7 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
     from accelerate.utils import gather_object
 
     from ..inference import InferenceSettings, predict_probabilities, to_native_mask
-    from ..metrics import case_metrics
+    from ..evaluation import case_metrics
 
     settings = InferenceSettings(overlap=seg_args.sw_overlap, sw_batch_size=seg_args.sw_batch_size,
                                  precision="bf16" if accelerator.mixed_precision == "bf16" else "fp32")
@@ -105,14 +105,14 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
 def native_label(study):
     """The study's label Volume on its native PET grid, from the file recorded at harmonisation; None when there is
     none or it lies on another grid (then only the harmonised label can be scored)."""
+    from ..data.geometry import same_grid
     from ..data.io import read_volume
 
     path = study.meta.get("label_path")
     if not path or not Path(path).exists():
         return None
     label = read_volume(path, modality="SEG")
-    same_grid = label.shape == tuple(study.pet_shape) and np.allclose(label.affine, study.pet_affine, atol=1e-3)
-    return label if same_grid else None
+    return label if same_grid(label.shape, label.affine, study.pet_shape, study.pet_affine) else None
 
 
 def summarize(per_case: dict[str, dict], prefix: str) -> dict:

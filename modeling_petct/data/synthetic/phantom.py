@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .volume import Volume
+from ..volume import Volume
 
 F18_HALF_LIFE_S = 6586.2
 ADULT_FOV_MM = (600.0, 600.0, 978.0)  # the adult frame the anatomy below is drawn in (x, y, z extent)
@@ -340,7 +340,7 @@ def study_seed(seed: int, index: int) -> int:
 
 def write_study(study: PhantomStudy, study_dir: Path, fmt: str = "nifti") -> Path:
     """Write PET/CT (NIfTI, or DICOM series with SUV tags) + SEG.nii.gz + phantom.json into ``study_dir``."""
-    from .io import write_volume
+    from ..io import write_volume
 
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ def write_report(out: Path, *, budget, split, mae, study: dict, case: dict, timi
         "learns, not how the paper's models perform on patients.", "",
         "## What ran", "",
         f"- **Cohort**: {len(split.pool) + len(split.val) + len(split.test)} synthetic FDG PET/CT studies "
-        "(`modeling_petct.data.phantom`: anatomy, physiological uptake, 0-8 lesions, ~20% lesion-free), written as NIfTI, "
+        "(`modeling_petct.data.synthetic.phantom`: anatomy, physiological uptake, 0-8 lesions, ~20% lesion-free), written as NIfTI, "
         f"read back, harmonised ({'x'.join(f'{v:g}' for v in budget.spacing)} mm, the phantom PET's own voxel size; CT on "
         "the PET grid, body crop, z-score) into a cache.",
         f"- **Split** (subject-wise, seeded): {len(split.pool)} training pool / {len(split.val)} validation / "

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import nibabel as nib
 import numpy as np
 
-from .errors import PetCtInputError
+from ..errors import PetCtInputError
 
 ACCEPTED = "a NIfTI (.nii/.nii.gz), an MHA (.mha) or a .zip of one DICOM series"
 _SUFFIX = {"nifti": ".nii", "nifti-gz": ".nii.gz", "mha": ".mha"}

@@ -2,7 +2,7 @@
 
 Importing this module registers the task. Model files never import it (they ship alone as Hub remote code).
 
-    >>> import modeling_petct.pipeline  # registers "petct-segmentation"
+    >>> import modeling_petct.inference.pipeline  # registers "petct-segmentation"
     >>> from transformers import pipeline
     >>> seg = pipeline("petct-segmentation", model="path/to/model", device="cpu")
     >>> out = seg({"pet": "PET.nii.gz", "ct": "CT.nii.gz"})  # or seg("PET.nii.gz", ct="CT.nii.gz")
@@ -14,8 +14,8 @@ from __future__ import annotations
 from transformers import AutoModelForSemanticSegmentation, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from . import PetCtForSegmentation  # noqa: F401  (registers the petct Auto classes)
-from .errors import PetCtInputError
+from .. import PetCtForSegmentation  # noqa: F401  (registers the petct Auto classes)
+from ..errors import PetCtInputError
 
 TASK = "petct-segmentation"
 
@@ -46,14 +46,14 @@ class PetCtSegmentationPipeline(Pipeline):
         return {"pet": pet, "ct": ct}
 
     def _forward(self, model_inputs, fast=False, tta=False):
-        from .inference import segment_study
+        from .segment import segment_study
 
         return segment_study(model_inputs["pet"], model_inputs["ct"], self.model, device=self.device, fast=fast, tta=tta)
 
     def postprocess(self, result, stats=True):
         out = {"mask": result.mask, "timings": result.timings}
         if stats:
-            from .quantify import lesion_table
+            from ..outputs.lesions import lesion_table
 
             out["lesions"], out["totals"] = lesion_table(result.mask, result.pet)
         return out

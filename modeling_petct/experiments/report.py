@@ -18,7 +18,7 @@ def arm_name(result: dict) -> str:
 
 def aggregate_results(results: list[dict], *, n_boot: int = 1000) -> list[dict]:
     """One row per (backbone, arm, label fraction / labelled scans), test cases pooled over seeds."""
-    from ..metrics import aggregate
+    from ..evaluation import aggregate
 
     groups: dict[tuple, dict] = defaultdict(dict)
     for r in results:
@@ -40,7 +40,7 @@ COMPARISONS = (("pretrained", "scratch"), ("probe", "probe-separated"))
 def paired_tests(results: list[dict]) -> list[dict]:
     """Paired Wilcoxon signed-rank tests of per-case test Dice, per (backbone, label amount): pretrained vs scratch,
     and the joint vs the separated-modality probe."""
-    from ..metrics import paired_wilcoxon
+    from ..evaluation import paired_wilcoxon
 
     dice: dict[tuple, dict] = defaultdict(dict)
     for r in results:

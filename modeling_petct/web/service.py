@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.volume import Volume
-from .errors import PetCtInputError
+from ..data.volume import Volume
+from ..errors import PetCtInputError
 from .uploads import UploadLimits, prepare_upload
-from .viz import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
+from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
 TABLE_COLUMNS = {  # lesion_table key -> column title shown in the UI
@@ -55,7 +55,7 @@ class ModelShelf:
             raise PetCtInputError(label or "model", "no such model on this demo; pick one from the list")
         with self._lock:
             if label not in self._loaded:
-                from .inference import load_segmentation_model
+                from ..inference import load_segmentation_model
 
                 self._loaded = {label: load_segmentation_model(self.models[label], self.device)}  # keep one in memory
             return self._loaded[label]
@@ -140,7 +140,7 @@ class DemoSession:
 
     def example(self, seed: int) -> tuple[Path, Path]:
         """A synthetic PET/CT pair from the phantom generator (deterministic in ``seed``), written as NIfTI."""
-        from .data.phantom import make_phantom, write_study
+        from ..data.synthetic.phantom import make_phantom, write_study
 
         study = write_study(make_phantom(seed, size="small"), self.fresh_dir("example") / f"phantom_seed{seed}")
         return study / "PET.nii.gz", study / "CT.nii.gz"
@@ -194,9 +194,9 @@ def run_study(
     ``progress(fraction, desc)`` (e.g. ``gr.Progress``) is told how far the request is. Bad uploads raise
     ``PetCtInputError`` naming the file; extracted files are removed before this returns.
     """
-    from .data.io import read_ct, read_pet, write_volume
-    from .inference import segment_study
-    from .quantify import lesion_table, write_lesion_csv
+    from ..data.io import read_ct, read_pet, write_volume
+    from ..inference import segment_study
+    from ..outputs.lesions import lesion_table, write_lesion_csv
 
     report = progress if progress is not None else (lambda fraction, desc=None: None)  # gr.Progress is falsy
     started = time.perf_counter()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from .dicom import LPS_TO_RAS
-from .suv import GE_PRIVATE_CREATOR, PHILIPS_PRIVATE_CREATOR
-from .volume import Volume
+from ...atomic import atomic_path
+from ..geometry import LPS_TO_RAS
+from ..suv import GE_PRIVATE_CREATOR, PHILIPS_PRIVATE_CREATOR
+from ..volume import Volume
 
 PET_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.128"
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"

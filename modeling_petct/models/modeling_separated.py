@@ -2,74 +2,21 @@
 feature maps concatenated, and only a fresh 1x1x1 output convolution trained.
 
 It is the separated counterpart of `PetCtForSegmentation` with `freeze_backbone()`: same input (channel 0 PET,
-channel 1 CT), same output, same DiceCE loss, so data, training and inference code treat both alike. The config is a
-`PetCtConfig` (the PET backbone's fields, modalities ("PET", "CT")) holding both backbones' configs as plain dicts:
-one config.json and one model.safetensors, and every reader of crop_size / target_spacing / normalization /
-modalities works unchanged. Shipped flat like the four model files: relative imports among model files only.
+channel 1 CT), same output, same DiceCE loss, so data, training and inference code treat both alike. Its config,
+`PetCtSeparatedConfig` (configuration_petct.py), is a `PetCtConfig` (the PET backbone's fields, modalities
+("PET", "CT")) holding both backbones' configs as plain dicts: one config.json and one model.safetensors, and every
+reader of crop_size / target_spacing / normalization / modalities works unchanged. Shipped flat with the other model
+files: relative imports among model files only.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
 from .backbones import output_channels
-from .configuration_petct import PetCtConfig
+from .configuration_petct import PetCtConfig, PetCtSeparatedConfig
 from .modeling_petct import PetCtForSegmentation, PetCtModel, PetCtModelOutput, PetCtOutputConv, PetCtPreTrainedModel
-
-_BACKBONE_ONLY_KEYS = ("model_type", "transformers_version", "architectures", "pet_config", "ct_config")
-
-
-class PetCtSeparatedConfig(PetCtConfig):
-    r"""PetCtConfig of a separated-modality probe.
-
-    pet_config, ct_config: the PET-only and CT-only backbones' PetCtConfig as dicts (modalities ("PET",) and ("CT",)).
-    The top-level backbone fields repeat the PET backbone's; modalities is ("PET", "CT"), the harmonised input order.
-    freeze_backbone is always True: only the output convolution is ever trained.
-    """
-
-    model_type = "petct-separated"
-
-    pet_config: dict | None = None
-    ct_config: dict | None = None
-    freeze_backbone: bool = True
-
-    @classmethod
-    def from_backbone_configs(cls, pet: PetCtConfig, ct: PetCtConfig, **overrides) -> PetCtSeparatedConfig:
-        pet_dict, ct_dict = pet.to_dict(), ct.to_dict()
-        shared = {k: v for k, v in pet_dict.items() if k not in _BACKBONE_ONLY_KEYS}
-        return cls(**{**shared, "modalities": ("PET", "CT"), "freeze_backbone": True,
-                      "pet_config": pet_dict, "ct_config": ct_dict, **overrides})
-
-    @property
-    def pet_backbone_config(self) -> PetCtConfig:
-        return PetCtConfig.from_dict(self.pet_config)
-
-    @property
-    def ct_backbone_config(self) -> PetCtConfig:
-        return PetCtConfig.from_dict(self.ct_config)
-
-    @property
-    def size_divisor(self) -> int:
-        """Inputs go through both backbones, so they must suit both."""
-        if self.pet_config is None or self.ct_config is None:
-            return super().size_divisor
-        return math.lcm(self.pet_backbone_config.size_divisor, self.ct_backbone_config.size_divisor)
-
-    def _check(self) -> None:
-        super()._check()
-        if not self.freeze_backbone:
-            raise ValueError("PetCtSeparatedConfig.freeze_backbone: the separated-modality model is a linear probe; "
-                             "it must stay True")
-        if tuple(self.modalities) != ("PET", "CT"):
-            raise ValueError(f"PetCtSeparatedConfig.modalities: must be ('PET', 'CT'), got {self.modalities}")
-        for name, modality in (("pet_config", "PET"), ("ct_config", "CT")):
-            sub = getattr(self, name)
-            if sub is not None and tuple(sub.get("modalities", ())) != (modality,):
-                raise ValueError(f"PetCtSeparatedConfig.{name}: needs a {modality}-only backbone (modalities "
-                                 f"('{modality}',)), got {sub.get('modalities')}")
 
 
 class SeparatedBackbones(nn.Module):

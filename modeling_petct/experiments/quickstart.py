@@ -62,8 +62,8 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
         log(f"[{time.perf_counter() - t0:5.0f} s] {name} done")
 
     from .cohort import phantom_cache
-    from .mae import subjects_of
-    from .splits import random_split
+    from ..training.mae import subjects_of
+    from ..training.splits import random_split
 
     log(f"1/6 synthetic cohort: {budget.n_studies} PET/CT studies (NIfTI) -> harmonised cache")
     cache, study_dirs = phantom_cache(out / "data", budget.n_studies, seed, spacing=budget.spacing)
@@ -118,8 +118,8 @@ def _quiet_libraries() -> None:
 
 
 def _pretrain(out: Path, cache, split, budget: Budget, seed: int):
-    from .args import DataArguments, ModelArguments, TrainArguments
-    from .mae import pretrain
+    from ..training.args import DataArguments, ModelArguments, TrainArguments
+    from ..training.mae import pretrain
 
     ids = out / "splits"
     ids.mkdir(exist_ok=True)
@@ -159,9 +159,9 @@ def _segment_held_out(out: Path, split, study: dict, study_dirs: list[Path]) -> 
 
     from ..data.io import read_volume
     from ..inference import InferenceSettings, load_segmentation_model, segment_study
-    from ..metrics import case_metrics
-    from ..quantify import lesion_table
-    from ..viz import pet_mip_overlay
+    from ..evaluation import case_metrics
+    from ..outputs.lesions import lesion_table
+    from ..outputs.pictures import pet_mip_overlay
 
     by_id = {p.name: p for p in study_dirs}
     best = cells_by_validation(Path(study["json"]))[0]

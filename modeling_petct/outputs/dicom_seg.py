@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.volume import Volume
-from .errors import PetCtInputError
+from ..data.geometry import LPS_TO_RAS
+from ..data.volume import Volume
+from ..errors import PetCtInputError
 
-_LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 
 def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
@@ -23,7 +23,7 @@ def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
     row_mm, col_mm = (float(v) for v in ds.PixelSpacing)  # spacing between rows, between columns
     rr, cc = np.meshgrid(np.arange(int(ds.Rows)), np.arange(int(ds.Columns)), indexing="ij")
     lps = origin + cc[..., None] * col_mm * iop[:3] + rr[..., None] * row_mm * iop[3:]
-    ijk = (lps * _LPS_TO_RAS) @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
+    ijk = (lps @ LPS_TO_RAS) @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
     index = np.rint(ijk).astype(int)
     inside = np.all((index >= 0) & (index < mask.shape), axis=-1)
     if np.abs(ijk - index).max() > 1e-2 or not inside.all():
@@ -37,7 +37,7 @@ def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", 
     import pydicom
     from pydicom.sr.codedict import codes
 
-    from . import __version__
+    from .. import __version__
 
     files = pet.meta.get("dicom_files")
     if not files:

@@ -37,7 +37,7 @@ def phantom_cache(root: str | Path, n: int, seed: int = 0, *, spacing=(3.0, 2.0,
     Reuses what an earlier call left (a half-built cohort is completed, not redone).
     """
     from ..data.cache import StudyCache
-    from ..data.phantom import write_phantom_cohort
+    from ..data.synthetic.phantom import write_phantom_cohort
 
     root = Path(root)
     studies = root / "studies"

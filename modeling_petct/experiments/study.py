@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .args import DataArguments, ModelArguments, SegArguments, TrainArguments
+from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
 
 
 @dataclass
@@ -114,7 +114,7 @@ def cell_arguments(args: StudyArguments, cell: Cell):
 def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
     from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
-    from .segmentation import finetune
+    from ..training.segmentation import finetune
 
     if not args.cache_dir or not args.output_dir:
         raise ValueError("--cache_dir and --output_dir are required")
@@ -143,7 +143,7 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from .args import parse
+    from ..training.args import parse
 
     (args,) = parse((StudyArguments,), argv, prog=prog)
     paths = run_study(args)

@@ -11,7 +11,7 @@ import math
 from transformers import PreTrainedConfig
 
 BACKBONES = ("swinunetr-v2", "plain-conv-unet", "residual-encoder-unet")
-MODALITIES = ("PET", "CT")
+MODALITIES = ("PET", "CT")  # also the harmonised cache's channel order: channel 0 PET, channel 1 CT
 IMPUTATIONS = ("zero", "token")
 NORMALIZATIONS = ("zscore", "clinical", "none")
 
@@ -118,6 +118,11 @@ class PetCtConfig(PreTrainedConfig):
         return len(self.modalities)
 
     @property
+    def input_channels(self) -> list[int]:
+        """Channels of a harmonised (PET, CT) image this model takes, in its order: the one place they are chosen."""
+        return [MODALITIES.index(m) for m in self.modalities]
+
+    @property
     def is_swin(self) -> bool:
         return self.backbone == "swinunetr-v2"
 
@@ -182,3 +187,56 @@ class PetCtConfig(PreTrainedConfig):
 
 
 __all__ = ["PetCtConfig", "PRESETS"]
+
+
+_BACKBONE_ONLY_KEYS = ("model_type", "transformers_version", "architectures", "pet_config", "ct_config")
+
+
+class PetCtSeparatedConfig(PetCtConfig):
+    r"""PetCtConfig of a separated-modality probe.
+
+    pet_config, ct_config: the PET-only and CT-only backbones' PetCtConfig as dicts (modalities ("PET",) and ("CT",)).
+    The top-level backbone fields repeat the PET backbone's; modalities is ("PET", "CT"), the harmonised input order.
+    freeze_backbone is always True: only the output convolution is ever trained.
+    """
+
+    model_type = "petct-separated"
+
+    pet_config: dict | None = None
+    ct_config: dict | None = None
+    freeze_backbone: bool = True
+
+    @classmethod
+    def from_backbone_configs(cls, pet: PetCtConfig, ct: PetCtConfig, **overrides) -> PetCtSeparatedConfig:
+        pet_dict, ct_dict = pet.to_dict(), ct.to_dict()
+        shared = {k: v for k, v in pet_dict.items() if k not in _BACKBONE_ONLY_KEYS}
+        return cls(**{**shared, "modalities": ("PET", "CT"), "freeze_backbone": True,
+                      "pet_config": pet_dict, "ct_config": ct_dict, **overrides})
+
+    @property
+    def pet_backbone_config(self) -> PetCtConfig:
+        return PetCtConfig.from_dict(self.pet_config)
+
+    @property
+    def ct_backbone_config(self) -> PetCtConfig:
+        return PetCtConfig.from_dict(self.ct_config)
+
+    @property
+    def size_divisor(self) -> int:
+        """Inputs go through both backbones, so they must suit both."""
+        if self.pet_config is None or self.ct_config is None:
+            return super().size_divisor
+        return math.lcm(self.pet_backbone_config.size_divisor, self.ct_backbone_config.size_divisor)
+
+    def _check(self) -> None:
+        super()._check()
+        if not self.freeze_backbone:
+            raise ValueError("PetCtSeparatedConfig.freeze_backbone: the separated-modality model is a linear probe; "
+                             "it must stay True")
+        if tuple(self.modalities) != ("PET", "CT"):
+            raise ValueError(f"PetCtSeparatedConfig.modalities: must be ('PET', 'CT'), got {self.modalities}")
+        for name, modality in (("pet_config", "PET"), ("ct_config", "CT")):
+            sub = getattr(self, name)
+            if sub is not None and tuple(sub.get("modalities", ())) != (modality,):
+                raise ValueError(f"PetCtSeparatedConfig.{name}: needs a {modality}-only backbone (modalities "
+                                 f"('{modality}',)), got {sub.get('modalities')}")

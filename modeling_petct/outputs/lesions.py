@@ -21,18 +21,17 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from .atomic import atomic_path
-from .data.volume import Volume
-from .errors import PetCtInputError
+from ..atomic import atomic_path
+from ..data.geometry import LESION_CONNECTIVITY as CONNECTIVITY, LPS_TO_RAS, check_same_grid
+from ..data.volume import Volume
+from ..errors import PetCtInputError
 
-CONNECTIVITY = 18
 PEAK_SPHERE_ML = 1.0
 PEAK_RADIUS_MM = (3.0 * PEAK_SPHERE_ML * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
 COLUMNS = (
     "id", "voxels", "volume_ml", "suv_max", "suv_mean", "suv_peak", "tlg",
     "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
 )  # fmt: skip
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
 def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamples: int = 8) -> np.ndarray:
@@ -49,14 +48,9 @@ def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamp
     return inside.mean(axis=(1, 3, 5))
 
 
-def _check_same_grid(mask: Volume, suv: Volume) -> None:
-    if mask.shape != suv.shape or not np.allclose(mask.affine, suv.affine, atol=1e-3, rtol=0):
-        raise PetCtInputError(mask.source, f"mask grid {mask.shape} is not the PET grid {suv.shape} ({suv.source})")
-
-
 def lesion_table(mask: Volume, suv: Volume) -> tuple[list[dict], dict]:
     """One row per lesion (columns ``COLUMNS``) and the study totals; ``mask`` and ``suv`` share one grid."""
-    _check_same_grid(mask, suv)
+    check_same_grid(mask, suv, reference_name="the PET")
     labels, n = cc3d.connected_components(
         (np.asarray(mask.array) > 0).astype(np.uint8), connectivity=CONNECTIVITY, return_N=True
     )
@@ -71,7 +65,7 @@ def lesion_table(mask: Volume, suv: Volume) -> tuple[list[dict], dict]:
         inside = labels[box] == lesion_id
         lesion_suv = values[box][inside]
         ijk = np.argwhere(inside).mean(axis=0) + [s.start for s in box]
-        centroid = (suv.affine[:3, :3] @ ijk + suv.affine[:3, 3]) * _RAS_TO_LPS
+        centroid = (suv.affine[:3, :3] @ ijk + suv.affine[:3, 3]) @ LPS_TO_RAS
         voxels = int(inside.sum())
         volume_ml = voxels * voxel_ml
         suv_mean = float(lesion_suv.mean())

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from scipy import ndimage
 
-from .data.volume import Volume
+from ..data.volume import Volume
 
 PLANES = ("axial", "coronal")
 _VIEW_AXIS = {"axial": 2, "coronal": 1}  # the RAS+ voxel axis a view looks along
@@ -33,7 +33,7 @@ def resample_like(moving: Volume, reference: Volume, *, fill: float, nearest: bo
     """``moving`` resampled (SimpleITK, world coordinates) onto ``reference``'s grid, e.g. a CT onto its PET grid."""
     import SimpleITK as sitk
 
-    from .data.io import sitk_to_volume, volume_to_sitk
+    from ..data.io import sitk_to_volume, volume_to_sitk
 
     interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
     moving_img = volume_to_sitk(moving, np.asarray(moving.array, dtype=np.uint8 if nearest else np.float32))

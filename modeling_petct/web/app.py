@@ -11,8 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from .demo_service import NOT_A_DEVICE, TABLE_COLUMNS, DemoSessions, ModelShelf, run_study
-from .errors import PetCtInputError
+from .service import NOT_A_DEVICE, TABLE_COLUMNS, DemoSessions, ModelShelf, run_study
+from ..errors import PetCtInputError
 from .uploads import ACCEPTED, UploadLimits
 
 EXAMPLES = {f"Synthetic phantom, seed {seed}": seed for seed in (0, 1, 2)}

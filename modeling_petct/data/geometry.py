@@ -1,0 +1,58 @@
+"""Geometry in one place: DICOM/ITK LPS <-> NIfTI RAS, same-grid checks, and header facts read before any voxel.
+
+Every Volume carries a RAS affine (nibabel's convention); DICOM and SimpleITK speak LPS. The two differ by the sign of
+the first two axes, and that flip is its own inverse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PetCtInputError
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # also RAS -> LPS
+GRID_ATOL_MM = 1e-3  # affines closer than this describe the same grid
+# Lesions are 18-connected components (the official autoPET metric code), in metrics and lesion tables alike.
+LESION_CONNECTIVITY = 18
+
+
+def same_grid(shape_a, affine_a, shape_b, affine_b, atol_mm: float = GRID_ATOL_MM) -> bool:
+    """Whether two images share one voxel grid (shape and affine)."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol_mm, rtol=0)
+
+
+def check_same_grid(volume, reference, *, reference_name: str = "the reference", atol_mm: float = GRID_ATOL_MM) -> None:
+    """Refuse a volume that is not voxel-aligned with ``reference`` (a mask with its PET, a prediction with its truth)."""
+    if tuple(volume.shape) != tuple(reference.shape):
+        raise PetCtInputError(volume.source, f"shape {volume.shape} differs from {reference_name} grid "
+                                             f"{reference.shape} ({reference.source})")
+    if not same_grid(volume.shape, volume.affine, reference.shape, reference.affine, atol_mm):
+        raise PetCtInputError(
+            volume.source,
+            f"affine differs from {reference_name} grid ({reference.source}) by up to "
+            f"{np.abs(volume.affine - reference.affine).max():.4g} mm: not on the same grid",
+        )
+
+
+def peek_geometry(path) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """Shape and voxel size (mm) from the header alone, before any voxel is read; None when not cheaply known."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            img = nib.load(str(path))
+            return tuple(img.shape), tuple(float(z) for z in img.header.get_zooms()[:3])
+        if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            return tuple(reader.GetSize()), tuple(reader.GetSpacing())
+    except Exception:  # unreadable headers are reported by the reader itself, with its own message
+        return None
+    return None

@@ -1,0 +1,93 @@
+"""Segment one PET/CT study: read -> harmonise -> sliding-window inference on the body crop -> mask on the native PET grid.
+
+The mask comes back on the PET input's own grid (the autoPET convention), voxel for voxel: class probabilities are
+resampled from the 3x2x2 mm model grid to the native PET grid with linear interpolation and the argmax is taken
+there. Linear-on-probabilities, rather than nearest-on-labels, keeps lesion borders smooth where the native grid is
+finer than the model grid and does not shift them by half a model voxel where it is coarser.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data.volume import Volume
+from ..errors import PetCtInputError
+from .memory import check_memory
+from .sliding_window import InferenceSettings, predict_probabilities
+
+
+@dataclass
+class SegmentationResult:
+    """The mask on the native PET grid (uint8, same affine and header as ``pet``) and what produced it."""
+
+    mask: Volume
+    pet: Volume
+    harmonized: object  # HarmonizedStudy
+    probabilities: np.ndarray | None = None  # (C, Z, Y, X) on the harmonised grid, when asked for
+    timings: dict = field(default_factory=dict)
+
+
+def to_native_mask(harmonized, probabilities: np.ndarray) -> np.ndarray:
+    """Argmax on the native PET grid of linearly resampled probabilities; outside the body crop = background."""
+    if probabilities.shape[0] == 2:  # p1 > p0 <=> p1 > 0.5, and linear interpolation preserves p0 + p1 = 1
+        return (harmonized.to_native(probabilities[1], order="linear", fill=0.0) > 0.5).astype(np.uint8)
+    return np.argmax(harmonized.to_native_probabilities(probabilities), axis=0).astype(np.uint8)
+
+
+def segment_study(
+    pet,
+    ct,
+    model,
+    *,
+    device: str = "cpu",
+    fast: bool = False,
+    tta: bool = False,
+    settings: InferenceSettings | None = None,
+    keep_probabilities: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+) -> SegmentationResult:
+    """Segment lesions of one study; ``pet``/``ct`` are paths (NIfTI, MHA, DICOM folder) or Volumes.
+
+    ``settings`` overrides ``fast``/``tta``. Nothing is written: see ``write_outputs`` / ``petct segment``.
+    """
+    from ..data.harmonize import harmonize
+    from ..data.io import read_ct, read_pet
+
+    report = progress or (lambda fraction, message: None)
+    settings = settings or replace(InferenceSettings.fast() if fast else InferenceSettings(), tta=tta)
+    config = model.config
+    timings = {}
+    t0 = time.perf_counter()
+    report(0.0, "reading")
+    for value in (pet, ct):
+        if not isinstance(value, Volume) and not Path(value).exists():
+            raise PetCtInputError(value, "no such file or folder")
+    if not isinstance(pet, Volume) and not isinstance(ct, Volume):
+        check_memory(pet, ct, config)
+    pet = pet if isinstance(pet, Volume) else read_pet(pet)
+    ct = ct if isinstance(ct, Volume) else read_ct(ct)
+    timings["read_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    report(0.1, "harmonising")
+    study = harmonize(pet, ct, spacing=config.target_spacing, normalization=config.normalization)
+    timings["harmonize_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report(0.2, "inference")
+    probs = predict_probabilities(model, study.image, settings, device=device,
+                                  on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
+    timings["inference_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report(0.9, "resampling to the PET grid")
+    mask = pet.with_array(to_native_mask(study, probs), modality="SEG", units="label")
+    timings["to_native_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    report(1.0, "done")
+    return SegmentationResult(mask, pet, study, probs if keep_probabilities else None, timings)

@@ -1,0 +1,33 @@
+"""Write one segmented study's files, all or nothing: the mask on the PET grid, the lesion table, the DICOM SEG."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def write_outputs(result, mask_path, *, stats_csv=None, stats_json=None, dicom_seg=None,
+                  model_name: str = "petct-fm") -> dict:
+    """Write the mask (PET grid, PET header reused) and the optional lesion table / DICOM SEG, all or nothing.
+
+    Everything is computed in memory first; each file goes to a temporary name and is renamed only after every
+    file was written, so a refused input or a failed writer leaves no output behind. Returns the study totals.
+    """
+    from ..atomic import atomic_path
+    from ..data.io import write_volume
+    from .lesions import lesion_table, write_lesion_csv, write_lesion_json
+
+    rows, totals = lesion_table(result.mask, result.pet)
+    seg = None
+    if dicom_seg is not None:
+        from .dicom_seg import build_dicom_seg
+
+        seg = build_dicom_seg(result.mask, result.pet, model_name=model_name)
+    with contextlib.ExitStack() as stack:
+        write_volume(result.mask, stack.enter_context(atomic_path(mask_path)))
+        if stats_csv is not None:
+            write_lesion_csv(stack.enter_context(atomic_path(stats_csv)), rows)
+        if stats_json is not None:
+            write_lesion_json(stack.enter_context(atomic_path(stats_json)), rows, totals)
+        if seg is not None:
+            seg.save_as(stack.enter_context(atomic_path(dicom_seg)))
+    return totals
