@@ -4,7 +4,9 @@
     python hub_scripts/push_model.py runs/seg/best --repo-id you/petct-swin-small-autopet \\
         --training-config recipe.yaml --eval eval_test.json --eval-dataset "AutoPET FDG (paper test split)" --dry-run
 
-The card is generated from the given files; --dry-run writes and validates the folder without uploading.
+The card is generated from the run's own record (results.json beside the model folder, or --results), its
+config.json and the given files; --dry-run writes and validates the folder without uploading, and the real push
+afterwards replaces that folder (any other existing --out-dir needs --overwrite).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="push_model.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="a saved petct-fm model folder (save_pretrained / converted)")
     add_hub_arguments(parser)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the run record (default: results.json in the model folder or its parent)")
     parser.add_argument("--training-config", type=Path, default=None,
                         help="training options file (JSON/YAML) to show in the card")
     parser.add_argument("--eval", type=Path, action="append", default=[],
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     from modeling_petct.errors import PetCtInputError
     from modeling_petct.hub.card import CardInputs, EvalSource
-    from modeling_petct.hub.export import export_model_folder
+    from modeling_petct.hub.export import EXPORT_MARKER, export_model_folder
     from modeling_petct.hub.upload import push_folder
 
     names = args.eval_dataset or ["unspecified data"]
@@ -46,14 +50,14 @@ def run(args) -> int:
     evals = [EvalSource(path, name, split=args.eval_split) for path, name in zip(args.eval, names)]
     inputs = CardInputs(repo_id=args.repo_id, model_dir=Path(args.model_dir), training_config=args.training_config,
                         evals=evals, license=args.license, license_name=args.license_name,
-                        base_model=args.base_model)
+                        base_model=args.base_model, results=args.results)
     out = Path(args.out_dir or Path("hub_export") / args.repo_id.split("/")[-1])
     export_model_folder(args.model_dir, out, inputs, overwrite=args.overwrite)
     print(f"wrote {out}")
     if args.dry_run:
         return 0
     info = push_folder(out, args.repo_id, endpoint=args.endpoint, token=args.token, private=args.private or None,
-                       commit_message="Upload petct-fm model")
+                       commit_message="Upload petct-fm model", ignore_patterns=[EXPORT_MARKER])
     print(f"pushed {args.repo_id}: {info.commit_url}")
     return 0
 

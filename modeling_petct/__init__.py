@@ -10,7 +10,8 @@ Importing the package is cheap (no torch, transformers or MONAI), so ``petct --h
 start fast. The model classes below are lazy attributes, and the Auto classes learn model_type "petct" and
 "petct-separated" by a post-import hook (wrapt): the moment transformers loads its Auto modules, whether before or
 after this import, PetCtConfig and every class in ``models.registry`` are registered. So ``import modeling_petct``
-followed by ``AutoModel.from_pretrained(folder)`` works as with an eager import.
+followed by ``AutoModel.from_pretrained(folder)`` works as with an eager import. The same moment each class is
+``register_for_auto_class``-ed (``_register_for_hub``), so every ``save_pretrained`` writes a Hub-ready folder.
 """
 
 from __future__ import annotations
@@ -75,9 +76,24 @@ def _register_models(loaded=None) -> None:
         getattr(sys.modules[auto], c.auto_class).register(__getattr__(c.config), __getattr__(c.name), exist_ok=True)
 
 
+def _register_for_hub(loaded) -> None:
+    """transformers' own ``register_for_auto_class`` on every class of the model file just imported: a plain
+    ``save_pretrained`` / ``push_to_hub`` then copies the remote-code files (this file and its relative imports) and
+    writes ``auto_map``, so the saved folder loads with ``trust_remote_code=True`` where petct-fm is not installed."""
+    module = loaded.__name__.rsplit(".", 1)[-1]
+    if module == CONFIG_MODULE:
+        for name in CONFIG_CLASSES:
+            getattr(loaded, name).register_for_auto_class("AutoConfig")
+    for c in MODEL_CLASSES:
+        if c.module == module:
+            getattr(loaded, c.name).register_for_auto_class(c.auto_class)
+
+
 # Whichever finishes last, transformers' Auto module or our model file, triggers the registration.
 wrapt.register_post_import_hook(_register_configs, "transformers.models.auto.configuration_auto")
 wrapt.register_post_import_hook(_register_configs, f"{__name__}.models.{CONFIG_MODULE}")
 wrapt.register_post_import_hook(_register_models, "transformers.models.auto.modeling_auto")
 for _module in sorted({c.module for c in MODEL_CLASSES}):
     wrapt.register_post_import_hook(_register_models, f"{__name__}.models.{_module}")
+for _module in sorted({CONFIG_MODULE} | {c.module for c in MODEL_CLASSES}):  # whenever the classes exist
+    wrapt.register_post_import_hook(_register_for_hub, f"{__name__}.models.{_module}")

@@ -45,3 +45,57 @@ def test_files_without_results_or_bad_metadata_are_refused(tmp_path):
     broken = "---\nmodel-index:\n- name: x\n  results:\n  - task: {type: image-segmentation}\n---\n# x\n"
     with pytest.raises(PetCtInputError, match="README.md: invalid model card metadata"):
         validate_model_card(broken)
+
+
+PHANTOM_RUN = {  # training.results.RunResult of a quickstart-style run on synthetic phantoms
+    "network": "plain-conv-unet", "preset": "tiny-unet", "arm": "pretrained", "pretrained": "runs/mae/best",
+    "linear_probe": False, "schedule": "epochs", "k_shot": None, "label_fraction": 0.3, "n_train": 6, "seed": 0,
+    "split_seed": 0, "steps": 320, "learning_rate": 0.001, "selected_model": "runs/seg/best", "selected_step": 300,
+    "best_val_dice": 0.41,
+    "split": {"train": [f"phantom_000_{i:04d}" for i in range(6)], "val": ["phantom_000_0010", "phantom_000_0011"],
+              "test": ["phantom_000_0020", "phantom_000_0021", "phantom_000_0022"], "pool_size": 20},
+    "test": {"test_dice": 0.35, "test_fpv_ml": 1.25, "test_fnv_ml": 3.5},
+    "test_cases": {f"phantom_000_002{i}": {"dice": 0.35, "fpv_ml": 1.25, "fnv_ml": 3.5} for i in range(3)},
+}
+
+
+def _record_card(tmp_path, record, config=CONFIG) -> ModelCard:
+    """A run folder as training writes it (results.json beside best/), carded from best/ alone."""
+    (tmp_path / "best").mkdir(parents=True)
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    card = render_model_card(CardInputs("you/petct-phantom", tmp_path / "best"), config, 1_000_000)
+    return validate_model_card(str(card))
+
+
+def test_the_card_states_what_the_run_record_says(tmp_path):
+    card = _record_card(tmp_path, PHANTOM_RUN, {**CONFIG, "backbone": "plain-conv-unet", "strides": [1, 2, 2, 2]})
+    text = card.text
+    assert "**The data are synthetic.**" in text and "synthetic-data" in card.data.tags
+    assert "| synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic) | 6 | 2 | 3 |" in text
+    for fact in ("optimiser steps: `320`", "labelled training studies: `6`", "started from: `runs/mae/best`",
+                 "best validation Dice (selection metric): `0.41`", "selected at step: `300`",
+                 "selected on the validation split, never on test"):
+        assert fact in text, fact
+    assert "4,997" not in text and "AutoPET FDG-PET-CT-Lesions" not in text  # no paper-corpus claim
+    assert "| synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic) (test) | test | 3 | 0.350 |" in text
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert results["dice"].metric_value == 0.35 and results["dice"].dataset_split == "test"
+    assert results["false_negative_volume"].metric_value == 3.5
+    assert "from transformers import AutoModelForSemanticSegmentation" in text and "import AutoModel\n" not in text
+    assert "pip install --no-deps dynamic-network-architectures==0.4.4" in text and "einops" not in text
+
+
+def test_recorded_sources_are_named_and_unknown_data_is_not_called_synthetic(tmp_path):
+    real = {**PHANTOM_RUN, "data_sources": {"autopet": {"train": 6, "val": 2, "test": 3}}}
+    text = _record_card(tmp_path / "a", real).text
+    assert "| AutoPET FDG-PET-CT-Lesions | 6 | 2 | 3 |" in text and "synthetic" not in text.lower()
+    unknown = {**PHANTOM_RUN, "split": {"train": ["s1", "s2"], "val": [], "test": []}, "test": {}}
+    text = _record_card(tmp_path / "b", unknown).text
+    assert "| unrecorded | 2 | 0 | 0 |" in text and "The data are synthetic" not in text
+    assert "no performance is claimed" in text
+
+
+def test_swin_card_installs_einops_and_not_dynamic_network_architectures(tmp_path):
+    text = _record_card(tmp_path, PHANTOM_RUN).text  # CONFIG is swinunetr-v2-small
+    assert '"einops>=0.7"' in text and "dynamic-network-architectures" not in text
+    assert "multiple of 32" in text

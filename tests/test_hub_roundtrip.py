@@ -20,7 +20,10 @@ from local_hub import LocalHub, load_hub_script
 
 from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling
 from modeling_petct.errors import PetCtInputError
-from modeling_petct.hub.export import REMOTE_CODE_FILES, remote_code_files
+from modeling_petct.hub.export import EXPORT_MARKER, remote_code_files
+from modeling_petct.models.registry import REMOTE_CODE_FILES
+
+MAE_CODE = set(REMOTE_CODE_FILES) - {"modeling_separated.py"}  # what save_pretrained copies for the MAE
 
 REPO = "user/petct-tiny"
 
@@ -41,12 +44,12 @@ except ImportError:
 
 import torch
 from huggingface_hub import snapshot_download
-from transformers import AutoModel, AutoModelForMaskedImageModeling
+from transformers import AutoModelForMaskedImageModeling
 
 repo, io_path = sys.argv[1], sys.argv[2]
 snapshot = snapshot_download(repo)
 mim = AutoModelForMaskedImageModeling.from_pretrained(repo, trust_remote_code=True).eval()
-base = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
+base = mim.petct  # the backbone (PetCtModel) inside
 x = torch.load(io_path, weights_only=True)["x"]
 with torch.no_grad():
     out = {"reconstruction": mim(x, mask=torch.zeros_like(x)).reconstruction,
@@ -106,19 +109,22 @@ def test_dry_run_writes_a_valid_folder_and_uploads_nothing(hub, tiny_model, run_
     assert push_model.main(_push_args(model_dir, tmp_path / "out", run_dir)) == 0
     assert len(hub.requests) == requests_before  # --dry-run never talks to the Hub
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"README.md", "config.json", "model.safetensors", *REMOTE_CODE_FILES}
+    assert {p.name for p in out.iterdir()} == {"README.md", "config.json", "model.safetensors", EXPORT_MARKER,
+                                               *MAE_CODE}
     config = json.loads((out / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForMaskedImageModeling"] == "modeling_petct.PetCtForMaskedImageModeling"
-    assert config["auto_map"]["AutoConfig"] == "configuration_petct.PetCtConfig"
+    assert config["auto_map"] == {"AutoConfig": "configuration_petct.PetCtConfig",
+                                  "AutoModelForMaskedImageModeling": "modeling_petct.PetCtForMaskedImageModeling"}
 
     card = ModelCard.load(out / "README.md", ignore_metadata_errors=False)
     results = {r.metric_type: r for r in card.data.eval_results}
     assert results["dice"].metric_value == pytest.approx(aggregate["dice"], abs=1e-4)
     assert results["false_positive_volume"].metric_value == pytest.approx(aggregate["fpv_ml"], abs=1e-4)
     assert results["dice"].dataset_name == "synthetic phantom cohort" and results["dice"].dataset_split == "test"
-    for needle in ("Not a medical device", "arXiv:2605.21835", "AutoPET FDG-PET-CT-Lesions", "ViMed-PET",
-                   "learning_rate: 0.0005", "trust_remote_code=True", "Out-of-scope use"):
+    for needle in ("Not a medical device", "arXiv:2605.21835", "no claim about the training data",
+                   "learning_rate: 0.0005", "AutoModelForMaskedImageModeling.from_pretrained(", "Out-of-scope use",
+                   "pip install --no-deps dynamic-network-architectures==0.4.4"):
         assert needle in str(card), needle
+    assert "4,997" not in card.text and "ViMed-PET" not in card.text  # not trained on the paper's corpus
     assert f"| {aggregate['dice']:.3f} [" in card.text  # the results table shows Dice with its bootstrap CI
 
 
@@ -126,9 +132,11 @@ def test_push_then_load_in_fresh_processes(hub, tiny_model, run_files, tmp_path)
     model, model_dir = tiny_model
     run_dir, _ = run_files
     push_model = load_hub_script("push_model")
-    assert push_model.main(_push_args(model_dir, tmp_path / "out", run_dir, hub.url)) == 0
+    assert push_model.main(_push_args(model_dir, tmp_path / "out", run_dir)) == 0  # --dry-run first, as README
+    assert push_model.main(_push_args(model_dir, tmp_path / "out", run_dir, hub.url)) == 0  # replaces its folder
     stored = hub.files("model", REPO)
-    assert {"config.json", "model.safetensors", "README.md", *REMOTE_CODE_FILES} <= set(stored)
+    assert {"config.json", "model.safetensors", "README.md", *MAE_CODE} <= set(stored)
+    assert EXPORT_MARKER not in stored
 
     x = torch.randn(1, 2, 32, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -155,6 +163,16 @@ def test_push_then_load_in_fresh_processes(hub, tiny_model, run_files, tmp_path)
     assert torch.equal(remote["reconstruction"], expected_reconstruction)
     assert torch.equal(remote["hidden"], expected_hidden)
     assert any(method == "HEAD" and "/resolve/" in path for method, path in hub.requests)
+
+
+def test_an_existing_folder_not_written_by_an_export_is_kept(tiny_model, run_files, tmp_path, capsys):
+    _, model_dir = tiny_model
+    run_dir, _ = run_files
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    assert load_hub_script("push_model").main(_push_args(model_dir, tmp_path / "out", run_dir)) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
 
 
 def test_remote_code_check_rejects_package_imports(tmp_path):

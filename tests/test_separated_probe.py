@@ -129,7 +129,7 @@ def test_study_runs_the_separated_probe_and_reports_its_own_row(maes, tmp_path):
     assert "| tiny-unet | probe | 2-shot |" in table and "| tiny-unet | probe-separated | 2-shot |" in table
     assert "| tiny-unet | probe vs probe-separated | 2-shot |" in table  # the paired test of joint vs separated
     cells = {c["arm"]: c for c in json.loads(Path(paths["json"]).read_text())["cells"]}
-    assert cells["probe-separated"]["separated"] == [str(maes["PET"]), str(maes["CT"])]
+    assert cells["probe-separated"]["pretrained"] == [str(maes["PET"]), str(maes["CT"])]
     assert cells["probe-separated"]["linear_probe"] and cells["probe-separated"]["steps"] >= 1
     selected = PetCtForSeparatedModalityProbe.from_pretrained(cells["probe-separated"]["selected_model"])
     saved = load_file(maes["PET"] / "model.safetensors")  # training moved the head only

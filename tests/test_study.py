@@ -1,11 +1,17 @@
-"""The label-efficiency study's grid and statistics (no training here: see test_quickstart.py for a real run)."""
+"""The label-efficiency study's grid, its arguments (train_seg.py's own), refusals and statistics (no training here:
+see test_quickstart.py for a real run)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
+
 from modeling_petct.experiments.report import aggregate_results, markdown_table, paired_tests
-from modeling_petct.experiments.study import StudyArguments, grid
+from modeling_petct.experiments.study import PER_CELL, StudyArguments, cell_arguments, grid, parse_study_arguments
+from modeling_petct.training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
+from modeling_petct.training.results import RunResult
 
 
 def test_grid_covers_backbones_starts_fractions_seeds_and_the_probe():
@@ -14,8 +20,8 @@ def test_grid_covers_backbones_starts_fractions_seeds_and_the_probe():
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
     # a: (pretrained + scratch) x 2 fractions x 2 seeds + a 5-shot probe per seed; b: scratch only
-    assert sum(c.backbone == "a" for c in cells) == 2 * 2 * 2 + 2
-    assert {c.arm for c in cells if c.backbone == "b"} == {"scratch"}
+    assert sum(c.preset == "a" for c in cells) == 2 * 2 * 2 + 2
+    assert {c.arm for c in cells if c.preset == "b"} == {"scratch"}
     assert "a/probe/5shot/seed1" in names and "a/pretrained/frac0.1/seed0" in names
 
 
@@ -23,8 +29,10 @@ def _result(arm, fraction, seed, dice_by_case):
     cases = {c: {"dice": d, "fpv_ml": 0.0, "fnv_ml": 0.0 if d == d else math.nan, "gt_lesions": int(d == d),
                  "detected_lesions": int(d == d and d > 0), "pred_components": 1, "false_positive_components": 0}
              for c, d in dice_by_case.items()}
-    return {"backbone_name": "net", "arm": arm, "pretrained": "mae" if arm == "pretrained" else None,
-            "label_fraction": fraction, "k_shot": None, "n_train": int(10 * fraction), "seed": seed, "test_cases": cases}
+    return RunResult(network="plain-conv-unet", preset="net", arm=arm, pretrained="mae" if arm == "pretrained" else None,
+                     linear_probe=False, schedule="epochs", k_shot=None, label_fraction=fraction,
+                     n_train=int(10 * fraction), seed=seed, split_seed=seed, steps=1, learning_rate=1e-3,
+                     selected_model="m", selected_step=1, best_val_dice=0.5, test_cases=cases)
 
 
 def test_table_pools_seeds_and_pairs_pretrained_with_scratch_case_by_case():
@@ -34,7 +42,7 @@ def test_table_pools_seeds_and_pairs_pretrained_with_scratch_case_by_case():
     ] + [
         _result("scratch", 0.1, s, {c: 0.4 + 0.01 * i for i, c in enumerate(cases)}) for s in (0, 1)
     ]
-    results[0]["test_cases"]["c7"]["dice"] = math.nan  # a lesion-free test case: no Dice
+    results[0].test_cases["c7"]["dice"] = math.nan  # a lesion-free test case: no Dice
     rows = aggregate_results(results, n_boot=200)
     pre = next(r for r in rows if r["arm"] == "pretrained")
     assert pre["n_cases"] == 16 and pre["dice_ci95"][0] <= pre["dice"] <= pre["dice_ci95"][1]
@@ -42,3 +50,53 @@ def test_table_pools_seeds_and_pairs_pretrained_with_scratch_case_by_case():
     assert test["n"] == 15 and test["median_difference"] > 0.19 and test["pvalue"] < 0.001
     table = markdown_table(rows, [test])
     assert "| net | pretrained | 0.1 |" in table and "Wilcoxon" in table
+
+
+def test_study_parses_train_segs_own_options_with_the_same_defaults():
+    """Failure 5: the study re-declared train_seg.py's options and four defaults differed."""
+    args = parse_study_arguments([])
+    for cls, parsed in ((ModelArguments, args.model), (DataArguments, args.data), (TrainArguments, args.train),
+                        (SegArguments, args.seg)):
+        assert parsed == cls(), cls.__name__  # every shared option at train_seg.py's default
+    args = parse_study_arguments(["--cache-dir", "c", "--output_dir", "o", "--backbones", "tiny-unet", "--seeds", "1",
+                                  "--num-train-epochs", "3", "--per-device-train-batch-size", "5", "--fg-prob", "0.2"])
+    assert args.grid.presets == ["tiny-unet"] and args.grid.seeds == [1]
+    assert (args.train.num_epochs, args.train.per_device_batch_size, args.seg.fg_prob) == (3, 5, 0.2)
+    (cell,) = [c for c in grid(args) if c.fraction == 0.1]
+    model, data, train, seg = cell_arguments(args, cell)
+    assert (model.preset, train.seed, train.resume, seg.label_fraction, seg.split_seed) == ("tiny-unet", 1, True, 0.1, 1)
+    assert (train.num_epochs, seg.fg_prob, data.cache_dir) == (3, 0.2, "c")
+    assert train.output_dir == "o/cells/tiny-unet/scratch/frac0.1/seed1"
+
+
+@pytest.mark.parametrize("flag", sorted({f"--{name}" for names in PER_CELL.values() for name in names} - {"--pretrained", "--separated_pretrained"}))
+def test_study_refuses_options_its_grid_sets_per_cell(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_study_arguments([flag, "1"], prog="petct study")
+    assert exit_info.value.code == 2 and f"unrecognized arguments: {flag}" in capsys.readouterr().err
+    with pytest.raises(TypeError, match="per cell"):
+        StudyArguments(**{flag[2:]: 1})
+
+
+def test_the_lesion_crop_probability_has_one_default():
+    from modeling_petct.data.transforms import SegCropDataset
+    import inspect
+
+    default = inspect.signature(SegCropDataset).parameters["fg_prob"].default
+    assert SegArguments().fg_prob == default == StudyArguments().seg.fg_prob
+
+
+def test_study_and_training_refuse_a_missing_or_empty_cache_with_one_line(tmp_path, capsys):
+    """Failure 4: `petct study --cache_dir does-not-exist` exited 0 with an empty table."""
+    from modeling_petct.cli import main
+    from modeling_petct.training import mae, segmentation
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for cache in (tmp_path / "does-not-exist", empty):
+        for run, prog in ((lambda a: main(["study", *a]), "petct study"), (mae.main, "train_mae.py"),
+                          (segmentation.main, "train_seg.py")):
+            assert run(["--cache-dir", str(cache), "--output-dir", str(tmp_path / "out")]) == 2, prog
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and err.startswith(f"{prog}: error: {cache}") and "petct harmonize" in err
+    assert not (tmp_path / "out").exists()  # nothing written

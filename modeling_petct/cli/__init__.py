@@ -13,7 +13,7 @@ import sys
 from ..errors import PetCtInputError
 
 # sub-commands, each a module of this package with the same name
-COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "study", "quickstart", "demo")
+COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from .harmonize import HarmonizedStudy
 SIDECAR = "study.json"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_FOREGROUND_POINTS = 200_000
+LESION_CROP_PROB = 0.5  # chance a segmentation training crop is centred on a lesion voxel (the one default)
 
 
 class StudyCache:
@@ -94,6 +95,23 @@ class StudyCache:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p.name)
         return removed
+
+
+def open_cache(root: str | os.PathLike, *, labelled: bool = False) -> StudyCache:
+    """The cache at ``root`` for training or a study, refused (PetCtInputError) when it is missing or holds no study
+    (no labelled study when ``labelled``): training on nothing would otherwise "succeed" with an empty table."""
+    from ..errors import PetCtInputError
+
+    if not str(root).strip():
+        raise PetCtInputError("--cache_dir", "required: a folder written by `petct harmonize`")
+    cache = StudyCache(root)
+    if not cache.root.is_dir():
+        raise PetCtInputError(root, "no such cache folder; build one with `petct harmonize`")
+    ids = cache.ids()
+    if not ids or (labelled and not any(cache.info(i).get("has_label") for i in ids)):
+        kind = "labelled study" if labelled and ids else "harmonised study"
+        raise PetCtInputError(root, f"the cache holds no {kind}; build one with `petct harmonize`")
+    return cache
 
 
 def foreground_points(label: np.ndarray, seed: int = 0, limit: int = MAX_FOREGROUND_POINTS) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from monai.transforms import Resized
 
-from .cache import StudyCache
+from .cache import LESION_CROP_PROB, StudyCache
 
 DEFAULT_CROP = (96, 128, 128)
 
@@ -120,7 +120,7 @@ class SegCropDataset(_RandomCrops):
     uniform crop). 0.0 is the paper's protocol (plain random crops); the default 0.33 is nnU-Net's oversampling.
     """
 
-    def __init__(self, cache, ids, crop_size=DEFAULT_CROP, augment=True, fg_prob=0.33, seed=0, **kw):
+    def __init__(self, cache, ids, crop_size=DEFAULT_CROP, augment=True, fg_prob=LESION_CROP_PROB, seed=0, **kw):
         super().__init__(cache, ids, crop_size, augment, seed, with_labels=True, **kw)
         self.fg_prob = float(fg_prob)
         self._fg: dict = {}

@@ -1,5 +1,7 @@
 """Turn fine-tuning results into the paper's outputs: a table (mean, 95% CI over test cases, paired Wilcoxon tests of
-pretrained vs scratch), a Figure 4-style label-efficiency plot, and JSON for model cards."""
+pretrained vs scratch), a Figure 4-style label-efficiency plot, and JSON for model cards.
+
+Runs are `training.results.RunResult` records; a row names its network by ``preset`` (the preset, else the family)."""
 
 from __future__ import annotations
 
@@ -9,27 +11,28 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..atomic import atomic_path
+from ..training.results import RunResult
 
 
-def arm_name(result: dict) -> str:
-    """How a cell's network started: 'pretrained', 'scratch', or a probe variant."""
-    return result.get("arm") or ("pretrained" if result.get("pretrained") else "scratch")
+def _key(r: RunResult) -> tuple[str, str, str]:
+    return r.label, r.arm, r.amount
 
 
-def aggregate_results(results: list[dict], *, n_boot: int = 1000) -> list[dict]:
-    """One row per (backbone, arm, label fraction / labelled scans), test cases pooled over seeds."""
+def aggregate_results(results: list[RunResult], *, n_boot: int = 1000) -> list[dict]:
+    """One row per (preset, arm, label fraction / labelled scans), test cases pooled over seeds."""
     from ..evaluation import aggregate
 
     groups: dict[tuple, dict] = defaultdict(dict)
+    n_train: dict[tuple, set] = defaultdict(set)
     for r in results:
-        key = (r["backbone_name"], arm_name(r), _amount(r))
-        for case, metrics in r["test_cases"].items():
-            groups[key][f"seed{r['seed']}/{case}"] = metrics
+        n_train[_key(r)].add(r.n_train)
+        for case, metrics in r.test_cases.items():
+            groups[_key(r)][f"seed{r.seed}/{case}"] = metrics
     rows = []
-    for (backbone, arm, amount), cases in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+    for (preset, arm, amount), cases in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         stats = aggregate(cases, n_boot=n_boot)
-        n_train = sorted({r["n_train"] for r in results if (r["backbone_name"], arm_name(r), _amount(r)) == (backbone, arm, amount)})
-        rows.append({"backbone": backbone, "arm": arm, "amount": amount, "n_train": n_train, **stats})
+        rows.append({"preset": preset, "arm": arm, "amount": amount, "n_train": sorted(n_train[(preset, arm, amount)]),
+                     **stats})
     return rows
 
 
@@ -37,32 +40,25 @@ def aggregate_results(results: list[dict], *, n_boot: int = 1000) -> list[dict]:
 COMPARISONS = (("pretrained", "scratch"), ("probe", "probe-separated"))
 
 
-def paired_tests(results: list[dict]) -> list[dict]:
-    """Paired Wilcoxon signed-rank tests of per-case test Dice, per (backbone, label amount): pretrained vs scratch,
+def paired_tests(results: list[RunResult]) -> list[dict]:
+    """Paired Wilcoxon signed-rank tests of per-case test Dice, per (preset, label amount): pretrained vs scratch,
     and the joint vs the separated-modality probe."""
     from ..evaluation import paired_wilcoxon
 
     dice: dict[tuple, dict] = defaultdict(dict)
     for r in results:
-        for case, metrics in r["test_cases"].items():
-            dice[(r["backbone_name"], _amount(r), arm_name(r))][f"seed{r['seed']}/{case}"] = metrics["dice"]
+        for case, metrics in r.test_cases.items():
+            dice[(r.label, r.amount, r.arm)][f"seed{r.seed}/{case}"] = metrics["dice"]
     tests = []
-    for backbone, amount in sorted({(b, a) for b, a, _ in dice}, key=lambda t: (t[0], t[1])):
+    for preset, amount in sorted({(b, a) for b, a, _ in dice}, key=lambda t: (t[0], t[1])):
         for arm, reference in COMPARISONS:
-            ours, theirs = dice.get((backbone, amount, arm)), dice.get((backbone, amount, reference))
+            ours, theirs = dice.get((preset, amount, arm)), dice.get((preset, amount, reference))
             if not ours or not theirs:
                 continue
             keys = sorted(set(ours) & set(theirs))
             test = paired_wilcoxon([ours[k] for k in keys], [theirs[k] for k in keys])
-            tests.append({"backbone": backbone, "amount": amount, "comparison": f"{arm} vs {reference}", **test})
+            tests.append({"preset": preset, "amount": amount, "comparison": f"{arm} vs {reference}", **test})
     return tests
-
-
-def _amount(result: dict) -> str:
-    if result.get("k_shot"):
-        return f"{result['k_shot']}-shot"
-    fraction = result.get("label_fraction")
-    return f"{fraction:g}" if fraction is not None else f"n={result['n_train']}"
 
 
 def format_value(value: float, ci=None, digits: int = 3) -> str:
@@ -77,23 +73,23 @@ def format_value(value: float, ci=None, digits: int = 3) -> str:
 
 def markdown_table(rows: list[dict], tests: list[dict]) -> str:
     """The results table and the paired tests, as GitHub markdown."""
-    lines = ["| backbone | start | labels | train scans | test Dice [95% CI] | FPV ml | FNV ml | cases (lesion+) |",
+    lines = ["| preset | start | labels | train scans | test Dice [95% CI] | FPV ml | FNV ml | cases (lesion+) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['backbone']} | {r['arm']} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
+        lines.append(f"| {r['preset']} | {r['arm']} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
                      f"{format_value(r['dice'], r['dice_ci95'])} | {format_value(r['fpv_ml'], digits=2)} | {format_value(r['fnv_ml'], digits=2)} | "
                      f"{r['n_cases']} ({r['n_lesion_positive']}) |")
     if tests:
         lines += ["", "Paired Wilcoxon signed-rank tests of per-case test Dice:", "",
-                  "| backbone | comparison | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|---|"]
+                  "| preset | comparison | labels | pairs | median Dice difference | p |", "|---|---|---|---|---|---|"]
         for t in tests:
-            lines.append(f"| {t['backbone']} | {t['comparison']} | {t['amount']} | {t['n']} | {format_value(t['median_difference'])} | "
+            lines.append(f"| {t['preset']} | {t['comparison']} | {t['amount']} | {t['n']} | {format_value(t['median_difference'])} | "
                          f"{format_value(t['pvalue'], digits=3)} |")
     return "\n".join(lines) + "\n"
 
 
 def label_efficiency_plot(rows: list[dict], path: Path, title: str = "Label efficiency") -> Path:
-    """Figure 4 style: test Dice (95% CI) against the labelled fraction, one line per backbone and start."""
+    """Figure 4 style: test Dice (95% CI) against the labelled fraction, one line per preset and start."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,14 +100,14 @@ def label_efficiency_plot(rows: list[dict], path: Path, title: str = "Label effi
     for r in rows:
         x = _as_number(r["amount"])
         if x is not None and not math.isnan(r["dice"]):
-            lines[(r["backbone"], r["arm"])].append((x, r["dice"], r["dice_ci95"]))
-    for (backbone, arm), points in sorted(lines.items()):
+            lines[(r["preset"], r["arm"])].append((x, r["dice"], r["dice_ci95"]))
+    for (preset, arm), points in sorted(lines.items()):
         points.sort()
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         err = [[max(0.0, y - (p[2][0] if p[2][0] == p[2][0] else y)) for y, p in zip(ys, points)],
                [max(0.0, (p[2][1] if p[2][1] == p[2][1] else y) - y) for y, p in zip(ys, points)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, linestyle="-" if arm == "pretrained" else "--",
-                    label=f"{backbone} ({arm})")
+                    label=f"{preset} ({arm})")
     ax.set_xlabel("labelled fraction of the training pool")
     ax.set_ylabel("test Dice (lesion-positive cases)")
     ax.set_ylim(0, 1)
@@ -133,9 +129,10 @@ def _as_number(amount: str) -> float | None:
         return None
 
 
-def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[dict]) -> Path:
-    """Everything a model card needs: aggregated rows, tests, and each cell's settings and test summary."""
-    cells = [{k: v for k, v in r.items() if k not in ("test_cases", "history")} for r in results]
+def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[RunResult]) -> Path:
+    """Everything a model card needs: aggregated rows, tests, and each cell's record less its per-case table and
+    training history (those stay in the cell's own results.json)."""
+    cells = [{k: v for k, v in r.to_dict().items() if k not in ("test_cases", "history")} for r in results]
     payload = {"rows": rows, "paired_tests": tests, "cells": cells}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=1, default=str))

@@ -1,49 +1,101 @@
-"""The label-efficiency study: {backbone} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
-probe of each pretrained backbone and, given PET-only and CT-only MAEs, the same probe on their concatenated features
+"""The label-efficiency study: {preset} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
+probe of each pretrained network and, given PET-only and CT-only MAEs, the same probe on their concatenated features
 ("probe-separated": joint vs separated-modality pretraining). Each cell is one `finetune` run in its own folder; a
 cell whose `results.json` exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running
-the command finishes a half-done grid."""
+the command finishes a half-done grid.
+
+Every training option is train_seg.py's own (the four dataclasses of `training.segmentation.ARGUMENTS`, parsed by
+the same HfArgumentParser, same defaults); the study adds only its grid (`StudyGrid`). The options a cell sets
+itself (`PER_CELL`: preset, starting model, seed, label amount, probing, resume) are left out of the study's parser.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import dataclasses
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
+from ..training.results import RESULTS_FILE, RunResult
+
+# Options of train_seg.py that each cell sets from the grid, per dataclass.
+PER_CELL = {
+    ModelArguments: ("preset", "pretrained", "separated_pretrained"),
+    DataArguments: (),
+    TrainArguments: ("seed", "resume"),
+    SegArguments: ("label_fraction", "num_train_scans", "k_shot", "split_seed", "linear_probe"),
+}
+CELL_CHECKPOINTS = 1  # a cell keeps only its newest training-state checkpoint (a grid has many cells)
 
 
 @dataclass
+class StudyGrid:
+    presets: list[str] = field(default_factory=lambda: ["swinunetr-v2-small"],
+                               metadata={"help": "PetCtConfig presets, one network per entry.", "aliases": ["--backbones"]})
+    pretrained: list[str] = field(default_factory=list, metadata={"help": "One MAE dir or Hub id per preset, same order ('none' = scratch only)."})
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0], metadata={"help": "Label fractions of the training pool."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds (training and subject-wise subset draw)."})
+    probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
+    separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
+
+
+def _without_per_cell(cls):
+    """`cls` as a dataclass without the options a cell sets itself (for the study's parser and --help)."""
+    hints = typing.get_type_hints(cls)
+    kept = [(f.name, hints[f.name], _copy_field(f)) for f in dataclasses.fields(cls) if f.name not in PER_CELL[cls]]
+    return dataclasses.make_dataclass(f"Study{cls.__name__}", kept)
+
+
+def _copy_field(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return field(default_factory=f.default_factory, metadata=f.metadata)
+    return field(default=f.default, metadata=f.metadata)
+
+
 class StudyArguments:
-    cache_dir: str = field(default="", metadata={"help": "StudyCache with labelled harmonised studies."})
-    output_dir: str = field(default="", metadata={"help": "Where cells, table.md, label_efficiency.png and results.json go."})
-    backbones: list[str] = field(default_factory=lambda: ["swinunetr-v2-small"], metadata={"help": "PetCtConfig presets."})
-    config_overrides: str | None = field(default=None, metadata={"help": "JSON of PetCtConfig fields for every cell."})
-    pretrained: list[str] = field(default_factory=list, metadata={"help": "One MAE dir or Hub id per backbone, same order ('none' = scratch only)."})
-    fractions: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    split_csv: str | None = field(default=None, metadata={"help": "The paper's AutoPET split CSV (else a seeded subject-wise split of the cache)."})
-    probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained backbone (0 = none)."})
-    separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per backbone, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
-    schedule: str = field(default="epochs", metadata={"help": "epochs (paper) | equal_steps."})
-    num_epochs: int = 100
-    equal_steps: int = 5000
-    per_device_batch_size: int = 4
-    learning_rate: float | None = None
-    crop_size: list[int] = field(default_factory=lambda: [96, 128, 128])
-    mixed_precision: str = "no"
-    eval_steps: int = 0
-    checkpointing_steps: int = 500
-    num_workers: int = 2
-    fg_prob: float = 0.5
-    sw_overlap: float = 0.25
-    report_to: str = "none"
-    progress_bar: bool = True
+    """The grid plus train_seg.py's four argument dataclasses (their values shared by every cell).
+
+    Built from keywords, each going to the dataclass that declares it (``StudyArguments(presets=[...],
+    num_epochs=5, fg_prob=0.5)``), or from the command line by `parse_study_arguments`. ``backbones`` is accepted as
+    the old name of ``presets``."""
+
+    def __init__(self, grid: StudyGrid | None = None, model: ModelArguments | None = None,
+                 data: DataArguments | None = None, train: TrainArguments | None = None,
+                 seg: SegArguments | None = None, **options):
+        if "backbones" in options:
+            options["presets"] = options.pop("backbones")
+        parts = {StudyGrid: grid, ModelArguments: model, DataArguments: data, TrainArguments: train, SegArguments: seg}
+        values = {cls: {} for cls in parts}
+        for name, value in options.items():
+            values[_owner(name)][name] = value
+        built = {cls: dataclasses.replace(part, **values[cls]) if part is not None else cls(**values[cls])
+                 for cls, part in parts.items()}
+        self.grid, self.model, self.data, self.train, self.seg = built.values()
+
+
+def _owner(name: str) -> type:
+    """The dataclass that declares option `name`; per-cell options are refused (the grid sets them)."""
+    for cls in (StudyGrid, ModelArguments, DataArguments, TrainArguments, SegArguments):
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            if name in PER_CELL.get(cls, ()):
+                raise TypeError(f"StudyArguments: {name!r} is set per cell by the grid")
+            return cls
+    raise TypeError(f"StudyArguments: unknown option {name!r}")
+
+
+def parse_study_arguments(argv: list[str] | None, prog: str | None = None) -> StudyArguments:
+    """The grid and train_seg.py's options (less the per-cell ones) from flags and/or a leading YAML/JSON file."""
+    from ..training.args import parse
+
+    grid_args, *shared = parse((StudyGrid, *map(_without_per_cell, PER_CELL)), argv, prog=prog)
+    model, data, train, seg = (cls(**dataclasses.asdict(values)) for cls, values in zip(PER_CELL, shared))
+    return StudyArguments(grid_args, model, data, train, seg)
 
 
 @dataclass(frozen=True)
 class Cell:
-    backbone: str
+    preset: str
     arm: str  # pretrained | scratch | probe | probe-separated
     pretrained: str | None
     fraction: float | None
@@ -54,36 +106,36 @@ class Cell:
     @property
     def name(self) -> str:
         amount = f"{self.k_shot}shot" if self.k_shot else f"frac{self.fraction:g}"
-        return f"{self.backbone}/{self.arm}/{amount}/seed{self.seed}"
+        return f"{self.preset}/{self.arm}/{amount}/seed{self.seed}"
 
 
 def grid(args: StudyArguments) -> list[Cell]:
     """Every cell of the study, in run order."""
-    if args.pretrained and len(args.pretrained) != len(args.backbones):
-        raise ValueError("--pretrained needs one entry per backbone (use 'none' for scratch only)")
-    sources = args.pretrained or ["none"] * len(args.backbones)
-    pairs = separated_pairs(args)
+    g = args.grid
+    if g.pretrained and len(g.pretrained) != len(g.presets):
+        raise ValueError("--pretrained needs one entry per preset (use 'none' for scratch only)")
+    sources = g.pretrained or ["none"] * len(g.presets)
     cells = []
-    for backbone, source, pair in zip(args.backbones, sources, pairs):
+    for preset, source, pair in zip(g.presets, sources, separated_pairs(g)):
         source = None if source.lower() == "none" else source
-        for seed in args.seeds:
-            for fraction in args.fractions:
+        for seed in g.seeds:
+            for fraction in g.fractions:
                 if source:
-                    cells.append(Cell(backbone, "pretrained", source, fraction, None, seed))
-                cells.append(Cell(backbone, "scratch", None, fraction, None, seed))
-            if source and args.probe_k:
-                cells.append(Cell(backbone, "probe", source, None, args.probe_k, seed))
-            if pair and args.probe_k:
-                cells.append(Cell(backbone, "probe-separated", None, None, args.probe_k, seed, separated=pair))
+                    cells.append(Cell(preset, "pretrained", source, fraction, None, seed))
+                cells.append(Cell(preset, "scratch", None, fraction, None, seed))
+            if source and g.probe_k:
+                cells.append(Cell(preset, "probe", source, None, g.probe_k, seed))
+            if pair and g.probe_k:
+                cells.append(Cell(preset, "probe-separated", None, None, g.probe_k, seed, separated=pair))
     return cells
 
 
-def separated_pairs(args: StudyArguments) -> list[tuple[str, str] | None]:
-    """(PET-only MAE, CT-only MAE) per backbone, None where skipped or not given."""
-    given = args.separated_pretrained
+def separated_pairs(g: StudyGrid) -> list[tuple[str, str] | None]:
+    """(PET-only MAE, CT-only MAE) per preset, None where skipped or not given."""
+    given = g.separated_pretrained
     if not given:
-        return [None] * len(args.backbones)
-    if len(given) != 2 * len(args.backbones):
+        return [None] * len(g.presets)
+    if len(given) != 2 * len(g.presets):
         raise ValueError("--separated_pretrained needs two entries per backbone: PET-only MAE, CT-only MAE "
                          "('none none' to skip one)")
     pairs = [tuple(given[i : i + 2]) for i in range(0, len(given), 2)]
@@ -94,42 +146,40 @@ def separated_pairs(args: StudyArguments) -> list[tuple[str, str] | None]:
 
 
 def cell_arguments(args: StudyArguments, cell: Cell):
-    """The four train_seg.py argument dataclasses of one cell."""
-    out = Path(args.output_dir) / "cells" / cell.name
-    model = ModelArguments(preset=cell.backbone, pretrained=cell.pretrained, config_overrides=args.config_overrides,
-                           separated_pretrained=list(cell.separated or []))
-    data = DataArguments(cache_dir=args.cache_dir, crop_size=list(args.crop_size), num_workers=args.num_workers)
-    train = TrainArguments(
-        output_dir=str(out), seed=cell.seed, num_epochs=args.num_epochs, per_device_batch_size=args.per_device_batch_size,
-        learning_rate=args.learning_rate, mixed_precision=args.mixed_precision, eval_steps=args.eval_steps,
-        checkpointing_steps=args.checkpointing_steps, checkpoints_total_limit=1, resume=True,
-        report_to=args.report_to, progress_bar=args.progress_bar)
-    seg = SegArguments(
-        label_fraction=cell.fraction, k_shot=cell.k_shot, split_csv=args.split_csv, split_seed=cell.seed,
-        linear_probe=cell.arm in ("probe", "probe-separated"), schedule=args.schedule, equal_steps=args.equal_steps,
-        fg_prob=args.fg_prob, sw_overlap=args.sw_overlap)
-    return model, data, train, seg
+    """The four train_seg.py argument dataclasses of one cell: the study's values plus the cell's own."""
+    replace = dataclasses.replace
+    model = replace(args.model, preset=cell.preset, pretrained=cell.pretrained,
+                    separated_pretrained=list(cell.separated or []))
+    out = Path(args.train.output_dir) / "cells" / cell.name
+    train = replace(args.train, output_dir=str(out), seed=cell.seed, resume=True,
+                    checkpoints_total_limit=min(args.train.checkpoints_total_limit, CELL_CHECKPOINTS))
+    seg = replace(args.seg, label_fraction=cell.fraction, k_shot=cell.k_shot, split_seed=cell.seed,
+                  linear_probe=cell.arm in ("probe", "probe-separated"))
+    return model, args.data, train, seg
 
 
 def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
-    from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
+    from ..data.cache import open_cache
+    from ..errors import PetCtInputError
     from ..training.segmentation import finetune
+    from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
 
-    if not args.cache_dir or not args.output_dir:
-        raise ValueError("--cache_dir and --output_dir are required")
-    out = Path(args.output_dir)
+    if not args.train.output_dir:
+        raise PetCtInputError("--output_dir", "required: where the cells and the table go")
+    open_cache(args.data.cache_dir, labelled=True)
+    out = Path(args.train.output_dir)
     results = []
     cells = grid(args)
     for i, cell in enumerate(cells, 1):
         model, data, train, seg = cell_arguments(args, cell)
-        done = Path(train.output_dir) / "results.json"
+        done = Path(train.output_dir) / RESULTS_FILE
         if done.exists():
             log(f"[{i}/{len(cells)}] {cell.name}: done earlier, skipped")
         else:
             log(f"[{i}/{len(cells)}] {cell.name}")
             finetune(model, data, train, seg)
-        results.append({**json.loads(done.read_text()), **asdict(cell), "backbone_name": cell.backbone})
+        results.append(RunResult.load(done))
     rows, tests = aggregate_results(results), paired_tests(results)
     table = out / "table.md"
     table.write_text(markdown_table(rows, tests))
@@ -143,10 +193,7 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from ..training.args import parse
-
-    (args,) = parse((StudyArguments,), argv, prog=prog)
-    paths = run_study(args)
+    paths = run_study(parse_study_arguments(argv, prog=prog))
     print(Path(paths["table"]).read_text())
     print(f"table: {paths['table']}\nfigure: {paths['figure']}\nresults: {paths['json']}")
     return 0

@@ -1,4 +1,6 @@
-"""Model cards written from the files a run produced (config, training options, evaluation JSON), never by hand.
+"""Model cards written from the files a run produced, never by hand: every claim comes from the model's config.json,
+the run's own record (``results.json``, training.results.RunResult: data sources and counts, steps, validation
+and test metrics), ``conversion.json`` for converted checkpoints, and any evaluation JSON given.
 
 The metadata goes through huggingface_hub's ``ModelCardData``/``EvalResult`` so the ``model-index`` is the Hub's own
 format, and ``validate_model_card`` re-parses the finished card the way the Hub client does, plus the checks the
@@ -23,7 +25,8 @@ PAPER_ARXIV = "2605.21835"
 PAPER_TITLE = "An Open Multi-Center Whole-Body FDG PET/CT Foundation Model for Tumor Segmentation"
 AUTHORS_CODE = "https://github.com/liu-xiaofeng/MAE-for-PET-CT"
 
-# The pretraining corpus (METHOD.md). Licences are the providers' terms: check them before reusing the weights.
+# The authors' pretraining corpus (METHOD.md): claimed only for weights converted from their checkpoints.
+# Licences are the providers' terms: check them before reusing the weights.
 TRAINING_DATA = (
     ("AutoPET FDG-PET-CT-Lesions", 1014, "https://doi.org/10.7937/gkr0-xv29",
      "TCIA data usage policy (see the TCIA collection page)"),
@@ -73,6 +76,7 @@ class CardInputs:
     license: str = "other"
     license_name: str | None = "petct-fm-weights"
     base_model: str | None = None
+    results: Path | None = None  # the run record; default: results.json in model_dir or its parent (run/best)
 
 
 def read_structured(path: Path) -> dict:
@@ -123,24 +127,174 @@ def _metric_blocks(node, path: tuple[str, ...] = ()):
             yield from _metric_blocks(item, path + (name,))
 
 
+def _eval_results(metrics: dict, task: tuple[str, str], source: EvalSource, config: str | None) -> list[EvalResult]:
+    """One model-index result per finite autoPET metric of one aggregate."""
+    return [EvalResult(task_type=task[0], task_name=task[1], dataset_type=source.dataset_type,
+                       dataset_name=source.dataset_name, dataset_split=source.split, dataset_config=config,
+                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(metrics[key]), 4))
+            for key, (metric_type, metric_name) in METRICS.items()
+            if isinstance(metrics.get(key), (int, float)) and math.isfinite(metrics[key])]
+
+
 def eval_results(source: EvalSource, task: tuple[str, str]) -> list[EvalResult]:
     """model-index results for every finite metric of every aggregate in one evaluation JSON."""
     data = read_structured(source.path)
-    results = []
-    for path, metrics in _metric_blocks(data):
-        for key, (metric_type, metric_name) in METRICS.items():
-            value = metrics.get(key)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                continue
-            results.append(EvalResult(
-                task_type=task[0], task_name=task[1], dataset_type=source.dataset_type,
-                dataset_name=source.dataset_name, dataset_split=source.split,
-                dataset_config="/".join(path) or None, metric_type=metric_type, metric_name=metric_name,
-                metric_value=round(float(value), 4),
-            ))
+    results = [r for path, metrics in _metric_blocks(data)
+               for r in _eval_results(metrics, task, source, "/".join(path) or None)]
     if not results:
         raise PetCtInputError(source.path, "no aggregate metrics (dice, fpv_ml, fnv_ml...) found")
     return results
+
+
+# ---- the run record ------------------------------------------------------------------------------------------------
+
+SYNTHETIC_SOURCE = "synthetic-phantom"
+_PHANTOM_ID = re.compile(r"^phantom_\d+(_\d+)?$")  # ids written by data.synthetic.phantom
+SOURCE_NAMES = {SYNTHETIC_SOURCE: "synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic)",
+                "autopet": "AutoPET FDG-PET-CT-Lesions", "deeppsma": "DeepPSMA (FDG)", "spade": "Stanford SPADE",
+                "vimed": "ViMed-PET"}
+SPLITS = ("train", "val", "test")
+
+
+def find_run_record(inputs: CardInputs) -> Path | None:
+    """The run's results.json: given, or beside the model folder (a run's best/ or last/ sits inside the run)."""
+    if inputs.results is not None:
+        return Path(inputs.results)
+    for folder in (inputs.model_dir, inputs.model_dir.parent):
+        if (folder / "results.json").is_file():
+            return folder / "results.json"
+    return None
+
+
+def _source_of(study_id: str) -> str:
+    return SYNTHETIC_SOURCE if _PHANTOM_ID.match(study_id) else "unrecorded"
+
+
+def data_sources(record: dict) -> dict[str, dict[str, int]]:
+    """source -> {split: studies}: the record's own data_sources when it has them, else from its split's study ids
+    (petct-fm's phantoms have recognisable ids; anything else is "unrecorded")."""
+    recorded = record.get("data_sources")
+    if isinstance(recorded, dict) and recorded:
+        return {str(k): (v if isinstance(v, dict) else {"all": int(v)}) for k, v in recorded.items()}
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        for study_id in (record.get("split") or {}).get(split) or []:
+            per_split = counts.setdefault(_source_of(str(study_id)), {})
+            per_split[split] = per_split.get(split, 0) + 1
+    return counts
+
+
+def is_synthetic(sources: dict) -> bool:
+    return bool(sources) and set(sources) == {SYNTHETIC_SOURCE}
+
+
+def _dataset_name(sources: dict) -> str:
+    return " + ".join(SOURCE_NAMES.get(s, s) for s in sources) or "unrecorded data"
+
+
+def record_eval_source(record_path: Path, record: dict) -> EvalSource | None:
+    """The record's test-split metrics as an evaluation source (None when the run scored no test split)."""
+    if not (record.get("test") or {}):
+        return None
+    return EvalSource(record_path, _dataset_name(data_sources(record)), split="test")
+
+
+# ---- card sections -------------------------------------------------------------------------------------------------
+
+def _networks(config: dict) -> list[dict]:
+    """The config of each backbone: the separated probe's two, else the model's own."""
+    return [config[k] for k in ("pet_config", "ct_config") if isinstance(config.get(k), dict)] or [config]
+
+
+def _backbones(config: dict) -> list[str]:
+    return [c.get("backbone", "swinunetr-v2") for c in _networks(config)]
+
+
+def _size_divisor(config: dict) -> int:
+    divisors = [32 if c.get("backbone", "swinunetr-v2") == "swinunetr-v2" else math.prod(c.get("strides") or (32,))
+                for c in _networks(config)]
+    return math.lcm(*divisors)
+
+
+def install_section(config: dict) -> str:
+    """The exact pip commands for a clean environment (the same lines a missing package's error prints)."""
+    from ..models.backbones import install_lines
+
+    return "\n".join(install_lines(_backbones(config)))
+
+
+def _usage_section(repo_id: str, row, config: dict) -> str:
+    modalities = " + ".join(config.get("modalities") or ("PET", "CT"))
+    output = ("out = model(pixel_values)  # out.logits: (B, num_labels, D, H, W); classes in model.config.id2label"
+              if row.auto_class == "AutoModelForSemanticSegmentation" else
+              "out = model(pixel_values)  # reconstruction / last_hidden_state, see the model's output class")
+    install = install_section(config)
+    no_deps = (" `--no-deps` keeps dynamic-network-architectures' timm/torchvision pins from replacing a CPU torch "
+               "with a CUDA build.") if "--no-deps" in install else ""
+    return f"""Without petct-fm, these packages are all it needs:{no_deps}
+```bash
+{install}
+```
+```python
+import torch
+from transformers import {row.auto_class}
+model = {row.auto_class}.from_pretrained("{repo_id}", trust_remote_code=True).eval()
+pixel_values = torch.zeros(1, {len(config.get("modalities") or ("PET", "CT"))}, {2 * _size_divisor(config)}, 128, 128)  # {modalities}, (z, y, x)
+{output}
+```
+With petct-fm installed, `petct segment` and the Gradio demo take this repo id as the model and run the whole
+pipeline (harmonisation, sliding window, mask back on the native PET grid, lesion table)."""
+
+
+def _split_cell(split_counts: dict, split: str) -> str:
+    return str(split_counts.get(split, 0)) if split in split_counts or "all" not in split_counts else "-"
+
+
+def _data_section(inputs: CardInputs, record: dict | None) -> str:
+    if (inputs.model_dir / "conversion.json").is_file():
+        rows = "\n".join(f"| {name} | {n} | {src} | {lic} |" for name, n, src, lic in TRAINING_DATA)
+        return ("Weights converted from the authors' released checkpoint, pretrained (per the paper) on their corpus "
+                "of 4,997 FDG PET/CT scans:\n\n| dataset | scans | source | licence / terms |\n|---|---|---|---|\n"
+                f"{rows}\n\nThe weights inherit the restrictions of these sources: check each provider's terms.")
+    if record is None:
+        return "No run record (results.json) was supplied: this card makes no claim about the training data."
+    sources = data_sources(record)
+    rows = "\n".join(f"| {SOURCE_NAMES.get(s, s)} | " + " | ".join(_split_cell(c, sp) for sp in SPLITS) + " |"
+                     for s, c in sources.items())
+    text = f"From the run record:\n\n| data | train | val | test |\n|---|---|---|---|\n{rows}"
+    if is_synthetic(sources):
+        text = ("**The data are synthetic.** This model was trained and evaluated only on computer-generated PET/CT "
+                "phantoms (petct-fm's `modeling_petct.data.synthetic`), no patient scans: its numbers say nothing "
+                "about performance on real studies.\n\n" + text)
+    return text
+
+
+def _training_section(inputs: CardInputs, record: dict | None) -> str:
+    parts = []
+    if record is not None:
+        facts = {"started from": record.get("pretrained") or "random initialisation (from scratch)",
+                 "arm": record.get("arm"), "network": record.get("network") or record.get("backbone"),
+                 "preset": record.get("preset"), "linear probe": record.get("linear_probe"),
+                 "labelled training studies": record.get("n_train"), "k-shot": record.get("k_shot"),
+                 "label fraction": record.get("label_fraction"), "optimiser steps": record.get("steps"),
+                 "learning rate": record.get("learning_rate"), "seed": record.get("seed"),
+                 "selected at step": record.get("selected_step"),
+                 "best validation Dice (selection metric)": record.get("best_val_dice")}
+        parts.append("\n".join(f"- {k}: `{v}`" for k, v in facts.items() if v is not None))
+    if inputs.training_config:
+        options = read_structured(inputs.training_config)
+        parts.append(f"Training options (`{inputs.training_config.name}`):\n\n```yaml\n"
+                     f"{yaml.safe_dump(options, sort_keys=False).strip()}\n```")
+    conversion = inputs.model_dir / "conversion.json"
+    if conversion.is_file():
+        info = read_structured(conversion)
+        parts.append(f"Converted from `{info.get('source')}` (sha256 `{info.get('sha256')}`, preset "
+                     f"`{info.get('preset')}`, Swin merging `{info.get('swin_downsample', 'n/a')}`) with "
+                     "`hub_scripts/convert_original_checkpoint.py`, tested to reproduce the original network to 1e-5.")
+    summary = inputs.model_dir / "training_summary.json"
+    if summary.is_file():
+        parts.append(f"Selection (`training_summary.json`):\n\n```json\n{summary.read_text().strip()}\n```")
+    return "\n\n".join(parts) or "No training record or options were supplied for this card."
 
 
 def _cell(metrics: dict, key: str) -> str:
@@ -153,107 +307,38 @@ def _cell(metrics: dict, key: str) -> str:
     return f"{value:.3f}"
 
 
-def _results_table(sources: list[EvalSource]) -> str:
-    rows = ["| data | run | n scans | Dice [95% CI] | FPV ml | FNV ml |", "|---|---|---|---|---|---|"]
+def _n_scans(metrics: dict, record: dict | None, source: EvalSource) -> str:
+    if "n_cases" in metrics:
+        return str(metrics["n_cases"])
+    cases = (record or {}).get(f"{source.split}_cases")
+    return str(len(cases)) if isinstance(cases, dict) and cases else "?"
+
+
+def _evaluation_section(sources: list[EvalSource], record: dict | None) -> str:
+    if not sources:
+        return "No evaluation was supplied for this card: no performance is claimed."
+    rows = ["| data (split) | run | n scans | Dice [95% CI] | FPV ml | FNV ml |", "|---|---|---|---|---|---|"]
     for source in sources:
         for path, m in _metric_blocks(read_structured(source.path)):
             rows.append(f"| {source.dataset_name} ({source.split}) | {'/'.join(path) or '-'} | "
-                        f"{m.get('n_cases', '?')} | {_cell(m, 'dice')} | {_cell(m, 'fpv_ml')} | {_cell(m, 'fnv_ml')} |")
-    return "\n".join(rows)
+                        f"{_n_scans(m, record, source)} | {_cell(m, 'dice')} | {_cell(m, 'fpv_ml')} | "
+                        f"{_cell(m, 'fnv_ml')} |")
+    selected = record is not None and record.get("selected_step") is not None
+    return ("autoPET metrics (18-connected components; Dice over lesion-positive scans; FPV/FNV in ml)"
+            + ("; the model was selected on the validation split, never on test" if selected else "")
+            + ".\n\n" + "\n".join(rows))
 
 
-def _model_summary(config: dict, num_parameters: int | None) -> str:
-    keys = ("preset", "backbone", "modalities", "crop_size", "target_spacing", "normalization", "num_labels",
-            "mask_cell_size", "mask_ratio", "imputation", "masked_loss_weight", "visible_loss_weight")
-    lines = [f"- `{k}`: `{config[k]}`" for k in keys if k in config]
-    if num_parameters:
-        lines.append(f"- parameters: {num_parameters / 1e6:.2f}M")
-    return "\n".join(lines)
-
-
-def _training_section(inputs: CardInputs) -> str:
-    parts = []
-    if inputs.training_config:
-        options = read_structured(inputs.training_config)
-        parts.append(f"Training options (`{inputs.training_config.name}`):\n\n```yaml\n"
-                     f"{yaml.safe_dump(options, sort_keys=False).strip()}\n```")
-    conversion = inputs.model_dir / "conversion.json"
-    if conversion.is_file():
-        info = read_structured(conversion)
-        parts.append(f"Weights converted from the authors' released checkpoint `{info.get('source')}` "
-                     f"(sha256 `{info.get('sha256')}`, preset `{info.get('preset')}`) with "
-                     "`hub_scripts/convert_original_checkpoint.py` (tested to reproduce the original networks' outputs "
-                     "to 1e-5).")
-    summary = inputs.model_dir / "training_summary.json"
-    if summary.is_file():
-        parts.append(f"Training summary (`training_summary.json`):\n\n```json\n{summary.read_text().strip()}\n```")
-    return "\n\n".join(parts) or "No training options were supplied for this card."
-
-
-def render_model_card(inputs: CardInputs, config: dict, num_parameters: int | None = None) -> ModelCard:
-    """The README.md of a Hub model folder, from the model's config.json and the given run files."""
-    arch = (config.get("architectures") or ["PetCtModel"])[0]
-    row = model_class(arch) or model_class("PetCtModel")
-    task = (row.task, row.title)
-    results = [r for source in inputs.evals for r in eval_results(source, task)]
-    model_name = inputs.repo_id.split("/")[-1]
-    data = ModelCardData(
-        model_name=model_name, license=inputs.license, library_name="transformers",
-        license_name=inputs.license_name if inputs.license == "other" else None,
-        pipeline_tag=task[0], base_model=inputs.base_model, eval_results=results or None,
-        tags=["medical-imaging", "pet-ct", "fdg-pet", "3d", "masked-autoencoder", "custom_code",
-              f"arxiv:{PAPER_ARXIV}"],
-    )
-    data_rows = "\n".join(f"| {name} | {n} | {src} | {lic} |" for name, n, src, lic in TRAINING_DATA)
-    results_md = _results_table(inputs.evals) if inputs.evals else "No evaluation was supplied for this card."
-    body = f"""
-# {model_name}
-
-A petct-fm model (`{arch}`): a whole-body FDG PET/CT network following the paper
-"{PAPER_TITLE}" (arXiv:{PAPER_ARXIV}), packaged for `transformers`.
-
-## Model details
-{_model_summary(config, num_parameters)}
-
-Input: a 2-channel (PET in SUV, CT in HU) volume resampled to the target spacing, body-cropped and normalised as
-petct-fm's `harmonize` does; axes (z, y, x). Spatial sizes must be multiples of 32 for SwinUNETR.
-
-## How to use
-```python
-from transformers import AutoModel
-model = AutoModel.from_pretrained("{inputs.repo_id}", trust_remote_code=True)  # petct-fm not required
-```
-With petct-fm installed, its `petct segment` command and Gradio demo take this repo id as the model and run the
-whole pipeline (harmonisation, sliding window, mask back on the native PET grid, lesion table).
-
-## Intended use
+_STATIC = """## Intended use
 Research on automated lesion segmentation and representation learning for whole-body FDG PET/CT: fine-tuning,
 linear probing, label-efficiency studies, and benchmarking on public data.
 
 ## Out-of-scope use
 **Not a medical device.** Not cleared or approved for diagnosis, treatment decisions, staging or response
 assessment. Not validated for tracers other than FDG, for paediatric patients, or for scanners and protocols unlike
-those of the training data. Outputs need review by a qualified reader.
+those of the training data. Outputs need review by a qualified reader."""
 
-## Training data
-Pretraining corpus of 4,997 FDG PET/CT scans (the paper's):
-
-| dataset | scans | source | licence / terms |
-|---|---|---|---|
-{data_rows}
-
-The weights inherit the restrictions of these sources: check each provider's terms before reuse.
-
-## Training procedure
-{_training_section(inputs)}
-
-## Evaluation
-autoPET metrics (18-connected components; Dice over lesion-positive scans; FPV/FNV in ml), means with bootstrap
-95% confidence intervals.
-
-{results_md}
-
-## Citation
+_CITATION = f"""## Citation
 ```bibtex
 @misc{{petctfm2026,
   title         = {{{PAPER_TITLE}}},
@@ -263,10 +348,67 @@ autoPET metrics (18-connected components; Dice over lesion-positive scans; FPV/F
   url           = {{https://arxiv.org/abs/{PAPER_ARXIV}}}
 }}
 ```
-Authors' code: {AUTHORS_CODE}.
-"""
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+Authors' code: {AUTHORS_CODE}."""
 
+
+def _model_summary(config: dict, num_parameters: int | None) -> str:
+    keys = ("preset", "backbone", "modalities", "crop_size", "target_spacing", "normalization", "id2label",
+            "organ_labels", "mask_cell_size", "mask_ratio", "imputation", "masked_loss_weight", "visible_loss_weight")
+    lines = [f"- `{k}`: `{config[k]}`" for k in keys if config.get(k) not in (None, [], ())]
+    if num_parameters:
+        lines.append(f"- parameters: {num_parameters / 1e6:.2f}M")
+    return "\n".join(lines)
+
+
+def _metadata(inputs: CardInputs, row, results: list[EvalResult], synthetic: bool) -> ModelCardData:
+    tags = ["medical-imaging", "pet-ct", "fdg-pet", "3d", "custom_code", f"arxiv:{PAPER_ARXIV}"]
+    return ModelCardData(
+        model_name=inputs.repo_id.split("/")[-1], license=inputs.license, library_name="transformers",
+        license_name=inputs.license_name if inputs.license == "other" else None, pipeline_tag=row.task,
+        base_model=inputs.base_model, eval_results=results or None,
+        tags=tags + (["synthetic-data"] if synthetic else []))
+
+
+def render_model_card(inputs: CardInputs, config: dict, num_parameters: int | None = None) -> ModelCard:
+    """The README.md of a Hub model folder, from its config.json, the run record and the given files."""
+    arch = (config.get("architectures") or ["PetCtModel"])[0]
+    row = model_class(arch) or model_class("PetCtModel")
+    record_path = find_run_record(inputs)
+    record = read_structured(record_path) if record_path else None
+    given = {Path(e.path).resolve() for e in inputs.evals}  # an --eval of the record itself names its data
+    own = record_eval_source(record_path, record) if record and record_path.resolve() not in given else None
+    sources = [own] * (own is not None) + list(inputs.evals)
+    results = [r for source in sources for r in eval_results(source, (row.task, row.title))]
+    synthetic = record is not None and is_synthetic(data_sources(record))
+    body = f"""
+# {inputs.repo_id.split("/")[-1]}
+
+{row.title}: a petct-fm model (`{arch}`) following the paper "{PAPER_TITLE}" (arXiv:{PAPER_ARXIV}), packaged for
+`transformers`.{" Trained on synthetic data only (see Training data)." if synthetic else ""}
+
+## Model details
+{_model_summary(config, num_parameters)}
+
+Input: PET in SUV and CT in HU, resampled to the target spacing, body-cropped and normalised as petct-fm's
+`harmonize` does; axes (z, y, x); every spatial size a multiple of {_size_divisor(config)}.
+
+## How to use
+{_usage_section(inputs.repo_id, row, config)}
+
+{_STATIC}
+
+## Training data
+{_data_section(inputs, record)}
+
+## Training procedure
+{_training_section(inputs, record)}
+
+## Evaluation
+{_evaluation_section(sources, record)}
+
+{_CITATION}
+"""
+    return ModelCard(f"---\n{_metadata(inputs, row, results, synthetic).to_yaml()}\n---\n{body}")
 
 def validate_model_card(text: str, source: str = "README.md") -> ModelCard:
     """Parse a card as the Hub client does (strict model-index) and apply the Hub's offline metadata rules."""

@@ -15,6 +15,7 @@ def push_folder(
     private: bool | None = None,
     space_sdk: str | None = None,
     commit_message: str = "Upload with petct-fm",
+    ignore_patterns: list[str] | None = None,
 ):
     """Create the repo if needed and commit the folder's files; returns huggingface_hub's CommitInfo.
 
@@ -25,4 +26,4 @@ def push_folder(
     api = HfApi(endpoint=endpoint, token=token)
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
-                             commit_message=commit_message)
+                             commit_message=commit_message, ignore_patterns=ignore_patterns)

@@ -15,6 +15,17 @@ MODEL_HELP = (
 )
 
 
+def resolve_model_dir(path: str | os.PathLike) -> str:
+    """A training run folder (train_seg.py / train_mae.py output) means its selected model: ``best/``, else ``last/``;
+    anything else (a model folder, a Hub id) is returned as given."""
+    p = Path(path).expanduser()
+    if p.is_dir() and not (p / "config.json").exists():
+        for sub in ("best", "last"):
+            if (p / sub / "config.json").exists():
+                return str(p / sub)
+    return str(path)
+
+
 def load_segmentation_model(source: str | os.PathLike | None, device: str = "cpu"):
     """A petct segmentation model (``PetCtForSegmentation`` or the separated-modality probe, by its config) in eval
     mode on ``device`` from a local folder or a Hub id (cache only when offline).
@@ -25,7 +36,7 @@ def load_segmentation_model(source: str | os.PathLike | None, device: str = "cpu
 
     if source is None or str(source).strip() == "":
         raise PetCtInputError("--model", f"no model given: {MODEL_HELP}")
-    path = Path(source).expanduser()
+    path = Path(resolve_model_dir(source)).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             pth = sorted(p.name for p in path.glob("*.pth")) + sorted(p.name for p in path.glob("*.pt"))

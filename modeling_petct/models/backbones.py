@@ -12,19 +12,62 @@ Each backbone is kept as the library module, so an original checkpoint converts 
 where <head> is reconstruction_head (masked autoencoder) or segmentation_head (segmentation).
 The output conv lives in the task head so that an MAE checkpoint never leaks its reconstruction conv into a
 segmentation model (the authors' code did).
+
+Each backbone library is imported only by the backbone that needs it (MONAI's SwinUNETR + einops for Swin,
+dynamic_network_architectures for the CNNs; MONAI itself every model needs, for the loss), through `require`, so a Hub user installs only what the model's card
+says and a missing package fails when the model is built (at load), with the exact install line. The imports go
+through importlib inside a try: transformers' remote-code check would otherwise demand every library of every
+backbone, and suggest `pip install dynamic_network_architectures`, whose timm/torchvision pins replace a CPU torch
+with a 5 GB CUDA build.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
-from monai.networks.nets import SwinUNETR
 from torch import nn
 
 from .configuration_petct import PetCtConfig
+
+# Every model: torch, transformers and MONAI (the segmentation loss, modeling_petct.py). Each backbone adds
+# (module, pip requirement, install with --no-deps).
+MONAI_REQUIREMENT = "monai>=1.5,<1.7"
+DNA_REQUIREMENT = "dynamic-network-architectures==0.4.4"
+BASE_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0,<6", MONAI_REQUIREMENT)
+BACKBONE_PACKAGES = {
+    "swinunetr-v2": (("monai", MONAI_REQUIREMENT, False), ("einops", "einops>=0.7", False)),
+    "plain-conv-unet": (("dynamic_network_architectures", DNA_REQUIREMENT, True),),
+    "residual-encoder-unet": (("dynamic_network_architectures", DNA_REQUIREMENT, True),),
+}
+
+
+def install_lines(backbones) -> list[str]:
+    """The pip commands that give a clean environment everything these backbones need (the model card shows them).
+
+    dynamic-network-architectures goes in with --no-deps: its timm/torchvision pins would replace a CPU torch."""
+    packages = [p for b in dict.fromkeys(backbones) for p in BACKBONE_PACKAGES[b]]
+    plain = list(dict.fromkeys([*BASE_REQUIREMENTS, *(req for _, req, no_deps in packages if not no_deps)]))
+    no_deps = list(dict.fromkeys(req for _, req, no_deps in packages if no_deps))
+    lines = ["pip install " + " ".join(f'"{r}"' if set(r) & set("<>") else r for r in plain)]
+    return lines + ([f"pip install --no-deps {' '.join(no_deps)}"] if no_deps else [])
+
+
+def require(backbone: str, module: str):
+    """Import one library of a backbone, or an ImportError with the install line for that backbone."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        missing = err.name or module
+        lines = " && ".join(install_lines([backbone]))
+        raise ImportError(f"the {backbone} backbone needs {missing}, which is not installed; install what this model "
+                          f"needs with: {lines}") from None
+
+
+def _require_all(backbone: str) -> None:
+    for module, _, _ in BACKBONE_PACKAGES[backbone]:
+        require(backbone, module)
 
 # Original state-dict keys of the final 1x1x1 output convolution, by backbone (see the module docstring).
 ORIGINAL_OUTPUT_CONV = {
@@ -51,11 +94,12 @@ def convert_original_state_dict(state_dict: dict, config: PetCtConfig, head: str
 
 def build_backbone(config: PetCtConfig) -> nn.Module:
     """The configured network with its own initialisation, with the final output conv removed."""
+    _require_all(config.backbone)  # all of them now: einops, say, is otherwise first needed in forward
     if config.is_swin:
-        net = SwinUNETR(
+        net = require(config.backbone, "monai.networks.nets").SwinUNETR(
             in_channels=config.num_channels, out_channels=config.num_channels, feature_size=config.feature_size,
             depths=config.depths, num_heads=config.num_heads, window_size=config.window_size, norm_name="instance",
-            downsample="mergingv2", use_v2=True, dropout_path_rate=config.drop_path_rate, normalize=True,
+            downsample=config.swin_downsample, use_v2=True, dropout_path_rate=config.drop_path_rate, normalize=True,
         )
         net.out = nn.Identity()  # so net(x) still runs and returns the decoder feature map
         return net
@@ -67,21 +111,23 @@ def build_backbone(config: PetCtConfig) -> nn.Module:
         norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
         nonlin_kwargs={"negative_slope": 1e-2, "inplace": True}, deep_supervision=False,
     )
+    unet = require(config.backbone, "dynamic_network_architectures.architectures.unet")
     if config.backbone == "plain-conv-unet":
-        net = PlainConvUNet(n_conv_per_stage=config.blocks_per_stage, **common)
+        net = unet.PlainConvUNet(n_conv_per_stage=config.blocks_per_stage, **common)
     else:
-        net = ResidualEncoderUNet(n_blocks_per_stage=config.blocks_per_stage, **common)
+        net = unet.ResidualEncoderUNet(n_blocks_per_stage=config.blocks_per_stage, **common)
     net.apply(net.initialize)  # nnU-Net's own He init, as its get_network_from_plans applies it
     net.decoder.seg_layers = nn.ModuleList()  # output convs: the last one moves to the task head
-    _register_each_module_once(net)
+    _register_each_module_once(net, config.backbone)
     return net
 
 
-def _register_each_module_once(net: nn.Module) -> None:
+def _register_each_module_once(net: nn.Module, backbone: str) -> None:
     """nnU-Net registers some modules twice (decoder.encoder is encoder; each conv block's all_modules holds its
     conv/norm/nonlin). Shared tensors break safetensors round trips, so the aliases stay plain attributes: forward
     still uses them, the state dict names every tensor once."""
-    aliases = [(block, "all_modules") for block in net.modules() if isinstance(block, ConvDropoutNormReLU)]
+    blocks = require(backbone, "dynamic_network_architectures.building_blocks.simple_conv_blocks")
+    aliases = [(block, "all_modules") for block in net.modules() if isinstance(block, blocks.ConvDropoutNormReLU)]
     for module, name in aliases + [(net.decoder, "encoder")]:
         object.__setattr__(module, name, module._modules.pop(name))
 
@@ -95,7 +141,7 @@ def _call(module: nn.Module, x: torch.Tensor, checkpoint_fn: Callable | None) ->
     return module(x) if checkpoint_fn is None else checkpoint_fn(module, x)
 
 
-def swin_features(net: SwinUNETR, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+def swin_features(net: nn.Module, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """SwinUNETR.forward's wiring, also returning the encoder features (full resolution down to 1/32).
 
     Gradient checkpointing here is MONAI's own (the blocks' use_checkpoint flag). Input sizes are checked by the

@@ -13,6 +13,10 @@ from transformers import PreTrainedConfig
 BACKBONES = ("swinunetr-v2", "plain-conv-unet", "residual-encoder-unet")
 MODALITIES = ("PET", "CT")  # also the harmonised cache's channel order: channel 0 PET, channel 1 CT
 IMPUTATIONS = ("zero", "token")
+# MONAI's SwinUNETR patch merging: the authors' notebooks use "mergingv2"; MONAI's default "merging" has the very same
+# parameters (names and shapes) but concatenates the 2x2x2 neighbours in another order, so outputs differ.
+SWIN_DOWNSAMPLES = ("mergingv2", "merging")
+LESION_CLASSES = ("background", "lesion")  # id2label of the lesion head
 NORMALIZATIONS = ("zscore", "clinical", "none")
 
 _SWIN = {"backbone": "swinunetr-v2", "num_heads": (3, 6, 12, 24), "window_size": 7, "drop_path_rate": 0.05}
@@ -58,7 +62,8 @@ class PetCtConfig(PreTrainedConfig):
     r"""Configuration of a petct-fm model.
 
     backbone: "swinunetr-v2" (MONAI SwinUNETR, use_v2=True), "plain-conv-unet" (nnU-Net PlainConvUNet) or
-        "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate;
+        "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate
+        and swin_downsample ("mergingv2", the authors'; "merging" only for checkpoints built with MONAI's default);
         the CNNs use features_per_stage/strides/kernel_size/blocks_per_stage (convs per stage for the plain net,
         residual blocks for ResEnc)/decoder_convs_per_stage.
     modalities: input channels in order, ("PET", "CT") by default; ("PET",) or ("CT",) for separated-modality MAEs.
@@ -81,6 +86,7 @@ class PetCtConfig(PreTrainedConfig):
     num_heads: list[int] | tuple[int, ...] = (3, 6, 12, 24)
     window_size: int = 7
     drop_path_rate: float = 0.05
+    swin_downsample: str = "mergingv2"
     features_per_stage: list[int] | tuple[int, ...] = (32, 64, 128, 256, 320, 320)
     strides: list[int] | tuple[int, ...] = (1, 2, 2, 2, 2, 2)
     kernel_size: int = 3
@@ -104,7 +110,19 @@ class PetCtConfig(PreTrainedConfig):
         for name in _TUPLES:  # JSON gives lists back; tuples keep configs comparable and hashable
             setattr(self, name, tuple(getattr(self, name)))
         super().__post_init__(**kwargs)
+        self._name_labels()
         self._check()
+
+    def _name_labels(self) -> None:
+        """Name the classes in id2label where transformers left its LABEL_i placeholders (names given are kept):
+        background, lesion, then config.organ_labels when the labels include them."""
+        if any(v != f"LABEL_{k}" for k, v in self.id2label.items()):
+            return
+        with_organs = (*LESION_CLASSES, *getattr(self, "organ_labels", ()))
+        names = with_organs if self.num_labels == len(with_organs) else LESION_CLASSES
+        if self.num_labels == len(names):
+            self.id2label = dict(enumerate(names))
+            self.label2id = {name: i for i, name in self.id2label.items()}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PetCtConfig:
@@ -163,6 +181,8 @@ class PetCtConfig(PreTrainedConfig):
         if self.num_labels < 2:
             fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
         if self.is_swin:
+            if self.swin_downsample not in SWIN_DOWNSAMPLES:
+                fail("swin_downsample", f"must be one of {SWIN_DOWNSAMPLES}, got {self.swin_downsample!r}")
             if self.feature_size % 12:
                 fail("feature_size", f"SwinUNETR needs a multiple of 12, got {self.feature_size}")
             if len(self.depths) != 4 or len(self.num_heads) != 4:

@@ -1,14 +1,20 @@
 """Training options as dataclasses, parsed by transformers' `HfArgumentParser` (flags, a JSON/YAML file, or both).
 
 A config file may come first on the command line; flags after it override its values, so
-`train_mae.py recipe.yaml --learning_rate 3e-4` works as in transformers' example scripts.
+`train_mae.py recipe.yaml --learning-rate 3e-4` works as in transformers' example scripts. Every flag is accepted
+dashed (`--learning-rate`, the spelling `petct` uses) and with underscores (HfArgumentParser adds both); where
+transformers' TrainingArguments spell an option differently, its name is an alias (`--num-train-epochs`,
+`--per-device-train-batch-size`, `--resume-from-checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..data.cache import LESION_CROP_PROB
 
 SWIN_LR, CNN_LR = 1e-4, 5e-4  # METHOD.md: the authors' per-backbone AdamW learning rates
 
@@ -16,6 +22,11 @@ SWIN_LR, CNN_LR = 1e-4, 5e-4  # METHOD.md: the authors' per-backbone AdamW learn
 def default_learning_rate(backbone: str) -> float:
     """The paper's learning rate for a backbone (pretraining and fine-tuning use the same)."""
     return SWIN_LR if "swin" in backbone.lower() else CNN_LR
+
+
+def _aliases(transformers_name: str) -> list[str]:
+    """transformers' TrainingArguments spelling of an option, with underscores and dashed."""
+    return [f"--{transformers_name}", f"--{transformers_name.replace('_', '-')}"]
 
 
 @dataclass
@@ -44,9 +55,11 @@ class DataArguments:
 class TrainArguments:
     output_dir: str = field(default="", metadata={"help": "Run directory: checkpoints/, logs/, previews/, the selected model and last/."})
     seed: int = 0
-    num_epochs: int = field(default=200, metadata={"help": "Epochs (one crop per study per epoch, as the paper)."})
+    num_epochs: int = field(default=200, metadata={"help": "Epochs (one crop per study per epoch, as the paper).",
+                                                   "aliases": _aliases("num_train_epochs")})
     max_steps: int = field(default=-1, metadata={"help": "If > 0: total optimizer steps, overriding num_epochs (equal-steps control)."})
-    per_device_batch_size: int = 2
+    per_device_batch_size: int = field(default=2, metadata={"help": "Crops per device per step.",
+                                                            "aliases": _aliases("per_device_train_batch_size")})
     gradient_accumulation_steps: int = 1
     learning_rate: float | None = field(default=None, metadata={"help": "Peak lr (default: 1e-4 Swin, 5e-4 CNN as the paper)."})
     min_learning_rate: float = 1e-6
@@ -61,7 +74,8 @@ class TrainArguments:
     checkpoints_total_limit: int = field(default=3, metadata={"help": "Keep only the last K training-state checkpoints."})
     eval_steps: int = field(default=0, metadata={"help": "Validate every N steps (0 = at the end of every epoch)."})
     logging_steps: int = 10
-    resume: bool = field(default=False, metadata={"help": "Continue from the latest complete checkpoint in output_dir."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the latest complete checkpoint in output_dir.",
+                                                  "aliases": _aliases("resume_from_checkpoint")})
     report_to: str = field(default="tensorboard", metadata={"help": "An Accelerate tracker (tensorboard, wandb, ...) or none."})
     cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
     ddp_find_unused_parameters: bool = field(default=False, metadata={"help": "Needed by backbones with unused layers under DDP."})
@@ -78,7 +92,7 @@ class SegArguments:
     k_shot: int | None = field(default=None, metadata={"help": "k labelled scans (e.g. 5) for few-shot probing/fine-tuning."})
     schedule: str = field(default="epochs", metadata={"help": "epochs (as the paper) | equal_steps (same optimizer steps whatever the label fraction)."})
     equal_steps: int = field(default=5000, metadata={"help": "Optimizer steps for --schedule equal_steps."})
-    fg_prob: float = field(default=0.5, metadata={"help": "Probability that a training crop is centred on a lesion."})
+    fg_prob: float = field(default=LESION_CROP_PROB, metadata={"help": "Probability that a training crop is centred on a lesion."})
     sw_overlap: float = field(default=0.5, metadata={"help": "Sliding-window overlap for validation/test inference."})
     sw_batch_size: int = 2
     test_ids: str | None = field(default=None, metadata={"help": "Text file of test study ids (evaluated once, at the end)."})
@@ -88,7 +102,9 @@ def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = Non
     """Parse `argv` into the given dataclasses; a leading .json/.yaml/.yml file supplies defaults that flags override."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_types, prog=prog)
+    parser = HfArgumentParser(dataclass_types, prog=prog, allow_abbrev=False)  # `--seed` must not mean `--seeds`
+    for action in parser._actions:  # --help shows the dashed spelling first, as every `petct` command spells flags
+        action.option_strings.sort(key=lambda option: "_" in option)
     argv = list(argv or [])
     if argv and Path(argv[0]).suffix.lower() in {".json", ".yaml", ".yml"}:
         config_path = argv.pop(0)
@@ -100,7 +116,23 @@ def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = Non
 
             raise PetCtInputError(config_path, f"unknown option(s) {unknown}")
         parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False, return_remaining_strings=True)
+    *values, remaining = parsed
+    if remaining:  # argparse's own way: usage, one line, exit 2
+        parser.error(f"unrecognized arguments: {' '.join(remaining)}")
+    return tuple(values)
+
+
+def run_main(entry, argv: list[str] | None, prog: str) -> int:
+    """Run a training entry point; input the user can fix (a missing cache, a bad config file) is one line on stderr
+    and exit status 2, as in every `petct` sub-command."""
+    from ..errors import PetCtInputError
+
+    try:
+        return int(entry(argv, prog) or 0)
+    except PetCtInputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def read_config_file(path: str) -> dict:

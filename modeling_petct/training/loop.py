@@ -168,6 +168,28 @@ class FitResult:
         return self.best_dir or self.last_dir
 
 
+@dataclass
+class _Run:
+    """What one `fit` holds while it trains (built by `_setup`, stepped by `_train_epoch`)."""
+
+    accelerator: object
+    args: TrainArguments
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loader: DataLoader
+    loader_generator: torch.Generator
+    dataset: Dataset
+    total_steps: int
+    state: LoopState = field(default_factory=LoopState)
+    progress: object = None
+    window: dict = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.args.output_dir)
+
+
 def fit(
     accelerator,
     args: TrainArguments,
@@ -187,94 +209,137 @@ def fit(
     goes to `output_dir/best`, the final weights to `output_dir/last` (`FitResult.model_dir`: best, else last).
     `total_steps` overrides the epoch budget (equal-steps control); epochs then repeat as needed.
     """
-    out = Path(args.output_dir)
+    run = _setup(accelerator, args, prepare_model(model, args), train_dataset, learning_rate, total_steps, num_workers)
+    _resume_or_refuse(run)
+    if args.report_to not in ("", "none"):
+        accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, run.total_steps))
+    run.progress = _progress(accelerator, args, run.total_steps, run.state.step)
+    run.window = _new_window()
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+
+    def after_step():
+        _after_step(run, evaluate, selection, on_evaluate)
+
+    while run.state.step < run.total_steps:
+        _train_epoch(run, after_step)
+    run.progress.close()
+    return _finish(run, selection)
+
+
+def prepare_model(model: torch.nn.Module, args: TrainArguments) -> torch.nn.Module:
+    """Gradient checkpointing and memory format, as the arguments ask (before Accelerate wraps the model)."""
     if args.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
         model.gradient_checkpointing_enable()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
+    return model
 
-    sampler = EpochPermutationSampler(len(train_dataset), args.seed)
+
+def _setup(accelerator, args: TrainArguments, model, dataset, learning_rate: float, total_steps: int | None,
+           num_workers: int) -> _Run:
+    """Loader, optimizer and scheduler prepared by Accelerate; the step budget; the loop state registered for
+    checkpointing. The order of these calls is part of bit-exact resume: keep it."""
+    sampler = EpochPermutationSampler(len(dataset), args.seed)
     loader_generator = torch.Generator()  # keeps DataLoader from drawing on the global RNG (resume equality)
-    train_loader = DataLoader(
-        train_dataset,
-        batch_size=args.per_device_batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=False,
-        generator=loader_generator,
-    )
+    loader = DataLoader(dataset, batch_size=args.per_device_batch_size, sampler=sampler, num_workers=num_workers,
+                        drop_last=False, generator=loader_generator)
     optimizer = build_optimizer(model, args, learning_rate, accelerator.device)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     if total_steps is None:
         total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.num_epochs
     scheduler = accelerator.prepare(build_scheduler(optimizer, args, learning_rate, total_steps, accelerator.num_processes))
+    run = _Run(accelerator, args, model, optimizer, scheduler, loader, loader_generator, dataset, total_steps)
+    accelerator.register_for_checkpointing(run.state)
+    return run
 
-    state = LoopState()
-    accelerator.register_for_checkpointing(state)
-    if args.resume:
-        _resume(accelerator, out)
-    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+
+def _resume_or_refuse(run: _Run) -> None:
+    """--resume continues the newest complete checkpoint; without it, a folder with checkpoints is refused."""
+    checkpoints = run.out / "checkpoints"
+    if run.args.resume:
+        _resume(run.accelerator, run.out)
+    elif checkpoints.is_dir() and any(checkpoints.iterdir()):
         from ..errors import PetCtInputError
 
-        raise PetCtInputError(out, "holds checkpoints of an earlier run: add --resume to continue it, or choose another output_dir")
-    if args.report_to not in ("", "none"):
-        accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, total_steps))
+        raise PetCtInputError(run.out, "holds checkpoints of an earlier run: add --resume to continue it, or choose "
+                                       "another output_dir")
 
-    progress = _progress(accelerator, args, total_steps, state.step)
-    window = {"loss": 0.0, "count": 0, "samples": 0, "t0": time.perf_counter()}
-    if accelerator.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(accelerator.device)
 
-    while state.step < total_steps:
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(state.epoch)
-        loader_generator.manual_seed(args.seed * 7919 + state.epoch)
-        batches = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
-        batches.set_epoch(state.epoch)  # Accelerate's loaders count epochs themselves, from 0 for a skipping loader
-        for batch in batches:
-            if args.channels_last:
-                batch = {k: _channels_last(v) for k, v in batch.items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            state.batch += 1
-            window["loss"] += loss.detach().float().item()
-            window["count"] += 1
-            window["samples"] += batch["pixel_values"].shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            progress.update(1)
-            if state.step % args.logging_steps == 0 or state.step == total_steps:
-                _log_window(accelerator, state, scheduler, window, progress)
-            end_of_epoch = state.batch >= len(train_loader)
-            due = (state.step % args.eval_steps == 0) if args.eval_steps else end_of_epoch
-            if evaluate is not None and (due or state.step == total_steps):
-                _evaluate(accelerator, model, evaluate, selection, on_evaluate, state, out)
-            if state.step % args.checkpointing_steps == 0 or state.step == total_steps:
-                _checkpoint(accelerator)
-            if state.step >= total_steps:
-                break
-        else:
-            state.epoch += 1
-            state.batch = 0
+def _train_epoch(run: _Run, after_step: Callable[[], None]) -> None:
+    """The rest of the current epoch (from `state.batch` on a resumed run), or until the step budget is spent."""
+    accelerator, args, state = run.accelerator, run.args, run.state
+    if hasattr(run.dataset, "set_epoch"):
+        run.dataset.set_epoch(state.epoch)
+    run.loader_generator.manual_seed(args.seed * 7919 + state.epoch)
+    batches = accelerator.skip_first_batches(run.loader, state.batch) if state.batch else run.loader
+    batches.set_epoch(state.epoch)  # Accelerate's loaders count epochs themselves, from 0 for a skipping loader
+    for batch in batches:
+        loss = _train_batch(run, batch)
+        state.batch += 1
+        _count(run.window, loss, batch, accelerator.num_processes)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        run.progress.update(1)
+        after_step()
+        if state.step >= run.total_steps:
+            return
+    state.epoch += 1
+    state.batch = 0
 
-    progress.close()
-    last_dir = out / "last"
+
+def _train_batch(run: _Run, batch: dict) -> torch.Tensor:
+    """Forward, backward, clip, optimizer and scheduler step (a no-op step while gradients accumulate)."""
+    accelerator, args = run.accelerator, run.args
+    if args.channels_last:
+        batch = {k: _channels_last(v) for k, v in batch.items()}
+    with accelerator.accumulate(run.model):
+        loss = run.model(**batch).loss
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _after_step(run: _Run, evaluate, selection: Selection, on_evaluate) -> None:
+    """Logging, validation and checkpointing due after optimizer step `state.step`."""
+    args, state, last = run.args, run.state, run.state.step == run.total_steps
+    if state.step % args.logging_steps == 0 or last:
+        _log_window(run.accelerator, state, run.scheduler, run.window, run.progress)
+    end_of_epoch = state.batch >= len(run.loader)
+    due = (state.step % args.eval_steps == 0) if args.eval_steps else end_of_epoch
+    if evaluate is not None and (due or last):
+        _evaluate(run.accelerator, run.model, evaluate, selection, on_evaluate, state, run.out)
+    if state.step % args.checkpointing_steps == 0 or last:
+        _checkpoint(run.accelerator)
+
+
+def _finish(run: _Run, selection: Selection) -> FitResult:
+    """Save the final weights to `last/` (with a training summary) and close the trackers."""
+    state, last_dir = run.state, run.out / "last"
     summary = {"steps": state.step, "epochs": state.epoch, "best_step": state.best_step,
                "best_" + selection.metric: state.best_metric, "history": state.history}
-    save_model(accelerator, model, last_dir, summary)
-    accelerator.end_training()
-    best_dir = out / "best" if state.best_step is not None else None
-    return FitResult(state=state, output_dir=out, best_dir=best_dir, last_dir=last_dir, total_steps=total_steps)
+    save_model(run.accelerator, run.model, last_dir, summary)
+    run.accelerator.end_training()
+    best_dir = run.out / "best" if state.best_step is not None else None
+    return FitResult(state=state, output_dir=run.out, best_dir=best_dir, last_dir=last_dir, total_steps=run.total_steps)
+
+
+def _new_window() -> dict:
+    return {"loss": 0.0, "count": 0, "samples": 0, "t0": time.perf_counter()}
+
+
+def _count(window: dict, loss: torch.Tensor, batch: dict, num_processes: int) -> None:
+    window["loss"] += loss.detach().float().item()
+    window["count"] += 1
+    window["samples"] += batch["pixel_values"].shape[0] * num_processes
 
 
 def _resume(accelerator, out: Path) -> None:
@@ -330,7 +395,7 @@ def _log_window(accelerator, state: LoopState, scheduler, window: dict, progress
         logs["gpu_mem_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
     accelerator.log(logs, step=state.step)
     progress.set_postfix(loss=f"{logs['train_loss']:.4f}", lr=f"{logs['lr']:.2e}", crops_s=f"{logs['crops_per_s']:.2f}")
-    window.update(loss=0.0, count=0, samples=0, t0=time.perf_counter())
+    window.update(_new_window())
 
 
 def _progress(accelerator, args: TrainArguments, total: int, initial: int):

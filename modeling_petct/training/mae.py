@@ -10,6 +10,7 @@ from .args import DataArguments, ModelArguments, TrainArguments, default_learnin
 from .loop import FitResult, Selection, fit, make_accelerator
 from .splits import holdout
 
+
 class ModalitySelect(torch.utils.data.Dataset):
     """Keeps the input channels a model takes (``config.input_channels``): PET-only or CT-only models."""
 
@@ -78,13 +79,14 @@ def preview_crop(dataset, candidates: int = 16) -> torch.Tensor:
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> FitResult:
     """Pretrain a PetCtForMaskedImageModeling; returns where the selected (`best/`) and `last/` models are."""
-    from ..data.cache import StudyCache
+    from ..data.cache import open_cache
     from ..data.transforms import MaeCropDataset, ValCropDataset
+    from ..errors import PetCtInputError
 
     if not train_args.output_dir:
-        raise ValueError("--output_dir is required")
+        raise PetCtInputError("--output_dir", "required: the run folder")
+    cache = open_cache(data_args.cache_dir)
     accelerator = make_accelerator(train_args)
-    cache = StudyCache(data_args.cache_dir)
     train_ids, val_ids = study_ids(cache, data_args, train_args.seed)
     model = build_mae(model_args, data_args.crop_size)
     modalities = tuple(model.config.modalities)
@@ -113,10 +115,19 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: T
                num_workers=data_args.num_workers)
 
 
-def main(argv: list[str] | None = None) -> int:
+ARGUMENTS = (ModelArguments, DataArguments, TrainArguments)  # train_mae.py's options
+
+
+def main(argv: list[str] | None = None, prog: str = "train_mae.py") -> int:
+    from .args import run_main
+
+    return run_main(_main, argv, prog)
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     from .args import parse
 
-    model_args, data_args, train_args = parse((ModelArguments, DataArguments, TrainArguments), argv)
+    model_args, data_args, train_args = parse(ARGUMENTS, argv, prog=prog)
     result = pretrain(model_args, data_args, train_args)
     print(f"pretrained model: {result.model_dir}")
     return 0

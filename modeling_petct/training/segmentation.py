@@ -10,28 +10,19 @@ says so.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-from ..atomic import atomic_path
+
+from ..inference.loading import resolve_model_dir
 from .args import DataArguments, ModelArguments, SegArguments, TrainArguments, default_learning_rate, read_id_file
-from .loop import Selection, fit, make_accelerator
-from .mae import subjects_of
+from .loop import FitResult, Selection, fit, make_accelerator
+from .mae import ModalitySelect, subjects_of
+from .results import RunResult, arm_of
 from .splits import Split, label_subset, paper_split, random_split
 
 PROBE_LR_FACTOR = 10  # a lone 1x1x1 conv learns slowly at the backbone's fine-tuning lr (our choice; paper silent)
-
-
-def resolve_model_dir(path: str) -> str:
-    """A training run directory means its selected model (`best/`, else `last/`); anything else is used as given."""
-    p = Path(path)
-    if p.is_dir() and not (p / "config.json").exists():
-        for sub in ("best", "last"):
-            if (p / sub / "config.json").exists():
-                return str(p / sub)
-    return path
 
 
 def build_segmenter(model_args: ModelArguments, crop_size, linear_probe: bool):
@@ -125,67 +116,99 @@ def summarize(per_case: dict[str, dict], prefix: str) -> dict:
 
 
 def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments,
-             seg_args: SegArguments) -> dict:
-    """Train, select on validation, score the test split once; returns (and writes) `results.json`."""
-    from ..data.cache import StudyCache
-    from ..data.transforms import SegCropDataset
+             seg_args: SegArguments) -> RunResult:
+    """Train, select on validation, score the test split once; returns (and writes) the run's `results.json`."""
+    from ..data.cache import open_cache
 
-    if not train_args.output_dir:
-        raise ValueError("--output_dir is required")
-    if seg_args.schedule not in ("epochs", "equal_steps"):
-        raise ValueError(f"--schedule must be epochs or equal_steps, got {seg_args.schedule!r}")
+    check_arguments(train_args, seg_args)
+    cache = open_cache(data_args.cache_dir, labelled=True)
     accelerator = make_accelerator(train_args)
-    cache = StudyCache(data_args.cache_dir)
     split = make_split(cache, data_args, seg_args)
     model = build_segmenter(model_args, data_args.crop_size, seg_args.linear_probe)
-    lr = train_args.learning_rate or default_learning_rate(model.config.backbone) * (
-        PROBE_LR_FACTOR if seg_args.linear_probe else 1)
-    train_set = SegCropDataset(cache, split.train, crop_size=tuple(data_args.crop_size), augment=True,
-                               fg_prob=seg_args.fg_prob, seed=train_args.seed)
-    total_steps = seg_args.equal_steps if seg_args.schedule == "equal_steps" else None
+    lr = learning_rate(model, train_args, seg_args)
+    accelerator.print(f"segmentation: {len(split.train)} labelled train / {len(split.val)} val / {len(split.test)} test "
+                      f"studies, lr {lr:g}, {'linear probe' if seg_args.linear_probe else 'fine-tune'}")
+    fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args)
+    selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
+    test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
+    result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
+    if accelerator.is_main_process:
+        result.save(train_args.output_dir)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
+    from ..errors import PetCtInputError
+
+    if not train_args.output_dir:
+        raise PetCtInputError("--output_dir", "required: the run folder")
+    if seg_args.schedule not in ("epochs", "equal_steps"):
+        raise PetCtInputError("--schedule", f"must be epochs or equal_steps, got {seg_args.schedule!r}")
+
+
+def learning_rate(model, train_args: TrainArguments, seg_args: SegArguments) -> float:
+    """The given lr, else the paper's per-backbone lr (x PROBE_LR_FACTOR for a linear probe)."""
+    factor = PROBE_LR_FACTOR if seg_args.linear_probe else 1
+    return train_args.learning_rate or default_learning_rate(model.config.backbone) * factor
+
+
+def training_crops(cache, ids: list[str], model, data_args: DataArguments, train_args: TrainArguments,
+                   seg_args: SegArguments):
+    """Lesion-oversampled random crops with the input channels the model takes (PET-only/CT-only models too)."""
+    from ..data.transforms import SegCropDataset
+
+    crops = SegCropDataset(cache, ids, crop_size=tuple(data_args.crop_size), augment=True, fg_prob=seg_args.fg_prob,
+                           seed=train_args.seed)
+    return ModalitySelect(crops, model.config.input_channels)
+
+
+def train_and_select(accelerator, model, cache, split: Split, lr: float, data_args: DataArguments,
+                     train_args: TrainArguments, seg_args: SegArguments) -> FitResult:
+    """One `fit` on the labelled training studies, selecting on validation Dice when there is a validation split."""
     evaluate = None
     if split.val:
         def evaluate(unwrapped):
             return summarize(score_studies(accelerator, unwrapped, cache, split.val, seg_args), "val")
 
-    accelerator.print(f"segmentation: {len(split.train)} labelled train / {len(split.val)} val / {len(split.test)} test "
-                      f"studies, lr {lr:g}, {'linear probe' if seg_args.linear_probe else 'fine-tune'}")
-    result = fit(accelerator, train_args, model, train_set, learning_rate=lr, evaluate=evaluate,
-                 selection=Selection("val_dice", greater_is_better=True), total_steps=total_steps,
-                 num_workers=data_args.num_workers)
-
-    selected = type(model).from_pretrained(result.model_dir).to(accelerator.device).eval()
-    test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
-    results = {
-        "pretrained": model_args.pretrained or model_args.separated_pretrained or None,
-        "preset": getattr(model.config, "preset", None),
-        "backbone": model.config.backbone, "backbone_name": getattr(model.config, "preset", None) or model.config.backbone,
-        "linear_probe": seg_args.linear_probe, "schedule": seg_args.schedule, "k_shot": seg_args.k_shot,
-        "label_fraction": seg_args.label_fraction, "n_train": len(split.train), "seed": train_args.seed,
-        "split_seed": seg_args.split_seed, "steps": result.state.step, "learning_rate": lr,
-        "selected_model": str(result.model_dir), "selected_step": result.state.best_step,
-        "best_val_dice": result.state.best_metric, "history": result.state.history, "split": split.to_dict(),
-        "test": summarize(test_cases, "test") if test_cases else {}, "test_cases": test_cases,
-    }
-    if accelerator.is_main_process:
-        with atomic_path(Path(train_args.output_dir) / "results.json") as tmp:
-            tmp.write_text(json.dumps(results, indent=1, default=_json_default))
-    accelerator.wait_for_everyone()
-    return results
+    total_steps = seg_args.equal_steps if seg_args.schedule == "equal_steps" else None
+    crops = training_crops(cache, split.train, model, data_args, train_args, seg_args)
+    return fit(accelerator, train_args, model, crops, learning_rate=lr, evaluate=evaluate,
+               selection=Selection("val_dice", greater_is_better=True), total_steps=total_steps,
+               num_workers=data_args.num_workers)
 
 
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)
+def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: float, model_args: ModelArguments,
+               train_args: TrainArguments, seg_args: SegArguments) -> RunResult:
+    """The results record of this run (training/results.py)."""
+    separated = bool(model_args.separated_pretrained)
+    return RunResult(
+        network=model.config.backbone, preset=getattr(model.config, "preset", None),
+        arm=arm_of(pretrained=bool(model_args.pretrained), linear_probe=seg_args.linear_probe, separated=separated),
+        pretrained=list(model_args.separated_pretrained) if separated else model_args.pretrained,
+        linear_probe=seg_args.linear_probe, schedule=seg_args.schedule, k_shot=seg_args.k_shot,
+        label_fraction=seg_args.label_fraction, n_train=len(split.train), seed=train_args.seed,
+        split_seed=seg_args.split_seed, steps=fitted.state.step, learning_rate=lr,
+        selected_model=str(fitted.model_dir), selected_step=fitted.state.best_step,
+        best_val_dice=fitted.state.best_metric, history=fitted.state.history, split=split.to_dict(),
+        test=summarize(test_cases, "test") if test_cases else {}, test_cases=test_cases)
 
 
-def main(argv: list[str] | None = None) -> int:
+ARGUMENTS = (ModelArguments, DataArguments, TrainArguments, SegArguments)  # train_seg.py's options; `petct study` too
+
+
+def main(argv: list[str] | None = None, prog: str = "train_seg.py") -> int:
+    from .args import run_main
+
+    return run_main(_main, argv, prog)
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     from .args import parse
+    from .results import RESULTS_FILE
 
-    model_args, data_args, train_args, seg_args = parse((ModelArguments, DataArguments, TrainArguments, SegArguments), argv)
-    results = finetune(model_args, data_args, train_args, seg_args)
-    test = results["test"]
-    print(f"results: {Path(train_args.output_dir) / 'results.json'}"
+    model_args, data_args, train_args, seg_args = parse(ARGUMENTS, argv, prog=prog)
+    test = finetune(model_args, data_args, train_args, seg_args).test
+    print(f"results: {Path(train_args.output_dir) / RESULTS_FILE}"
           + (f" (test Dice {test['test_dice']:.3f}, FPV {test['test_fpv_ml']:.2f} ml, FNV {test['test_fnv_ml']:.2f} ml)" if test else ""))
     return 0

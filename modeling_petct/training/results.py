@@ -1,0 +1,94 @@
+"""The results record of one fine-tuning or probing run (`results.json`), one name per fact.
+
+Written by `training.segmentation.finetune`, read by the study report, the quickstart report, the model card and the
+demo, so that a fact is spelled the same everywhere: ``network`` is the backbone family (``config.backbone``, e.g.
+"swinunetr-v2"), ``preset`` the preset name (e.g. "swinunetr-v2-small"), ``arm`` how the network started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomic import atomic_path
+
+RESULTS_FILE = "results.json"
+ARMS = ("pretrained", "scratch", "probe", "probe-separated")
+
+
+def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool) -> str:
+    """How a run started: fine-tuned from a pretrained model or from scratch, or a (separated-modality) probe."""
+    if separated:
+        return "probe-separated"
+    if linear_probe:
+        return "probe"
+    return "pretrained" if pretrained else "scratch"
+
+
+@dataclass
+class RunResult:
+    network: str  # backbone family (config.backbone)
+    preset: str | None  # preset name the config was built from (None: a custom config)
+    arm: str  # one of ARMS
+    pretrained: str | list[str] | None  # the MAE (or the PET-only, CT-only pair) the run started from
+    linear_probe: bool
+    schedule: str
+    k_shot: int | None
+    label_fraction: float | None
+    n_train: int
+    seed: int
+    split_seed: int
+    steps: int
+    learning_rate: float
+    selected_model: str
+    selected_step: int | None
+    best_val_dice: float | None
+    history: list = field(default_factory=list)
+    split: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)  # test_dice, test_fpv_ml, test_fnv_ml (summary)
+    test_cases: dict = field(default_factory=dict)  # study id -> autoPET metrics
+
+    @property
+    def label(self) -> str:
+        """How tables name the network: the preset, else the family."""
+        return self.preset or self.network
+
+    @property
+    def amount(self) -> str:
+        """How many labels: "5-shot", the fraction ("0.1"), or "n=<scans>"."""
+        if self.k_shot:
+            return f"{self.k_shot}-shot"
+        return f"{self.label_fraction:g}" if self.label_fraction is not None else f"n={self.n_train}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunResult:
+        """A record from results.json (keys this version does not know are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / RESULTS_FILE
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(self.to_dict(), indent=1, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        """From a run folder or its results.json."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_FILE
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
