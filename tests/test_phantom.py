@@ -10,7 +10,9 @@ import pytest
 
 from modeling_petct.cli import main as cli_main
 from modeling_petct.data.io import read_ct, read_pet, read_volume
-from modeling_petct.data.synthetic.phantom import LESION_SITES, SIZES, _grids, make_phantom, write_phantom_cohort
+from modeling_petct.data.organs import TOTALSEG_TOTAL_IDS
+from modeling_petct.data.synthetic.phantom import (CENTRES, LESION_SITES, SIZES, _grids, _sample_body,
+                                                 _sample_lesions, make_phantom, write_phantom_cohort)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,8 @@ def test_autopet_size_grids():
 
 def test_cli_writes_a_cohort_and_refuses_bad_options(tmp_path, capsys):
     assert cli_main(["phantom", "-o", str(tmp_path / "c"), "-n", "2", "--seed", "4", "--lesion-free-fraction", "0.5"]) == 0
-    assert sorted(p.name for p in (tmp_path / "c" / "phantom_004_0000").iterdir()) == ["CT.nii.gz", "PET.nii.gz", "SEG.nii.gz", "phantom.json"]
+    assert sorted(p.name for p in (tmp_path / "c" / "phantom_004_0000").iterdir()) == ["CT.nii.gz", "PET.nii.gz", "SEG.nii.gz",
+                                                                                          "organs.nii.gz", "phantom.json"]
     assert "wrote 2 small nifti studies" in capsys.readouterr().out
     assert cli_main(["phantom", "-o", str(tmp_path / "d"), "-n", "2", "--lesion-free-fraction", "1.5"]) == 2
     assert "--lesion-free-fraction" in capsys.readouterr().err
@@ -143,3 +146,114 @@ def test_shared_phantom_study_fixture(phantom_study):
     pet = read_pet(phantom_study / "PET.nii.gz")
     assert seg.array.sum() > 0 and seg.shape == pet.shape
     np.testing.assert_array_equal(seg.affine, pet.affine)
+
+
+def _organ_mask(st, name):
+    return st.organs.array == TOTALSEG_TOTAL_IDS[name]
+
+
+def _world(vol, mask):
+    """Centroid (world mm) of a boolean mask on ``vol``'s grid."""
+    return vol.affine[:3, :3] @ np.argwhere(mask).mean(0) + vol.affine[:3, 3]
+
+
+def test_organ_map_in_totalsegmentator_ids_on_the_ct_grid(study):
+    organs = study.organs
+    assert organs.shape == study.ct.shape and organs.array.dtype == np.uint8
+    np.testing.assert_array_equal(organs.affine, study.ct.affine)
+    ids = set(np.unique(organs.array).tolist()) - {0}
+    assert ids <= set(TOTALSEG_TOTAL_IDS.values())
+    for name in ("liver", "spleen", "kidney_right", "kidney_left", "urinary_bladder", "heart", "brain",
+                 "lung_upper_lobe_right", "lung_lower_lobe_left", "vertebrae_L1", "hip_right"):
+        assert _organ_mask(study, name).any(), name
+    assert 30 < np.median(study.ct.array[_organ_mask(study, "liver")]) < 80
+    assert np.median(study.ct.array[_organ_mask(study, "lung_upper_lobe_left")]) < -700
+    # RAS: the patient's right is +x; the right kidney and the liver lie there, the spleen on the left
+    assert _world(study.ct, _organ_mask(study, "kidney_right"))[0] > 0 > _world(study.ct, _organ_mask(study, "kidney_left"))[0]
+    assert _world(study.ct, _organ_mask(study, "liver"))[0] > 0 > _world(study.ct, _organ_mask(study, "spleen"))[0]
+    # vertebra ids run from the sacrum up: L1 lies above L5
+    assert _world(study.ct, _organ_mask(study, "vertebrae_L1"))[2] > _world(study.ct, _organ_mask(study, "vertebrae_L5"))[2]
+
+
+def test_anatomy_and_physiological_uptake_vary_between_subjects():
+    studies = [make_phantom(seed, lesion_free=True) for seed in range(8)]
+    liver_x = [_world(st.ct, _organ_mask(st, "liver"))[0] for st in studies]
+    bladder_ml = [_organ_mask(st, "urinary_bladder").sum() * np.prod(st.ct.spacing) / 1000 for st in studies]
+    assert np.ptp(liver_x) > 3.0  # mm, organ positions differ
+    assert max(bladder_ml) > 2.5 * min(bladder_ml)  # bladder filling, nearly empty to full
+    bladder_suv = [float(np.percentile(st.pet.array[_organ_mask(st, "urinary_bladder")[::2, ::2, :]], 90)) for st in studies]
+    assert max(bladder_suv) > 3 * min(bladder_suv)
+    bodies = [_sample_body(np.random.default_rng(seed)) for seed in range(40)]
+    assert 0.1 < np.mean([b["brown_fat_active"] for b in bodies]) < 0.5
+    assert 0.05 < np.mean([b["muscle_active"] for b in bodies]) < 0.5
+    assert any(b["boluses"]["kidney_left"] for b in bodies) and any(not b["boluses"]["kidney_left"] for b in bodies)
+
+
+def test_ct_explains_hot_physiology():
+    """Hot voxels outside lesions lie in organs with physiological uptake or show fluid/fat/bowel on CT, never the
+    soft-tissue lesion appearance in fat or lung."""
+    seed = next(s for s in range(60) if _sample_body(np.random.default_rng(s))["brown_fat_active"])
+    st = make_phantom(seed, lesion_free=True)
+    hot = st.pet.array > 3.0
+    assert hot.sum() > 20
+    ct = st.ct.array[::2, ::2, :]  # CT voxel at each PET voxel centre's corner: same z, 2x finer in-plane
+    organ = st.organs.array[::2, ::2, :]
+    in_organ = np.isin(organ, [TOTALSEG_TOTAL_IDS[n] for n in ("heart", "kidney_right", "kidney_left", "urinary_bladder",
+                                                               "brain", "small_bowel", "colon")])
+    brown = st.pet.array > 1.5
+    assert (brown & (ct < -40) & ~in_organ).sum() > 0  # active brown fat: uptake in fat on CT
+    assert in_organ[hot].mean() > 0.5
+
+
+def test_lesion_sizes_and_ct_correlates():
+    pet, _, scale = _grids("small", None)
+    diameters = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        diameters += [2 * les["radius_mm"] for les in _sample_lesions(rng, 6, scale, pet, _sample_body(rng))]
+    assert np.mean(np.array(diameters) >= 8.0) > 0.85 and 12 < np.median(diameters) < 20
+    checked = set()
+    for seed in range(12):
+        st = make_phantom(seed, n_lesions=6)
+        for les in st.lesions:
+            if les["radius_mm"] < 5 or les["necrotic"]:
+                continue
+            v = _world_to_voxel(st.ct, les["centre_mm"])
+            hu = float(np.median(st.ct.array[tuple(slice(a - 1, a + 2) for a in v)]))
+            if les["site"] == "lung":
+                assert hu > -300  # a soft-tissue nodule in aerated lung
+            elif les["site"] == "liver":
+                assert hu < 45  # hypodense against liver (55 HU)
+            elif les["site"] == "bone":
+                assert hu > 500 if les["ct"] == "lesion_sclerotic" else hu < 100
+            else:  # a node sits in a rim of fat
+                rim = np.array(les["centre_mm"]) + np.array([les["radii_mm"][0] + 2.5, 0, 0])
+                assert st.ct.array[_world_to_voxel(st.ct, rim)] < -40
+            checked.add(les["ct"] if les["site"] == "bone" else les["site"])
+    assert checked >= {"lung", "liver", "lymph_node", "lesion_sclerotic", "lesion_lytic"}
+
+
+def test_centres_differ_in_scanner_and_field_of_view():
+    whole, torso = make_phantom(7, centre="A"), make_phantom(7, centre="B")
+    assert CENTRES["B"]["fov"] == "torso" and torso.pet.shape[2] < whole.pet.shape[2]
+    assert torso.ct.shape[2] == torso.pet.shape[2] == torso.label.shape[2] == torso.organs.shape[2]
+    # the crop keeps world positions: the same body voxel lies at the same world z
+    z_whole = whole.pet.affine[2, 3] + whole.pet.affine[2, 2] * np.arange(whole.pet.shape[2])
+    assert np.isclose(z_whole, torso.pet.affine[2, 3]).any()
+    assert not _organ_mask(torso, "brain").any() and _organ_mask(whole, "brain").any()
+    assert torso.label.array.sum() >= 1 or torso.meta["lesion_free"]
+    # noisier scanner, noisier liver; a centre's draw is deterministic
+    sharp, noisy = make_phantom(9, centre="C", lesion_free=True), make_phantom(9, centre="D", lesion_free=True)
+    liver = lambda st: st.pet.array[_organ_mask(st, "liver")[::2, ::2, :]]  # noqa: E731
+    assert liver(noisy).std() / liver(noisy).mean() > liver(sharp).std() / liver(sharp).mean()
+    np.testing.assert_array_equal(make_phantom(9, centre="D").pet.array, make_phantom(9, centre="D").pet.array)
+    with pytest.raises(ValueError, match="centre"):
+        make_phantom(1, centre="Z")
+
+
+def test_cohort_half_lesion_free_and_unlabelled_pools(tmp_path):
+    dirs = write_phantom_cohort(tmp_path / "l", 6, seed=3)
+    assert sum(json.loads((d / "phantom.json").read_text())["lesion_free"] for d in dirs) == 3  # autoPET: ~50 %
+    (pool,) = write_phantom_cohort(tmp_path / "u", 1, seed=4, centre="C", labels=False)
+    assert sorted(p.name for p in pool.iterdir()) == ["CT.nii.gz", "PET.nii.gz", "phantom.json"]
+    assert json.loads((pool / "phantom.json").read_text())["centre"] == "C"
