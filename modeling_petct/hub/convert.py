@@ -1,8 +1,17 @@
 """Convert the authors' released ``.pth`` checkpoints into petct-fm ``PetCtForMaskedImageModeling`` folders.
 
-The authors saved plain state dicts of MONAI ``SwinUNETR`` (out_channels=2) or nnU-Net ``PlainConvUNet``, possibly
-wrapped by DataParallel (``module.`` prefix), torch.compile (``_orig_mod.``) or nested under a key such as
-``state_dict``. The renaming is the one documented in backbones.py: every key moves under ``petct.backbone.``, the
+The authors' notebooks (github.com/liu-xiaofeng/MAE-for-PET-CT, swinv2*/MAEv2.ipynb, nnunetv2/nnunetv2MAE.ipynb)
+save ``{"epoch", "model_state_dict", "optimizer_state_dict", ...}`` of a DataParallel-wrapped MAE module that holds
+MONAI ``SwinUNETR`` (out_channels=2) as ``encoder_decoder`` or nnU-Net ``PlainConvUNet`` as ``nnunet``: keys
+``module.encoder_decoder.*`` / ``module.nnunet.*``. Plain state dicts, torch.compile's ``_orig_mod.`` and other
+nesting keys such as ``state_dict`` are read too.
+
+SwinUNETR's patch merging cannot be read from the weights: MONAI's ``downsample="merging"`` (its default) and
+``"mergingv2"`` have the same parameter names and shapes but order the 2x2x2 neighbours differently (outputs differ
+by up to ~0.3). Every one of the authors' Swin notebooks builds ``downsample='mergingv2'``, so a checkpoint with their
+MAE wrapper's ``encoder_decoder.`` keys is theirs; a ``downsample`` entry saved in the checkpoint also decides;
+anything else must be told (``swin_downsample``), never guessed.
+ The renaming is the one documented in backbones.py: every key moves under ``petct.backbone.``, the
 final output conv becomes ``reconstruction_head``, deep-supervision outputs and nnU-Net's aliases (the decoder's
 ``encoder``, each conv block's ``all_modules``) are dropped. Files are read with ``torch.load(weights_only=True)``
 only: a checkpoint never runs code.
@@ -22,12 +31,19 @@ from ..errors import PetCtInputError
 from ..atomic import atomic_folder
 
 NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+AUTHORS_SWIN_WRAPPER = "encoder_decoder."  # MultiModal_SwinUNETR_MAE.encoder_decoder (the authors' MAE notebooks)
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", AUTHORS_SWIN_WRAPPER, "nnunet.")  # nnunet.: MultiModal_nnUNetV2_MIM
 _SWIN_PATCH = "swinViT.patch_embed.proj.weight"
+SWIN_DOWNSAMPLES = ("mergingv2", "merging")
 
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The network's state dict from an original checkpoint, unwrapped and with wrapper prefixes removed."""
+    return _load_checkpoint(path)[0]
+
+
+def _load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(network state dict without wrapper prefixes, facts: the prefixes removed and the saved non-tensor entries)."""
     path = Path(path)
     if not path.is_file():
         raise PetCtInputError(path, "checkpoint file not found")
@@ -37,17 +53,48 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise PetCtInputError(path, f"refused: not loadable with torch.load(weights_only=True) ({err})") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise PetCtInputError(path, f"not a readable PyTorch checkpoint ({err})") from None
+    saved = {}
     while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
         nested = next((obj[k] for k in NESTING_KEYS if isinstance(obj.get(k), dict)), None)
         if nested is None:
             raise PetCtInputError(path, f"no state dict found (top-level keys: {sorted(map(str, obj))[:12]})")
+        saved.update({k: v for k, v in obj.items() if v is not nested})
         obj = nested
     if not isinstance(obj, dict) or not obj:
         raise PetCtInputError(path, "checkpoint holds no tensors")
-    for prefix in WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return obj
+    removed = []
+    while prefix := next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in obj)), None):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+        removed.append(prefix)
+    return obj, {"prefixes": removed, "saved": saved}
+
+
+def _saved_downsample(node) -> str | None:
+    """A ``downsample`` value saved beside the weights (e.g. {"config": {"downsample": "merging"}})."""
+    if isinstance(node, dict):
+        value = node.get("downsample")
+        if isinstance(value, str):
+            return value
+        return next((v for v in map(_saved_downsample, node.values()) if v is not None), None)
+    return None
+
+
+def swin_downsample(path, facts: dict, given: str | None) -> tuple[str, str]:
+    """(SwinUNETR patch merging of this checkpoint, how it was established); a PetCtInputError when nothing says."""
+    saved = _saved_downsample(facts["saved"])
+    for value, how in ((given, "given (--swin-downsample)"), (saved, "saved in the checkpoint")):
+        if value is not None and value not in SWIN_DOWNSAMPLES:
+            raise PetCtInputError(path, f"SwinUNETR downsample {value!r} ({how}) is not one of {SWIN_DOWNSAMPLES}")
+    if given and saved and given != saved:
+        raise PetCtInputError(path, f"--swin-downsample {given} contradicts the checkpoint's saved {saved!r}")
+    if given or saved:
+        return given or saved, "given (--swin-downsample)" if given else "saved in the checkpoint"
+    if AUTHORS_SWIN_WRAPPER in facts["prefixes"]:
+        return "mergingv2", "the authors' MAE wrapper (encoder_decoder.*), whose notebooks all build mergingv2"
+    raise PetCtInputError(path, "SwinUNETR checkpoint without the authors' MAE wrapper keys (encoder_decoder.*) or a "
+                                "saved 'downsample': MONAI's downsample='merging' (its default) and 'mergingv2' (the "
+                                "authors') have identical weights but different outputs, so the variant cannot be "
+                                "read from them; pass --swin-downsample mergingv2 (the authors' networks) or merging")
 
 
 def _stage_count(keys, pattern: str) -> dict[int, set[int]]:
@@ -99,15 +146,20 @@ def _original_name(key: str) -> str:
     return key.removeprefix("petct.backbone.")
 
 
-def convert_checkpoint(path: str | Path, preset: str | None = None):
+def convert_checkpoint(path: str | Path, preset: str | None = None, swin_downsample_variant: str | None = None):
     """(PetCtForMaskedImageModeling with the checkpoint's weights, provenance dict). Any key the two models do not
-    share, or any shape that differs, is a PetCtInputError naming the file."""
+    share, or any shape that differs, is a PetCtInputError naming the file; so is a Swin checkpoint whose patch
+    merging nothing establishes (see the module docstring)."""
     from ..models.configuration_petct import PetCtConfig
     from ..models.modeling_petct import PetCtForMaskedImageModeling
 
-    state_dict = load_original_state_dict(path)
+    state_dict, facts = _load_checkpoint(path)
     preset = preset or detect_preset(state_dict, path)
-    config = PetCtConfig.from_preset(preset)
+    merging = {}
+    if PetCtConfig.from_preset(preset).is_swin:
+        variant, how = swin_downsample(path, facts, swin_downsample_variant)
+        merging = {"swin_downsample": variant, "swin_downsample_from": how}
+    config = PetCtConfig.from_preset(preset, **{k: v for k, v in merging.items() if k == "swin_downsample"})
     renamed, dropped = to_petct_keys(state_dict, config)
     model = PetCtForMaskedImageModeling(config)
     expected = model.state_dict()
@@ -123,7 +175,8 @@ def convert_checkpoint(path: str | Path, preset: str | None = None):
         raise PetCtInputError(path, f"does not fit preset {preset!r}: " + "; ".join(problems))
     model.load_state_dict(renamed, strict=True)
     model.eval()
-    provenance = {"source": Path(path).name, "sha256": _sha256(path), "preset": preset, "dropped_keys": dropped}
+    provenance = {"source": Path(path).name, "sha256": _sha256(path), "preset": preset, **merging,
+                  "wrapper_prefixes": facts["prefixes"], "dropped_keys": dropped}
     return model, provenance
 
 
@@ -136,9 +189,9 @@ def _sha256(path: str | Path) -> str:
 
 
 def convert_to_folder(path: str | Path, out_dir: str | Path, *, preset: str | None = None,
-                      overwrite: bool = False) -> Path:
-    """Write ``out_dir`` (atomically) as a save_pretrained folder plus conversion.json (source hash, preset)."""
-    model, provenance = convert_checkpoint(path, preset)
+                      swin_downsample_variant: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``out_dir`` (atomically) as a save_pretrained folder plus conversion.json (source hash, preset, merging)."""
+    model, provenance = convert_checkpoint(path, preset, swin_downsample_variant)
     with atomic_folder(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         (tmp / "conversion.json").write_text(json.dumps(provenance, indent=2) + "\n")
