@@ -100,3 +100,32 @@ def test_config_round_trips_through_json(tmp_path):
                   "imputation", "visible_loss_weight", "num_labels", "preset"):
         assert getattr(loaded, field) == getattr(cfg, field), field
     assert loaded.num_channels == 1
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"mask_ratio": "0.5"}, "mask_ratio"),
+    ({"crop_size": (96, "128", 128)}, "crop_size"),
+    ({"freeze_backbone": "yes"}, "freeze_backbone"),
+    ({"backbone": 3}, "backbone"),
+    ({"imputation": 0}, "imputation"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_the_field(overrides, field):
+    """ViTMAEConfig-style strictness (huggingface_hub's @strict): types are checked at construction."""
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match=rf"field '{field}'"):
+        PetCtConfig(**overrides)
+
+
+def test_validate_runs_the_rules_after_an_assignment():
+    from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
+
+    config = PetCtConfig.from_preset("tiny-unet", target_spacing=(4, 4, 4), mask_ratio=0.6)  # ints pass as floats
+    config.validate()
+    assert {"validate_masking", "validate_crop_size", "validate_network"} <= {
+        rule.__name__ for rule in type(config).__class_validators__}
+    with pytest.raises(StrictDataclassFieldValidationError, match="mask_ratio"):
+        config.mask_ratio = "high"  # checked on assignment too
+    config.mask_ratio = 1.5
+    with pytest.raises(StrictDataclassClassValidationError, match=r"PetCtConfig\.mask_ratio"):
+        config.validate()

@@ -47,6 +47,7 @@ def test_single_modality_mae_fine_tunes_and_probes(single_mae, probe, cache, tmp
     assert result.arm == ("probe" if probe else "pretrained") and result.steps == 2 and result.linear_probe is probe
     assert (result.network, result.preset, result.pretrained) == ("plain-conv-unet", "tiny-unet", str(mae_dir))
     assert result.test_cases and all(c["grid"] == "native" for c in result.test_cases.values())
+    assert result.cache_dir == str(cache.root) and sum(result.data_sources.values()) == len(cache.ids())
 
     from modeling_petct.inference.loading import load_segmentation_model, resolve_model_dir
 

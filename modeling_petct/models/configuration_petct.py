@@ -1,13 +1,18 @@
 """PetCtConfig: everything needed to rebuild a petct-fm model (backbone, input, masking, loss, task).
 
-Shipped flat as Hub remote code: imports only transformers. Invalid combinations fail at construction with a
-ValueError that names the offending field.
-"""
+Shipped flat as Hub remote code: imports only transformers (and its huggingface_hub). Strict like ViTMAEConfig:
+`@strict` (huggingface_hub.dataclasses, what transformers 5's PreTrainedConfig is built on) refuses a value of the
+wrong type at construction and on assignment, naming the field (StrictDataclassFieldValidationError); the value rules
+are the `validate_*` methods, which `config.validate()` runs (strict collects every public `validate_*` method, the
+base class's included). At construction they also run once directly, so a wrong value is a ValueError
+"PetCtConfig.<field>: <problem>" rather than strict's wrapper around it.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: strict checks types from the real annotations.
+"""
 
 import math
 
+from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 BACKBONES = ("swinunetr-v2", "plain-conv-unet", "residual-encoder-unet")
@@ -58,6 +63,11 @@ _TUPLES = ("modalities", "depths", "num_heads", "features_per_stage", "strides",
            "decoder_convs_per_stage") + _TRIPLES
 
 
+def _fail(field: str, problem: str, owner: str = "PetCtConfig"):
+    raise ValueError(f"{owner}.{field}: {problem}")
+
+
+@strict
 class PetCtConfig(PreTrainedConfig):
     r"""Configuration of a petct-fm model.
 
@@ -85,7 +95,7 @@ class PetCtConfig(PreTrainedConfig):
     depths: list[int] | tuple[int, ...] = (2, 2, 2, 2)
     num_heads: list[int] | tuple[int, ...] = (3, 6, 12, 24)
     window_size: int = 7
-    drop_path_rate: float = 0.05
+    drop_path_rate: float | int = 0.05
     swin_downsample: str = "mergingv2"
     features_per_stage: list[int] | tuple[int, ...] = (32, 64, 128, 256, 320, 320)
     strides: list[int] | tuple[int, ...] = (1, 2, 2, 2, 2, 2)
@@ -94,14 +104,14 @@ class PetCtConfig(PreTrainedConfig):
     decoder_convs_per_stage: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2)
     modalities: list[str] | tuple[str, ...] = ("PET", "CT")
     crop_size: list[int] | tuple[int, ...] = (96, 128, 128)
-    target_spacing: list[float] | tuple[float, ...] = (3.0, 2.0, 2.0)
+    target_spacing: list[float | int] | tuple[float | int, ...] = (3.0, 2.0, 2.0)
     normalization: str = "zscore"
     mask_cell_size: list[int] | tuple[int, ...] = (12, 16, 16)
-    mask_ratio: float = 0.5
+    mask_ratio: float | int = 0.5
     independent_channel_masks: bool = True
     imputation: str = "zero"
-    masked_loss_weight: float = 1.0
-    visible_loss_weight: float = 0.2
+    masked_loss_weight: float | int = 1.0
+    visible_loss_weight: float | int = 0.2
     freeze_backbone: bool = False
     batch_dice: bool = False
     preset: str | None = None
@@ -125,7 +135,7 @@ class PetCtConfig(PreTrainedConfig):
             self.label2id = {name: i for i, name in self.id2label.items()}
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> PetCtConfig:
+    def from_preset(cls, name: str, **overrides) -> "PetCtConfig":
         """A config for one of PRESETS, with any field overridden (e.g. modalities=("PET",), num_labels=3)."""
         if name not in PRESETS:
             raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -157,53 +167,71 @@ class PetCtConfig(PreTrainedConfig):
         return 2 * self.size_divisor
 
     def _check(self) -> None:
-        def fail(field: str, problem: str):
-            raise ValueError(f"PetCtConfig.{field}: {problem}")
+        """Run every `validate_*` rule now, so a wrong value raises its own ValueError naming the field."""
+        for rule in type(self).__class_validators__:
+            rule(self)
 
+    def validate_backbone(self) -> None:
         if self.backbone not in BACKBONES:
-            fail("backbone", f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
-        if not self.modalities or len(set(self.modalities)) != len(self.modalities) or \
-                any(m not in MODALITIES for m in self.modalities):
-            fail("modalities", f"must be distinct entries of {MODALITIES}, got {self.modalities}")
+            _fail("backbone", f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+
+    def validate_axes(self) -> None:
         for name in _TRIPLES:
             value = getattr(self, name)
             if len(value) != 3 or any(v <= 0 for v in value):
-                fail(name, f"needs three positive (z, y, x) values, got {value}")
+                _fail(name, f"needs three positive (z, y, x) values, got {value}")
+
+    def validate_modalities(self) -> None:
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities) or \
+                any(m not in MODALITIES for m in self.modalities):
+            _fail("modalities", f"must be distinct entries of {MODALITIES}, got {self.modalities}")
+
+    def validate_masking(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
-            fail("mask_ratio", f"must lie strictly between 0 and 1, got {self.mask_ratio}")
+            _fail("mask_ratio", f"must lie strictly between 0 and 1, got {self.mask_ratio}")
         if self.imputation not in IMPUTATIONS:
-            fail("imputation", f"must be one of {IMPUTATIONS}, got {self.imputation!r}")
-        if self.normalization not in NORMALIZATIONS:
-            fail("normalization", f"must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+            _fail("imputation", f"must be one of {IMPUTATIONS}, got {self.imputation!r}")
         if self.masked_loss_weight < 0 or self.visible_loss_weight < 0 or \
                 self.masked_loss_weight + self.visible_loss_weight == 0:
-            fail("masked_loss_weight", "loss weights must be >= 0 and not both 0")
+            _fail("masked_loss_weight", "loss weights must be >= 0 and not both 0")
+
+    def validate_normalization(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            _fail("normalization", f"must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+
+    def validate_labels(self) -> None:
         if self.num_labels < 2:
-            fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
+            _fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
+
+    def validate_network(self) -> None:
+        """The backbone's own shape rules: Swin stages and heads, or one CNN entry per stage."""
         if self.is_swin:
             if self.swin_downsample not in SWIN_DOWNSAMPLES:
-                fail("swin_downsample", f"must be one of {SWIN_DOWNSAMPLES}, got {self.swin_downsample!r}")
+                _fail("swin_downsample", f"must be one of {SWIN_DOWNSAMPLES}, got {self.swin_downsample!r}")
             if self.feature_size % 12:
-                fail("feature_size", f"SwinUNETR needs a multiple of 12, got {self.feature_size}")
+                _fail("feature_size", f"SwinUNETR needs a multiple of 12, got {self.feature_size}")
             if len(self.depths) != 4 or len(self.num_heads) != 4:
-                fail("depths", "SwinUNETR needs four stages in depths and num_heads")
+                _fail("depths", "SwinUNETR needs four stages in depths and num_heads")
             for i, heads in enumerate(self.num_heads):
                 if (self.feature_size * 2**i) % heads:
-                    fail("num_heads", f"stage {i} width {self.feature_size * 2**i} is not divisible by {heads} heads")
-        else:
-            n = len(self.features_per_stage)
-            if len(self.strides) != n or len(self.blocks_per_stage) != n:
-                fail("strides", f"features_per_stage, strides and blocks_per_stage need {n} entries each")
-            if len(self.decoder_convs_per_stage) != n - 1:
-                fail("decoder_convs_per_stage", f"needs {n - 1} entries (one per decoder stage)")
-        for axis, (crop, cell) in enumerate(zip(self.crop_size, self.mask_cell_size)):
+                    _fail("num_heads", f"stage {i} width {self.feature_size * 2**i} is not divisible by {heads} heads")
+            return
+        n = len(self.features_per_stage)
+        if len(self.strides) != n or len(self.blocks_per_stage) != n:
+            _fail("strides", f"features_per_stage, strides and blocks_per_stage need {n} entries each")
+        if len(self.decoder_convs_per_stage) != n - 1:
+            _fail("decoder_convs_per_stage", f"needs {n - 1} entries (one per decoder stage)")
+
+    def validate_crop_size(self) -> None:
+        """The crop must pass the network (size divisor, more than a 1-voxel bottleneck) and tile into mask cells."""
+        for crop, cell in zip(self.crop_size, self.mask_cell_size):
             if crop % self.size_divisor:
-                fail("crop_size", f"{self.crop_size} must be divisible by {self.size_divisor} for {self.backbone}")
+                _fail("crop_size", f"{self.crop_size} must be divisible by {self.size_divisor} for {self.backbone}")
             if crop % cell:
-                fail("crop_size", f"{self.crop_size} must be divisible by mask_cell_size {self.mask_cell_size}")
+                _fail("crop_size", f"{self.crop_size} must be divisible by mask_cell_size {self.mask_cell_size}")
         if math.prod(c // self.size_divisor for c in self.crop_size) < 2:
-            fail("crop_size", f"{self.crop_size} leaves a 1-voxel bottleneck; use at least {self.min_input_size} "
-                              "along one axis")
+            _fail("crop_size", f"{self.crop_size} leaves a 1-voxel bottleneck; use at least {self.min_input_size} "
+                               "along one axis")
 
 
 __all__ = ["PetCtConfig", "PRESETS"]
@@ -212,6 +240,7 @@ __all__ = ["PetCtConfig", "PRESETS"]
 _BACKBONE_ONLY_KEYS = ("model_type", "transformers_version", "architectures", "pet_config", "ct_config")
 
 
+@strict
 class PetCtSeparatedConfig(PetCtConfig):
     r"""PetCtConfig of a separated-modality probe.
 
@@ -227,7 +256,7 @@ class PetCtSeparatedConfig(PetCtConfig):
     freeze_backbone: bool = True
 
     @classmethod
-    def from_backbone_configs(cls, pet: PetCtConfig, ct: PetCtConfig, **overrides) -> PetCtSeparatedConfig:
+    def from_backbone_configs(cls, pet: PetCtConfig, ct: PetCtConfig, **overrides) -> "PetCtSeparatedConfig":
         pet_dict, ct_dict = pet.to_dict(), ct.to_dict()
         shared = {k: v for k, v in pet_dict.items() if k not in _BACKBONE_ONLY_KEYS}
         return cls(**{**shared, "modalities": ("PET", "CT"), "freeze_backbone": True,
@@ -248,15 +277,14 @@ class PetCtSeparatedConfig(PetCtConfig):
             return super().size_divisor
         return math.lcm(self.pet_backbone_config.size_divisor, self.ct_backbone_config.size_divisor)
 
-    def _check(self) -> None:
-        super()._check()
+    def validate_separated(self) -> None:
+        owner = "PetCtSeparatedConfig"
         if not self.freeze_backbone:
-            raise ValueError("PetCtSeparatedConfig.freeze_backbone: the separated-modality model is a linear probe; "
-                             "it must stay True")
+            _fail("freeze_backbone", "the separated-modality model is a linear probe; it must stay True", owner)
         if tuple(self.modalities) != ("PET", "CT"):
-            raise ValueError(f"PetCtSeparatedConfig.modalities: must be ('PET', 'CT'), got {self.modalities}")
+            _fail("modalities", f"must be ('PET', 'CT'), got {self.modalities}", owner)
         for name, modality in (("pet_config", "PET"), ("ct_config", "CT")):
             sub = getattr(self, name)
             if sub is not None and tuple(sub.get("modalities", ())) != (modality,):
-                raise ValueError(f"PetCtSeparatedConfig.{name}: needs a {modality}-only backbone (modalities "
-                                 f"('{modality}',)), got {sub.get('modalities')}")
+                _fail(name, f"needs a {modality}-only backbone (modalities ('{modality}',)), got "
+                            f"{sub.get('modalities')}", owner)

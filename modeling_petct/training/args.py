@@ -105,6 +105,8 @@ def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = Non
     parser = HfArgumentParser(dataclass_types, prog=prog, allow_abbrev=False)  # `--seed` must not mean `--seeds`
     for action in parser._actions:  # --help shows the dashed spelling first, as every `petct` command spells flags
         action.option_strings.sort(key=lambda option: "_" in option)
+        if action.help and "%(" not in action.help:
+            action.help = action.help.replace("%", "%%")  # help is prose ("1%"), not an argparse format string
     argv = list(argv or [])
     if argv and Path(argv[0]).suffix.lower() in {".json", ".yaml", ".yml"}:
         config_path = argv.pop(0)

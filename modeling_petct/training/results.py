@@ -49,6 +49,8 @@ class RunResult:
     split: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)  # test_dice, test_fpv_ml, test_fnv_ml (summary)
     test_cases: dict = field(default_factory=dict)  # study id -> autoPET metrics
+    cache_dir: str = ""  # the harmonised cache the run read
+    data_sources: dict = field(default_factory=dict)  # study source (cache sidecar "source") -> studies in train+val+test
 
     @property
     def label(self) -> str:

@@ -132,6 +132,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
+    result.cache_dir, result.data_sources = str(cache.root), data_sources(cache, split)
     if accelerator.is_main_process:
         result.save(train_args.output_dir)
     accelerator.wait_for_everyone()
@@ -176,6 +177,15 @@ def train_and_select(accelerator, model, cache, split: Split, lr: float, data_ar
     return fit(accelerator, train_args, model, crops, learning_rate=lr, evaluate=evaluate,
                selection=Selection("val_dice", greater_is_better=True), total_steps=total_steps,
                num_workers=data_args.num_workers)
+
+
+def data_sources(cache, split: Split) -> dict[str, int]:
+    """How many studies of each source (the cache sidecar's "source", "unknown" when absent) the run used."""
+    counts: dict[str, int] = {}
+    for study_id in sorted({*split.train, *split.val, *split.test}):
+        source = str(cache.info(study_id).get("source") or "unknown")
+        counts[source] = counts.get(source, 0) + 1
+    return counts
 
 
 def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: float, model_args: ModelArguments,
