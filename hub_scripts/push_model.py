@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     from modeling_petct.errors import PetCtInputError
     from modeling_petct.hub.card import CardInputs, EvalSource
-    from modeling_petct.hub.export import EXPORT_MARKER, export_model_folder
+    from modeling_petct.hub.export import export_model_folder
     from modeling_petct.hub.upload import push_folder
 
     names = args.eval_dataset or ["unspecified data"]
@@ -57,7 +57,7 @@ def run(args) -> int:
     if args.dry_run:
         return 0
     info = push_folder(out, args.repo_id, endpoint=args.endpoint, token=args.token, private=args.private or None,
-                       commit_message="Upload petct-fm model", ignore_patterns=[EXPORT_MARKER])
+                       commit_message="Upload petct-fm model")
     print(f"pushed {args.repo_id}: {info.commit_url}")
     return 0
 

@@ -71,7 +71,7 @@ def test_the_card_states_what_the_run_record_says(tmp_path):
     card = _record_card(tmp_path, PHANTOM_RUN, {**CONFIG, "backbone": "plain-conv-unet", "strides": [1, 2, 2, 2]})
     text = card.text
     assert "**The data are synthetic.**" in text and "synthetic-data" in card.data.tags
-    assert "| synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic) | 6 | 2 | 3 |" in text
+    assert "| synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic) | 6 | 2 | 3 | 11 |" in text
     for fact in ("optimiser steps: `320`", "labelled training studies: `6`", "started from: `runs/mae/best`",
                  "best validation Dice (selection metric): `0.41`", "selected at step: `300`",
                  "selected on the validation split, never on test"):
@@ -86,12 +86,18 @@ def test_the_card_states_what_the_run_record_says(tmp_path):
 
 
 def test_recorded_sources_are_named_and_unknown_data_is_not_called_synthetic(tmp_path):
-    real = {**PHANTOM_RUN, "data_sources": {"autopet": {"train": 6, "val": 2, "test": 3}}}
+    real = {**PHANTOM_RUN, "data_sources": {"autopet": 11}}  # the record's own count wins over the ids
     text = _record_card(tmp_path / "a", real).text
-    assert "| AutoPET FDG-PET-CT-Lesions | 6 | 2 | 3 |" in text and "synthetic" not in text.lower()
+    assert "| AutoPET FDG-PET-CT-Lesions | 6 | 2 | 3 | 11 |" in text and "synthetic" not in text.lower()
+    mixed = {**PHANTOM_RUN, "data_sources": {"autopet": 8, "synthetic-phantom": 2, "unknown": 1}}
+    text = _record_card(tmp_path / "m", mixed).text
+    assert "| AutoPET FDG-PET-CT-Lesions | - | - | - | 8 |" in text and "| unrecorded | - | - | - | 1 |" in text
+    assert "The data are synthetic" not in text
+    phantoms = {**PHANTOM_RUN, "data_sources": {"synthetic-phantom": 11}}
+    assert "**The data are synthetic.**" in _record_card(tmp_path / "p", phantoms).text
     unknown = {**PHANTOM_RUN, "split": {"train": ["s1", "s2"], "val": [], "test": []}, "test": {}}
     text = _record_card(tmp_path / "b", unknown).text
-    assert "| unrecorded | 2 | 0 | 0 |" in text and "The data are synthetic" not in text
+    assert "| unrecorded | 2 | 0 | 0 | 2 |" in text and "The data are synthetic" not in text
     assert "no performance is claimed" in text
 
 

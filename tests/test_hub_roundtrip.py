@@ -20,7 +20,8 @@ from local_hub import LocalHub, load_hub_script
 
 from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling
 from modeling_petct.errors import PetCtInputError
-from modeling_petct.hub.export import EXPORT_MARKER, remote_code_files
+from modeling_petct.hub.export import remote_code_files
+from modeling_petct.hub.upload import EXPORT_MARKER
 from modeling_petct.models.registry import REMOTE_CODE_FILES
 
 MAE_CODE = set(REMOTE_CODE_FILES) - {"modeling_separated.py"}  # what save_pretrained copies for the MAE

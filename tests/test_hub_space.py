@@ -44,8 +44,14 @@ def test_dry_run_and_missing_demo_are_clear(tmp_path, capsys):
     out = tmp_path / "space"
     assert push_space.main(["--repo-id", REPO, "--out-dir", str(out), "--dry-run"]) == 0
     assert (out / "app.py").is_file() and (out / "modeling_petct" / "errors.py").is_file()
-    assert push_space.main(["--repo-id", REPO, "--out-dir", str(out), "--dry-run"]) == 2  # no silent overwrite
-    assert "--overwrite" in capsys.readouterr().err
+    (out / "app.py").write_text("stale")
+    assert push_space.main(["--repo-id", REPO, "--out-dir", str(out), "--dry-run"]) == 0  # its own export: replaced
+    assert (out / "app.py").read_text() != "stale"
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    assert push_space.main(["--repo-id", REPO, "--out-dir", str(foreign), "--dry-run"]) == 2  # no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err and [p.name for p in foreign.iterdir()] == ["notes.txt"]
     empty = tmp_path / "demo"
     empty.mkdir()
     assert push_space.main(["--repo-id", REPO, "--out-dir", str(tmp_path / "x"), "--demo-dir", str(empty),

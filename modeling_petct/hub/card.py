@@ -171,21 +171,26 @@ def _source_of(study_id: str) -> str:
 
 
 def data_sources(record: dict) -> dict[str, dict[str, int]]:
-    """source -> {split: studies}: the record's own data_sources when it has them, else from its split's study ids
-    (petct-fm's phantoms have recognisable ids; anything else is "unrecorded")."""
-    recorded = record.get("data_sources")
-    if isinstance(recorded, dict) and recorded:
-        return {str(k): (v if isinstance(v, dict) else {"all": int(v)}) for k, v in recorded.items()}
+    """source -> {split: studies} ("all" where only a total is known). The record's data_sources (training: the
+    cache sidecars' "source", "unknown" when absent) when it names any; else from its split's study ids, where
+    petct-fm's phantoms are recognisable and anything else is "unrecorded"."""
+    split = record.get("split") or {}
+    recorded = {str(k): int(v) for k, v in (record.get("data_sources") or {}).items()}
+    unknown = recorded.pop("unknown", 0)
+    if len(recorded) == 1 and not unknown:  # one source: every split is from it
+        return {next(iter(recorded)): {s: len(split.get(s) or []) for s in SPLITS}}
+    if recorded:
+        return {**{k: {"all": n} for k, n in recorded.items()}, **({"unrecorded": {"all": unknown}} if unknown else {})}
     counts: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        for study_id in (record.get("split") or {}).get(split) or []:
+    for name in SPLITS:
+        for study_id in split.get(name) or []:
             per_split = counts.setdefault(_source_of(str(study_id)), {})
-            per_split[split] = per_split.get(split, 0) + 1
+            per_split[name] = per_split.get(name, 0) + 1
     return counts
 
 
 def is_synthetic(sources: dict) -> bool:
-    return bool(sources) and set(sources) == {SYNTHETIC_SOURCE}
+    return bool(sources) and all(s.startswith("synthetic") or s == "phantom" for s in sources)
 
 
 def _dataset_name(sources: dict) -> str:
@@ -246,8 +251,9 @@ With petct-fm installed, `petct segment` and the Gradio demo take this repo id a
 pipeline (harmonisation, sliding window, mask back on the native PET grid, lesion table)."""
 
 
-def _split_cell(split_counts: dict, split: str) -> str:
-    return str(split_counts.get(split, 0)) if split in split_counts or "all" not in split_counts else "-"
+def _source_row(source: str, counts: dict) -> str:
+    cells = ["-" if "all" in counts else str(counts.get(split, 0)) for split in SPLITS]
+    return f"| {SOURCE_NAMES.get(source, source)} | {' | '.join(cells)} | {sum(counts.values())} |"
 
 
 def _data_section(inputs: CardInputs, record: dict | None) -> str:
@@ -259,9 +265,8 @@ def _data_section(inputs: CardInputs, record: dict | None) -> str:
     if record is None:
         return "No run record (results.json) was supplied: this card makes no claim about the training data."
     sources = data_sources(record)
-    rows = "\n".join(f"| {SOURCE_NAMES.get(s, s)} | " + " | ".join(_split_cell(c, sp) for sp in SPLITS) + " |"
-                     for s, c in sources.items())
-    text = f"From the run record:\n\n| data | train | val | test |\n|---|---|---|---|\n{rows}"
+    rows = "\n".join(_source_row(source, counts) for source, counts in sources.items())
+    text = f"Studies, from the run record:\n\n| data | train | val | test | all |\n|---|---|---|---|---|\n{rows}"
     if is_synthetic(sources):
         text = ("**The data are synthetic.** This model was trained and evaluated only on computer-generated PET/CT "
                 "phantoms (petct-fm's `modeling_petct.data.synthetic`), no patient scans: its numbers say nothing "

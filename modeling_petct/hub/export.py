@@ -12,13 +12,12 @@ import ast
 import json
 from pathlib import Path
 
-from ..atomic import atomic_folder
 from ..errors import PetCtInputError
 from ..models.registry import REMOTE_CODE_FILES, model_class
 from .card import CardInputs, render_model_card, validate_model_card
+from .upload import export_folder
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-EXPORT_MARKER = ".petct-export"  # an export folder push_model.py may replace; never uploaded
 
 
 def _check_imports(path: Path, stems: set[str]) -> None:
@@ -57,18 +56,13 @@ def load_model(model_dir: str | Path):
     return getattr(modeling_petct, arch).from_pretrained(model_dir)
 
 
-def _may_replace(out_dir: Path, overwrite: bool) -> bool:
-    """An earlier export (e.g. the --dry-run before the real push) is replaced; any other folder only with
-    --overwrite."""
-    return overwrite or (out_dir / EXPORT_MARKER).is_file()
-
-
 def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: CardInputs, *,
                         overwrite: bool = False) -> Path:
-    """Write ``out_dir`` (atomically) from a saved model: the files a Hub model repo needs, and the card."""
+    """Write ``out_dir`` (atomically) from a saved model: the files a Hub model repo needs, and the card. An earlier
+    export there (e.g. the --dry-run before the push) is replaced; any other existing folder needs ``overwrite``."""
     model = load_model(model_dir)
     out_dir = Path(out_dir)
-    with atomic_folder(out_dir, overwrite=_may_replace(out_dir, overwrite)) as tmp:
+    with export_folder(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)  # transformers: weights, config.json + auto_map, the remote-code files
         if "auto_map" not in json.loads((tmp / "config.json").read_text()):
             raise PetCtInputError(model_dir, "save_pretrained wrote no auto_map: the class is not registered for "
@@ -78,5 +72,4 @@ def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: Card
         card = render_model_card(inputs, config, model.num_parameters())
         validate_model_card(str(card), source=str(out_dir / "README.md"))
         (tmp / "README.md").write_text(str(card))
-        (tmp / EXPORT_MARKER).write_text("written by hub_scripts/push_model.py; replaced by the next export\n")
     return out_dir

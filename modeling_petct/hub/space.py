@@ -13,7 +13,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCard, SpaceCardData
 
 from ..errors import PetCtInputError
-from ..atomic import atomic_folder
+from .upload import export_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
@@ -92,7 +92,7 @@ def build_space_folder(demo_dir: str | Path, out_dir: str | Path, *, title: str 
     for required in ("app.py", "requirements.txt"):
         if not (demo_dir / required).is_file():
             raise PetCtInputError(demo_dir / required, "missing: the Space needs the demo's app and requirements")
-    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
+    with export_folder(out_dir, overwrite=overwrite) as tmp:
         shutil.copytree(demo_dir, tmp, ignore=_SKIP, dirs_exist_ok=True)
         shutil.copytree(PACKAGE_DIR, tmp / "modeling_petct", ignore=_SKIP)
         (tmp / "requirements.txt").write_text(space_requirements(demo_dir / "requirements.txt"))
