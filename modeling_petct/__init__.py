@@ -47,30 +47,42 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def _ready(module_name: str, loaded=None) -> bool:
-    """Imported and finished executing. A module mid-import has ``__spec__._initializing`` set; the one whose
-    post-import hook is running (``loaded``) has finished executing although the flag is still up."""
+_EXECUTED: set[str] = set()  # modules whose post-import hook has run: finished executing, whatever the flag says
+
+
+def _ready(module_name: str) -> bool:
+    """Imported and finished executing. A module mid-import has ``__spec__._initializing`` set, and the flag is still
+    up while its post-import hooks run (and while anything they import runs), hence ``_EXECUTED``."""
     module = sys.modules.get(module_name)
-    return module is not None and (module is loaded or not getattr(module.__spec__, "_initializing", False))
+    return module is not None and (module_name in _EXECUTED or not getattr(module.__spec__, "_initializing", False))
 
 
-def _busy(modules, loaded) -> bool:
+def _busy(modules) -> bool:
     """One of our model files is mid-import: its own post-import hook registers once it is done."""
     names = [f"{__name__}.models.{m}" for m in modules]
-    return any(name in sys.modules and not _ready(name, loaded) for name in names)
+    return any(name in sys.modules and not _ready(name) for name in names)
 
 
-def _register_configs(loaded=None) -> None:
+def _on_import(loaded) -> None:
+    """Post-import hook of transformers' Auto modules and of our model files: whichever finishes last registers."""
+    _EXECUTED.add(loaded.__name__)
+    if loaded.__name__.startswith(f"{__name__}.models."):
+        _register_for_hub(loaded)
+    _register_configs()
+    _register_models()
+
+
+def _register_configs() -> None:
     auto = "transformers.models.auto.configuration_auto"
-    if not _ready(auto, loaded) or _busy([CONFIG_MODULE], loaded):
+    if not _ready(auto) or _busy([CONFIG_MODULE]):
         return
     for name, model_type in CONFIG_CLASSES.items():
         sys.modules[auto].AutoConfig.register(model_type, __getattr__(name), exist_ok=True)
 
 
-def _register_models(loaded=None) -> None:
+def _register_models() -> None:
     auto = "transformers.models.auto.modeling_auto"
-    if not _ready(auto, loaded) or _busy({CONFIG_MODULE} | {c.module for c in MODEL_CLASSES}, loaded):
+    if not _ready(auto) or _busy({CONFIG_MODULE} | {c.module for c in MODEL_CLASSES}):
         return
     for c in MODEL_CLASSES:
         getattr(sys.modules[auto], c.auto_class).register(__getattr__(c.config), __getattr__(c.name), exist_ok=True)
@@ -90,10 +102,6 @@ def _register_for_hub(loaded) -> None:
 
 
 # Whichever finishes last, transformers' Auto module or our model file, triggers the registration.
-wrapt.register_post_import_hook(_register_configs, "transformers.models.auto.configuration_auto")
-wrapt.register_post_import_hook(_register_configs, f"{__name__}.models.{CONFIG_MODULE}")
-wrapt.register_post_import_hook(_register_models, "transformers.models.auto.modeling_auto")
-for _module in sorted({c.module for c in MODEL_CLASSES}):
-    wrapt.register_post_import_hook(_register_models, f"{__name__}.models.{_module}")
-for _module in sorted({CONFIG_MODULE} | {c.module for c in MODEL_CLASSES}):  # whenever the classes exist
-    wrapt.register_post_import_hook(_register_for_hub, f"{__name__}.models.{_module}")
+for _name in ("transformers.models.auto.configuration_auto", "transformers.models.auto.modeling_auto",
+              *sorted(f"{__name__}.models.{m}" for m in {CONFIG_MODULE} | {c.module for c in MODEL_CLASSES})):
+    wrapt.register_post_import_hook(_on_import, _name)

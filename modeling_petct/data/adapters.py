@@ -14,6 +14,11 @@ Layouts (what each ``*_studies(root)`` expects under ``root``):
 - ``folder``: any folder of studies, one sub-folder per study with files named like ``PET``/``SUV`` and
   ``CTres``/``CT`` (+ ``SEG``/``label``/``mask``), e.g. ``petct phantom`` output; or an nnU-Net raw dataset
   (``imagesTr/<case>_0000.nii.gz`` = CT, ``_0001`` = PET as in the autoPET III/IV release, ``labelsTr/<case>.nii.gz``).
+
+Organ maps (TotalSegmentator output, data/organs.py) are found beside each study's PET: ``organs.nii.gz`` (its
+multilabel form) or a folder ``organs/``, ``segmentations/`` or ``totalsegmentator/`` of one mask per class; for the
+nnU-Net layout ``organsTr/<case>.nii.gz``. ``organs_dir`` (``--organs-dir``) points elsewhere instead:
+``<organs_dir>/<study_id>.nii.gz`` or ``<organs_dir>/<study_id>/`` (either form inside).
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ SPADE_ANOMALIES = frozenset({  # excluded by the paper's authors (1137 -> 1126 s
     "LDca56d2/LDca5d2b",
 })
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+ORGAN_FILES = ("organs.nii.gz", "organs.nii", "organs.mha")
+ORGAN_FOLDERS = ("organs", "segmentations", "totalsegmentator")
 NNUNET_CHANNELS = {"ct": "0000", "pet": "0001"}  # autoPET III/IV nnU-Net release
 
 
-def discover(root, source: str) -> list[dict]:
-    """Manifest rows (without geometry) for every study of ``source`` under ``root``."""
+def discover(root, source: str, organs_dir=None) -> list[dict]:
+    """Manifest rows (without geometry) for every study of ``source`` under ``root``, with organ maps where found."""
     root = Path(root)
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -48,7 +55,41 @@ def discover(root, source: str) -> list[dict]:
             "vimed": vimed_studies, "folder": folder_studies}[source](root)
     if not rows:
         raise PetCtInputError(root, f"no studies found in the {source!r} layout (see modeling_petct.data.adapters)")
+    return attach_organs(rows, organs_dir)
+
+
+def attach_organs(rows: list[dict], organs_dir=None) -> list[dict]:
+    """Fill each row's ``organ_path`` (kept when already set): from ``organs_dir`` when given, else beside the PET."""
+    if organs_dir is not None and not Path(organs_dir).is_dir():
+        raise PetCtInputError(organs_dir, "--organs-dir is not a folder")
+    for r in rows:
+        if r.get("organ_path"):
+            continue
+        if organs_dir is not None:
+            found = find_organs(Path(organs_dir), r["study_id"])
+        elif r.get("source") != "spade" and not Path(r["pet_path"]).parent.name.startswith("images"):
+            found = find_organs(Path(r["pet_path"]).parent)
+        else:
+            found = None
+        r["organ_path"] = str(found) if found else ""
     return rows
+
+
+def find_organs(folder: Path, study_id: str | None = None) -> Path | None:
+    """An organ map in ``folder`` (``organs.nii.gz`` or a TotalSegmentator folder), or ``folder/<study_id>...``."""
+    from .organs import is_totalsegmentator_folder
+
+    if study_id is not None:
+        for candidate in (folder / f"{study_id}{s}" for s in IMAGE_SUFFIXES):
+            if candidate.is_file():
+                return candidate
+        folder = folder / study_id
+        if is_totalsegmentator_folder(folder):
+            return folder
+    for name in ORGAN_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return next((folder / n for n in ORGAN_FOLDERS if is_totalsegmentator_folder(folder / n)), None)
 
 
 def safe_id(*parts: str) -> str:
@@ -126,8 +167,10 @@ def _nnunet_studies(root: Path) -> list[dict]:
             case = ct.name[: -len(f"_{NNUNET_CHANNELS['ct']}.nii.gz")]
             pet = ct.with_name(f"{case}_{NNUNET_CHANNELS['pet']}.nii.gz")
             label = root / images.replace("images", "labels") / f"{case}.nii.gz"
+            organs = root / images.replace("images", "organs") / f"{case}.nii.gz"
             if pet.is_file():
-                rows.append(_row("folder", safe_id(case), case, case, pet, ct, label if label.is_file() else None))
+                rows.append({**_row("folder", safe_id(case), case, case, pet, ct, label if label.is_file() else None),
+                             "organ_path": str(organs) if organs.is_file() else ""})
     return rows
 
 
@@ -159,6 +202,15 @@ def load_study(row: dict) -> tuple[Volume, Volume, Volume | None]:
 
     label = read_volume(row["label_path"], modality="SEG") if row.get("label_path") else None
     return read_pet(row["pet_path"]), read_ct(row["ct_path"]), label
+
+
+def load_organs(row: dict):
+    """The row's organ map (PET organ labels of the default vocabulary, on its own grid), or None."""
+    if not row.get("organ_path"):
+        return None
+    from .organs import read_organ_map
+
+    return read_organ_map(row["organ_path"])
 
 
 def spade_volume(path, modality: str, like: Volume | None = None) -> Volume:

@@ -27,7 +27,7 @@ LESION_CROP_PROB = 0.5  # chance a segmentation training crop is centred on a le
 
 
 class StudyCache:
-    """``root/<study_id>/{image.npy, label.npy, foreground.npy, study.json}``."""
+    """``root/<study_id>/{image.npy, label.npy, foreground.npy, organs.npy, study.json}`` (label and organs optional)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -55,6 +55,8 @@ class StudyCache:
             if study.label is not None:
                 np.save(tmp / "label.npy", np.ascontiguousarray(study.label, dtype=np.uint8))
                 np.save(tmp / "foreground.npy", foreground_points(study.label, seed=len(study_id)))
+            if study.organs is not None:
+                np.save(tmp / "organs.npy", np.ascontiguousarray(study.organs, dtype=np.uint8))
             info = {"study_id": study_id, "dtype": np.dtype(dtype).name, **study.to_dict(), **(extra or {})}
             (tmp / SIDECAR).write_text(json.dumps(info, indent=1))
             if dest.exists():  # replace: move the old copy aside first, the rename onto dest must find it free
@@ -77,8 +79,9 @@ class StudyCache:
             raise KeyError(f"{study_id} is not in the cache at {self.root}")
         mode = "r" if mmap else None
         image = np.load(folder / "image.npy", mmap_mode=mode)
-        label = np.load(folder / "label.npy", mmap_mode=mode) if (folder / "label.npy").is_file() else None
-        return HarmonizedStudy.from_dict(self.info(study_id), image, label)
+        label, organs = (np.load(folder / f, mmap_mode=mode) if (folder / f).is_file() else None
+                         for f in ("label.npy", "organs.npy"))
+        return HarmonizedStudy.from_dict(self.info(study_id), image, label, organs=organs)
 
     def foreground(self, study_id: str) -> np.ndarray:
         """(N, 3) int32 (z, y, x) lesion voxels (a random subset for large lesions); empty if none or unlabelled."""
@@ -152,8 +155,9 @@ def harmonize_many(studies, cache, *, workers: int = 1, normalization: str = "zs
     """Harmonise many studies into ``cache`` in parallel worker processes.
 
     ``studies``: a manifest (``datasets.Dataset``), dicts with ``study_id``, ``pet_path``, ``ct_path`` and optional
-    ``label_path``, or tuples in that order. Studies already in the cache are skipped (unless ``overwrite``); one
-    that fails is reported in the summary and the others go on.
+    ``label_path`` and ``organ_path`` (TotalSegmentator output, see data/organs.py), or tuples in that order.
+    Studies already in the cache are skipped (unless ``overwrite``); one that fails is reported in the summary and
+    the others go on.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -162,7 +166,7 @@ def harmonize_many(studies, cache, *, workers: int = 1, normalization: str = "zs
     cache = cache if isinstance(cache, StudyCache) else StudyCache(cache)
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.remove_partial()
-    keys = ("study_id", "pet_path", "ct_path", "label_path", "source", "subject", "study", "split")
+    keys = ("study_id", "pet_path", "ct_path", "label_path", "source", "subject", "study", "split", "organ_path")
     rows = [dict(zip(keys, r)) if isinstance(r, (tuple, list)) else {k: r.get(k) for k in keys} for r in studies]
     summary = HarmonizeSummary()
     todo = []
@@ -209,16 +213,19 @@ def _result(future, study_id):
 
 def _harmonize_row(row: dict, root: str, options: dict):
     """Read, harmonise and store one study; returns (study_id, None) or (study_id, reason)."""
-    from .adapters import load_study
+    from .adapters import load_organs, load_study
     from .harmonize import harmonize
 
     sid = row["study_id"]
     try:
         pet, ct, label = load_study(row)
-        study = harmonize(pet, ct, label, spacing=options["spacing"], normalization=options["normalization"])
+        organs = load_organs(row)
+        study = harmonize(pet, ct, label, spacing=options["spacing"], normalization=options["normalization"],
+                          organs=organs)
         # provenance for training-time splits: the manifest's subject stands in for a missing DICOM patient id
         study.meta.update({k: row.get(k) for k in ("source", "subject", "study", "split")}, study_id=sid)
-        study.meta["label_path"] = str(Path(row["label_path"]).resolve()) if row.get("label_path") else None
+        for key in ("label_path", "organ_path"):
+            study.meta[key] = str(Path(row[key]).resolve()) if row.get(key) else None
         study.meta["patient_id"] = study.meta.get("patient_id") or row.get("subject") or sid
         StudyCache(root).write(sid, study, dtype=options["dtype"])
     except Exception as err:

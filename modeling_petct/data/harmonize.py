@@ -39,6 +39,8 @@ class HarmonizedStudy:
     norm_stats: dict  # per channel: mean/sd (and clip window) actually applied
     spacing: tuple[float, float, float] = (3.0, 2.0, 2.0)
     label: np.ndarray | None = None  # uint8 (Z, Y, X)
+    organs: np.ndarray | None = None  # uint8 (Z, Y, X) organ labels 1..len(organ_names), 0 = other (data/organs.py)
+    organ_names: tuple[str, ...] = ()
     suv: np.ndarray | None = None  # float32 (Z, Y, X), PET before normalisation (None when loaded from a cache)
     meta: dict = field(default_factory=dict)
 
@@ -74,11 +76,13 @@ class HarmonizedStudy:
             "spacing": list(self.spacing),
             "shape": list(self.shape),
             "has_label": self.label is not None,
+            "has_organs": self.organs is not None,
+            "organ_names": list(self.organ_names),
             "meta": self.meta,
         }
 
     @classmethod
-    def from_dict(cls, d: dict, image: np.ndarray, label=None, suv=None) -> "HarmonizedStudy":
+    def from_dict(cls, d: dict, image: np.ndarray, label=None, suv=None, organs=None) -> "HarmonizedStudy":
         return cls(
             image=image,
             grid_affine=np.asarray(d["grid_affine"], float),
@@ -89,6 +93,8 @@ class HarmonizedStudy:
             norm_stats=d["norm_stats"],
             spacing=tuple(d["spacing"]),
             label=label,
+            organs=organs,
+            organ_names=tuple(d.get("organ_names", ())),
             suv=suv,
             meta=d.get("meta", {}),
         )
@@ -102,8 +108,13 @@ def harmonize(
     spacing=(3.0, 2.0, 2.0),
     normalization: str = "zscore",
     crop_body: bool = True,
+    organs: Volume | None = None,
+    organ_names=None,
 ) -> HarmonizedStudy:
-    """Harmonise one PET/CT pair (and optional lesion mask) as the paper does; see the module docstring for axes."""
+    """Harmonise one PET/CT pair (and optional lesion mask) as the paper does; see the module docstring for axes.
+
+    ``organs``: an organ map (``data.organs.read_organ_map``, on any grid, usually the CT's) carried onto the crop by
+    nearest neighbour exactly as the lesion mask is; ``organ_names`` names its labels (default ``ORGANS``)."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     check_pair(pet, ct)
@@ -134,6 +145,12 @@ def harmonize(
         lab_arr = np.asarray(label.array)
         lab_arr = np.rint(lab_arr) if lab_arr.dtype.kind == "f" else lab_arr  # 0.9999 must stay a lesion
         lab = onto_crop(label, sitk.sitkNearestNeighbor, 0, lab_arr.astype(np.uint8, copy=False))
+    org = None
+    if organs is not None:
+        from .organs import organ_names as _names
+
+        organ_names = _names(organ_names)
+        org = onto_crop(organs, sitk.sitkNearestNeighbor, 0, np.asarray(organs.array).astype(np.uint8, copy=False))
     return HarmonizedStudy(
         image=image,
         grid_affine=grid_affine,
@@ -144,12 +161,15 @@ def harmonize(
         norm_stats=stats,
         spacing=spacing,
         label=lab,
+        organs=org,
+        organ_names=tuple(organ_names) if org is not None else (),
         suv=suv,
         meta={
             "patient_id": pet.meta.get("patient_id") or ct.meta.get("patient_id"),
             "pet_source": str(pet.source),
             "ct_source": str(ct.source),
             "label_source": str(label.source) if label is not None else None,
+            "organ_source": str(organs.source) if organs is not None else None,
             "suv_status": pet.meta.get("suv_status"),
             "pet_spacing": list(pet.spacing),
             "ct_spacing": list(ct.spacing),

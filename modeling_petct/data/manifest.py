@@ -1,7 +1,7 @@
 """The table of studies every later step reads: a Hugging Face ``datasets.Dataset`` saved with ``save_to_disk``.
 
 Columns: study_id, source, subject, study (the dataset's own scan/study folder name), pet_path, ct_path,
-label_path ("" = none), spacing (PET, mm along i, j, k),
+label_path ("" = none), organ_path (TotalSegmentator organ map, "" = none), spacing (PET, mm along i, j, k),
 shape (PET voxels), suv_status, has_label, split, in_10pct, in_30pct, in_100pct. AutoPET rows carry the paper's
 subject-level split ("train_pool" / "val" / "test", plus the 10/30/100 % training subsets); rows of the
 unlabelled pretraining sources get split "pretrain"; AutoPET studies missing from the split file get "unlisted".
@@ -16,25 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
-from .adapters import SPADE_SPACING_ZYX, discover
+from .adapters import SPADE_SPACING_ZYX, attach_organs, discover
 
 COLUMNS = ("study_id", "source", "subject", "study", "pet_path", "ct_path", "label_path", "spacing", "shape", "suv_status",
-           "has_label", "split", "in_10pct", "in_30pct", "in_100pct")
+           "has_label", "split", "in_10pct", "in_30pct", "in_100pct", "organ_path")
 FRACTIONS = ("in_10pct", "in_30pct", "in_100pct")
 
 
-def build_manifest(*inputs, rows=None, splits_csv=None, exclude_test: bool = False, probe: bool = True):
+def build_manifest(*inputs, rows=None, splits_csv=None, exclude_test: bool = False, probe: bool = True,
+                   organs_dir=None):
     """Manifest of the studies found under each ``(source, root)`` in ``inputs`` (plus any ready-made ``rows``).
 
     ``splits_csv``: the paper's AutoPET split (``subject,study,role,in_10pct,in_30pct,in_100pct``).
     ``exclude_test``: leave the AutoPET test split out, e.g. for a pretraining corpus that never saw the test scans.
     ``probe``: read image headers (not voxels) for spacing and shape.
+    ``organs_dir``: where organ maps are (``<organs_dir>/<study_id>...``, see adapters); default beside each PET.
     """
     import datasets
 
-    found = [dict(r) for r in rows or []]
+    found = attach_organs([dict(r) for r in rows or []], organs_dir)
     for source, root in inputs:
-        found += discover(root, source)
+        found += discover(root, source, organs_dir)
     splits = read_autopet_splits(splits_csv) if splits_csv else None
     if exclude_test and splits is None and any(r.get("source") == "autopet" for r in found):
         raise PetCtInputError("exclude_test", "leaving out the AutoPET test split needs the split CSV (splits_csv)")
@@ -52,7 +54,7 @@ def build_manifest(*inputs, rows=None, splits_csv=None, exclude_test: bool = Fal
         raise PetCtInputError(inputs[0][1] if inputs else "manifest", f"duplicate study ids {dup}")
     features = datasets.Features({
         **{k: datasets.Value("string") for k in ("study_id", "source", "subject", "study", "pet_path", "ct_path",
-                                                 "label_path", "suv_status", "split")},
+                                                 "label_path", "suv_status", "split", "organ_path")},
         "spacing": datasets.Sequence(datasets.Value("float64")),
         "shape": datasets.Sequence(datasets.Value("int64")),
         **{k: datasets.Value("bool") for k in ("has_label", *FRACTIONS)},

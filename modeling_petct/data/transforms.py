@@ -21,24 +21,38 @@ DEFAULT_CROP = (96, 128, 128)
 
 
 class _CacheCrops(torch.utils.data.Dataset):
-    def __init__(self, cache, ids: Sequence[str], crop_size=DEFAULT_CROP, with_labels: bool = False):
+    """``organ_labels`` (organ names, the model's ``config.organ_labels``): crops also carry ``organ_labels``, the
+    cached organ map relabelled to that order (1..N, 0 = other), cut and resized exactly like the lesion labels."""
+
+    def __init__(self, cache, ids: Sequence[str], crop_size=DEFAULT_CROP, with_labels: bool = False,
+                 organ_labels: Sequence[str] = ()):
         self.cache = cache if isinstance(cache, StudyCache) else StudyCache(cache)
         self.ids = list(ids)
         self.crop_size = tuple(int(c) for c in crop_size)
         self.with_labels = with_labels
-        self._open: dict = {}  # per process: study id -> (image memmap, label memmap or None)
+        self.organ_labels = tuple(organ_labels)
+        self._open: dict = {}  # per process: study id -> (image memmap, label memmap or None, organ LUT, organs)
 
     def _arrays(self, study_id: str):
         if study_id not in self._open:
             study = self.cache.load(study_id, mmap=True)
             if self.with_labels and study.label is None:
                 raise ValueError(f"study {study_id} in {self.cache.root} has no label")
-            self._open[study_id] = (study.image, study.label)
+            lut = None
+            if self.organ_labels:
+                if study.organs is None:
+                    raise ValueError(f"study {study_id} in {self.cache.root} has no organ map, which an organ-aware "
+                                     "model needs (harmonise it with its TotalSegmentator output, data/organs.py)")
+                from .organs import organ_names, relabel
+
+                lut = relabel(np.arange(len(organ_names(study.organ_names)) + 1), organ_names(study.organ_names),
+                              self.organ_labels).astype(np.int64)
+            self._open[study_id] = (study.image, study.label, lut, study.organs)
         return self._open[study_id]
 
     def _window(self, study_id: str, start, size) -> dict:
         """The window [start, start + size) as tensors, zero-padded where it leaves the volume."""
-        image, label = self._arrays(study_id)
+        image, label, lut, organs = self._arrays(study_id)
         shape = image.shape[1:]
         src = tuple(slice(max(0, s), min(n, s + w)) for s, w, n in zip(start, size, shape))
         dst = tuple(slice(a.start - s, a.stop - s) for a, s in zip(src, start))
@@ -51,11 +65,16 @@ class _CacheCrops(torch.utils.data.Dataset):
             lab = alloc((1, *size), np.int64)
             lab[(0, *dst)] = label[src]
             out["labels"] = torch.from_numpy(lab)
+        if lut is not None:
+            org = alloc((1, *size), np.int64)
+            org[(0, *dst)] = lut[organs[src]]
+            out["organ_labels"] = torch.from_numpy(org)
         return out
 
     def _finish(self, sample: dict) -> dict:
-        if self.with_labels:
-            sample["labels"] = sample["labels"][0].long()
+        for key in ("labels", "organ_labels"):
+            if key in sample:
+                sample[key] = sample[key][0].long()
         return sample
 
 
@@ -63,13 +82,13 @@ class _RandomCrops(_CacheCrops):
     """One random crop per study per epoch (the paper's sampling), optionally zoomed."""
 
     def __init__(self, cache, ids, crop_size=DEFAULT_CROP, augment=True, seed=0, *, with_labels=False,
-                 zoom_range=(0.9, 1.1), zoom_prob=0.5):
-        super().__init__(cache, ids, crop_size, with_labels)
+                 zoom_range=(0.9, 1.1), zoom_prob=0.5, organ_labels=()):
+        super().__init__(cache, ids, crop_size, with_labels, organ_labels)
         self.augment, self.seed, self.epoch = augment, int(seed), 0
         self.zoom_range, self.zoom_prob = zoom_range, zoom_prob
         keys, modes, corners = ["pixel_values"], ["trilinear"], [False]
-        if with_labels:
-            keys, modes, corners = keys + ["labels"], modes + ["nearest"], corners + [None]
+        for key in ("labels",) * with_labels + ("organ_labels",) * bool(self.organ_labels):
+            keys, modes, corners = keys + [key], modes + ["nearest"], corners + [None]
         self._resize = Resized(keys, spatial_size=self.crop_size, mode=modes, align_corners=corners)
 
     def set_epoch(self, epoch: int) -> None:
@@ -137,8 +156,9 @@ class SegCropDataset(_RandomCrops):
 class ValCropDataset(_CacheCrops):
     """Deterministic crops tiling every study on a regular grid (no augmentation), for validation losses/metrics."""
 
-    def __init__(self, cache, ids, crop_size=DEFAULT_CROP, *, overlap=0.0, with_labels=True, max_per_study=None):
-        super().__init__(cache, ids, crop_size, with_labels)
+    def __init__(self, cache, ids, crop_size=DEFAULT_CROP, *, overlap=0.0, with_labels=True, max_per_study=None,
+                 organ_labels=()):
+        super().__init__(cache, ids, crop_size, with_labels, organ_labels)
         self.items = []
         for sid in self.ids:
             starts = grid_starts(self.cache.info(sid)["shape"], self.crop_size, overlap)

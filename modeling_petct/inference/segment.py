@@ -18,18 +18,26 @@ import numpy as np
 from ..data.volume import Volume
 from ..errors import PetCtInputError
 from .memory import check_memory
-from .sliding_window import InferenceSettings, predict_probabilities
+from .sliding_window import InferenceSettings, predict_with_organs
 
 
 @dataclass
 class SegmentationResult:
-    """The mask on the native PET grid (uint8, same affine and header as ``pet``) and what produced it."""
+    """The mask on the native PET grid (uint8, same affine and header as ``pet``) and what produced it.
+
+    ``organs``: organ map on the PET grid (labels 1..len(organ_names), 0 = other) from the organ-aware model or the
+    user's TotalSegmentator output; None when neither. ``suppressed``: lesion components removed by
+    ``suppress_physiological`` (None when it was not asked for)."""
 
     mask: Volume
     pet: Volume
     harmonized: object  # HarmonizedStudy
     probabilities: np.ndarray | None = None  # (C, Z, Y, X) on the harmonised grid, when asked for
     timings: dict = field(default_factory=dict)
+    organs: Volume | None = None
+    organ_names: tuple[str, ...] = ()
+    organ_source: str | None = None  # "model" or the organ file/folder
+    suppressed: int | None = None
 
 
 def to_native_mask(harmonized, probabilities: np.ndarray) -> np.ndarray:
@@ -50,10 +58,15 @@ def segment_study(
     settings: InferenceSettings | None = None,
     keep_probabilities: bool = False,
     progress: Callable[[float, str], None] | None = None,
+    organs=None,
+    suppress_physiological: bool = False,
 ) -> SegmentationResult:
     """Segment lesions of one study; ``pet``/``ct`` are paths (NIfTI, MHA, DICOM folder) or Volumes.
 
     ``settings`` overrides ``fast``/``tta``. Nothing is written: see ``write_outputs`` / ``petct segment``.
+    ``organs``: TotalSegmentator output (multilabel file or folder, data/organs.py) or an organ-label Volume (default
+    vocabulary), used instead of an organ-aware model's own organ map. ``suppress_physiological``: drop lesion
+    components lying almost entirely in brain, bladder or kidneys (``outputs.lesions.suppress_physiological``).
     """
     from ..data.harmonize import harmonize
     from ..data.io import read_ct, read_pet
@@ -64,8 +77,8 @@ def segment_study(
     timings = {}
     t0 = time.perf_counter()
     report(0.0, "reading")
-    for value in (pet, ct):
-        if not isinstance(value, Volume) and not Path(value).exists():
+    for value in (pet, ct, organs):
+        if value is not None and not isinstance(value, Volume) and not Path(value).exists():
             raise PetCtInputError(value, "no such file or folder")
     if not isinstance(pet, Volume) and not isinstance(ct, Volume):
         check_memory(pet, ct, config)
@@ -80,14 +93,37 @@ def segment_study(
 
     t = time.perf_counter()
     report(0.2, "inference")
-    probs = predict_probabilities(model, study.image, settings, device=device,
-                                  on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
+    probs, organ_zyx = predict_with_organs(
+        model, study.image, settings, device=device,
+        on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
     timings["inference_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report(0.9, "resampling to the PET grid")
     mask = pet.with_array(to_native_mask(study, probs), modality="SEG", units="label")
+    organ_map, names, source = _organ_map(organs, organ_zyx, study, pet, config)
+    suppressed = None
+    if suppress_physiological:
+        if organ_map is None:
+            raise PetCtInputError("--suppress-physiological", "needs organs: an organ-aware model or --organs FILE")
+        from ..outputs.lesions import suppress_physiological as suppress
+
+        mask, suppressed = suppress(mask, organ_map, names)
     timings["to_native_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     report(1.0, "done")
-    return SegmentationResult(mask, pet, study, probs if keep_probabilities else None, timings)
+    return SegmentationResult(mask, pet, study, probs if keep_probabilities else None, timings, organ_map, names,
+                              source, suppressed)
+
+
+def _organ_map(organs, organ_zyx, study, pet: Volume, config):
+    """(organ map on the PET grid, its organ names, its source): the user's organs first, else the model's."""
+    from ..data.organs import ORGANS, organ_map_on, read_organ_map
+
+    if organs is not None:
+        vol = organs if isinstance(organs, Volume) else read_organ_map(organs)
+        return organ_map_on(vol, pet), ORGANS, str(vol.source)
+    if organ_zyx is None:
+        return None, (), None
+    native = study.to_native(organ_zyx, order="nearest", fill=0).astype(np.uint8)
+    return pet.with_array(native, modality="SEG", units="organ label"), tuple(config.organ_labels), "model"

@@ -56,15 +56,19 @@ def _predictor(model, settings: InferenceSettings, device) -> Callable:
     flips = [(), (4,), (3,), (3, 4)] if settings.tta else [()]  # dims of (B, C, Z, Y, X): X = left-right, Y = AP
     bf16 = use_bf16(settings.precision, device)
 
+    organ_aware = bool(getattr(model.config, "organ_labels", ()))
+
     def predict(window):
         ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         total = None
         with ctx:
             for dims in flips:
-                logits = model(window.flip(dims) if dims else window).logits.float()
-                logits = logits.flip(dims) if dims else logits
-                total = logits if total is None else total + logits
-        return total / len(flips)
+                out = model(window.flip(dims) if dims else window)
+                heads = (out.logits, out.organ_logits) if organ_aware else (out.logits,)
+                heads = [h.float().flip(dims) if dims else h.float() for h in heads]
+                total = heads if total is None else [t + h for t, h in zip(total, heads)]
+        total = [t / len(flips) for t in total]
+        return tuple(total) if organ_aware else total[0]  # MONAI blends each tensor of a tuple
 
     return predict
 
@@ -99,6 +103,14 @@ def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings 
     Logits are blended across windows (as the authors' recipe does), then soft-maxed once. ``on_window(done, total)``
     is called after every batch of windows, so a progress bar can move while the network runs.
     """
+    return predict_with_organs(model, image, settings, device=device, on_window=on_window)[0]
+
+
+def predict_with_organs(model, image: np.ndarray, settings: InferenceSettings = InferenceSettings(), *, device="cpu",
+                        on_window: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Lesion probabilities as ``predict_probabilities`` plus, for organ-aware models, the organ map (uint8 (Z, Y, X),
+    argmax of the blended organ logits: labels 1..len(config.organ_labels), 0 = other); None for lesion-only models.
+    Both heads come from the same windows (one network pass)."""
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -113,4 +125,6 @@ def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings 
             x, roi, settings.sw_batch_size, predict, overlap=settings.overlap, mode=settings.mode, sw_device=device,
             device="cpu",
         )
-        return torch.softmax(logits[0], dim=0).numpy()
+        if isinstance(logits, (tuple, list)):
+            return torch.softmax(logits[0][0], dim=0).numpy(), logits[1][0].argmax(0).to(torch.uint8).numpy()
+        return torch.softmax(logits[0], dim=0).numpy(), None

@@ -45,10 +45,15 @@ class PetCtMaskedImageModelingOutput(ModelOutput):
 
 @dataclass
 class PetCtSegmentationOutput(ModelOutput):
-    """loss: DiceCE when labels were given. logits: (B, num_labels, D, H, W)."""
+    """loss: lesion DiceCE (+ organ_loss_weight x organ DiceCE when organ labels were given). logits: lesion classes
+    (B, num_labels, D, H, W). organ_logits: (B, 1 + len(config.organ_labels), D, H, W), class 0 = other tissue, for
+    organ-aware models only. lesion_loss / organ_loss: the two terms, for logging."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    organ_logits: torch.Tensor | None = None
+    lesion_loss: torch.Tensor | None = None
+    organ_loss: torch.Tensor | None = None
 
 
 class PetCtOutputConv(nn.Conv3d):
@@ -104,7 +109,7 @@ class PetCtPreTrainedModel(PreTrainedModel):
 class PetCtModel(PetCtPreTrainedModel):
     """The backbone alone: multi-scale encoder features and the final decoder feature map."""
 
-    _keys_to_ignore_on_load_unexpected = [r"^(reconstruction|segmentation)_head\.", r"^mask_token$"]
+    _keys_to_ignore_on_load_unexpected = [r"^(reconstruction|segmentation|organ)_head\.", r"^mask_token$"]
 
     def __init__(self, config: PetCtConfig):
         super().__init__(config)
@@ -130,7 +135,7 @@ class PetCtModel(PetCtPreTrainedModel):
 class PetCtForMaskedImageModeling(PetCtPreTrainedModel):
     """Masked autoencoder (METHOD.md): block-masked input, the whole UNet reconstructs every channel."""
 
-    _keys_to_ignore_on_load_unexpected = [r"^segmentation_head\."]
+    _keys_to_ignore_on_load_unexpected = [r"^(segmentation|organ)_head\."]
 
     def __init__(self, config: PetCtConfig):
         super().__init__(config)
@@ -165,23 +170,46 @@ class PetCtForMaskedImageModeling(PetCtPreTrainedModel):
 
 
 class PetCtForSegmentation(PetCtPreTrainedModel):
-    """Lesion segmentation: backbone + a fresh 1x1x1 segmentation head, DiceCE loss (softmax, one-hot labels)."""
+    """Lesion segmentation: backbone + a fresh 1x1x1 segmentation head, DiceCE loss (softmax, one-hot labels).
+
+    Organ-aware models (``config.organ_labels`` non-empty) get a second 1x1x1 head on the same decoder features,
+    ``organ_head`` (other tissue + one class per organ), trained with its own DiceCE added to the lesion loss with
+    weight ``config.organ_loss_weight``. Why a second head rather than one multi-class output (autoPET II's winner
+    BAMF added 8 organ classes to nnU-Net's single softmax): lesions lie inside organs (liver, bone, lung
+    metastases), so one softmax forces "lesion or liver" per voxel and changes the lesion probability the paper's
+    protocol thresholds; autoPET III's winner LesionTracer treats organ supervision as a separate task (multitask).
+    A second head keeps the lesion head, its loss, its logits and its checkpoint keys exactly those of the
+    lesion-only model (which stays the default), and lets organ and lesion overlap. The organ DiceCE is computed
+    over the batch and without the "other" class (nnU-Net's batch Dice), so crops missing an organ do not dominate.
+    """
 
     _keys_to_ignore_on_load_unexpected = [r"^reconstruction_head\.", r"^mask_token$"]
 
     def __init__(self, config: PetCtConfig):
         super().__init__(config)
         self.petct = PetCtModel(config)
-        self.segmentation_head = PetCtOutputConv(output_channels(config), config.num_labels)
+        self._build_heads(output_channels(config))
         self.post_init()
         if config.freeze_backbone:
             self.freeze_backbone()
 
+    def _build_heads(self, channels: int) -> None:
+        """The output convolution(s) and their losses, built once (not per forward)."""
+        config = self.config
+        self.segmentation_head = PetCtOutputConv(channels, config.num_labels)
+        self.lesion_loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=not config.batch_dice,
+                                         batch=config.batch_dice)
+        organs = tuple(getattr(config, "organ_labels", ()) or ())
+        self.organ_head = PetCtOutputConv(channels, 1 + len(organs)) if organs else None
+        self.organ_loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
+                                        batch=True) if organs else None
+
     def freeze_backbone(self) -> None:
-        """Freeze everything but segmentation_head, the final 1x1x1 conv (k-shot linear probing). The frozen
-        backbone also stays in eval mode (no stochastic depth), so the probe sees fixed features."""
+        """Freeze everything but the output heads (segmentation_head, and organ_head when present), the final 1x1x1
+        convs (k-shot linear probing). The frozen backbone also stays in eval mode (no stochastic depth), so the
+        probe sees fixed features."""
         for name, param in self.named_parameters():
-            param.requires_grad = name.startswith("segmentation_head.")
+            param.requires_grad = name.startswith(("segmentation_head.", "organ_head."))
         self._backbone_frozen = True
         self.train(self.training)
 
@@ -192,18 +220,30 @@ class PetCtForSegmentation(PetCtPreTrainedModel):
         return self
 
     def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
+        organ_labels: torch.Tensor | None = None, **kwargs
     ) -> PetCtSegmentationOutput:
-        """labels: integer class map (B, D, H, W) or (B, 1, D, H, W)."""
-        logits = self.segmentation_head(self.petct(pixel_values).last_hidden_state)
-        loss = None
+        """labels: lesion class map (B, D, H, W) or (B, 1, D, H, W). organ_labels: organ map of the same shape, values
+        0..len(config.organ_labels) in that order (organ-aware models; adds the organ term to the loss)."""
+        hidden = self.petct(pixel_values).last_hidden_state
+        logits = self.segmentation_head(hidden)
+        organ_logits = self.organ_head(hidden) if self.organ_head is not None else None
+        lesion_loss = organ_loss = None
         if labels is not None:
-            if labels.ndim == 4:
-                labels = labels.unsqueeze(1)
-            dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=not self.config.batch_dice,
-                                 batch=self.config.batch_dice)
-            loss = dice_ce(logits.float(), labels.to(logits.device))
-        return PetCtSegmentationOutput(loss=loss, logits=logits)
+            lesion_loss = self.lesion_loss_fn(logits.float(), _channel_labels(labels, logits))
+        if organ_labels is not None:
+            if organ_logits is None:
+                raise ValueError("organ_labels given, but this model has no organ head (config.organ_labels is empty)")
+            organ_loss = self.organ_loss_fn(organ_logits.float(), _channel_labels(organ_labels, organ_logits))
+        terms = [t for t in (lesion_loss, None if organ_loss is None else self.config.organ_loss_weight * organ_loss)
+                 if t is not None]
+        return PetCtSegmentationOutput(loss=sum(terms) if terms else None, logits=logits, organ_logits=organ_logits,
+                                       lesion_loss=lesion_loss, organ_loss=organ_loss)
+
+
+def _channel_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """A (B, D, H, W) or (B, 1, D, H, W) class map as (B, 1, D, H, W) on the logits' device."""
+    return (labels.unsqueeze(1) if labels.ndim == 4 else labels).to(logits.device)
 
 
 __all__ = [

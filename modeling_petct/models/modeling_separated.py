@@ -16,7 +16,7 @@ from torch import nn
 
 from .backbones import output_channels
 from .configuration_petct import PetCtConfig, PetCtSeparatedConfig
-from .modeling_petct import PetCtForSegmentation, PetCtModel, PetCtModelOutput, PetCtOutputConv, PetCtPreTrainedModel
+from .modeling_petct import PetCtForSegmentation, PetCtModel, PetCtModelOutput, PetCtPreTrainedModel
 
 
 class SeparatedBackbones(nn.Module):
@@ -47,7 +47,7 @@ class PetCtForSeparatedModalityProbe(PetCtForSegmentation):
         PetCtPreTrainedModel.__init__(self, config)  # not PetCtForSegmentation's: no joint backbone here
         self.petct = SeparatedBackbones(config)
         channels = output_channels(config.pet_backbone_config) + output_channels(config.ct_backbone_config)
-        self.segmentation_head = PetCtOutputConv(channels, config.num_labels)
+        self._build_heads(channels)  # PetCtForSegmentation's heads and losses (the organ head when organ-aware)
         self.post_init()
         self.freeze_backbone()
 

@@ -31,11 +31,43 @@ def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
     return mask[index[..., 0], index[..., 1], index[..., 2]]
 
 
-def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", label: str = "FDG-avid lesion"):
-    """A binary DICOM SEG dataset for ``mask`` (on ``pet``'s grid) referencing the PET DICOM series ``pet`` came from."""
+# SNOMED CT codes of the default organ vocabulary (data/organs.py), for each segment's AnatomicRegionSequence.
+ORGAN_SNOMED = {"brain": ("12738006", "Brain"), "heart": ("80891009", "Heart"), "liver": ("10200004", "Liver"),
+                "spleen": ("78961009", "Spleen"), "kidneys": ("64033007", "Kidney"),
+                "urinary_bladder": ("89837001", "Urinary bladder"), "bowel": ("113276009", "Intestine"),
+                "lungs": ("39607008", "Lung"), "skeleton": ("272673000", "Bone")}
+
+
+def _organ_segments(mask: Volume, organs: Volume, organ_names) -> tuple[np.ndarray, list[str]]:
+    """A label map with one segment number per organ holding lesions (1..K, in vocabulary order, "other" last) and
+    the K organ names; each lesion component goes whole to its organ (outputs.lesions.lesion_organ)."""
+    from ..data.organs import OTHER, organ_names as names_of
+    from .lesions import lesion_components, lesion_organ
+
+    names = list(names_of(organ_names)) + [OTHER]
+    from scipy import ndimage
+
+    components = lesion_components(mask)
+    organ_arr = np.asarray(organs.array)
+    organ_of = {i: lesion_organ(organ_arr[box][components[box] == i], organ_names)["organ"]
+                for i, box in enumerate(ndimage.find_objects(components), start=1) if box is not None}
+    present = [n for n in names if n in organ_of.values()]
+    lut = np.zeros(int(components.max()) + 1, np.uint8)
+    for i, organ in organ_of.items():
+        lut[i] = present.index(organ) + 1
+    return lut[components], present
+
+
+def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", label: str = "FDG-avid lesion",
+                    organs: Volume | None = None, organ_names=None):
+    """A binary DICOM SEG dataset for ``mask`` (on ``pet``'s grid) referencing the PET DICOM series ``pet`` came from.
+
+    With ``organs`` (an organ map on the PET grid) the lesions are split into one segment per organ, labelled
+    "FDG-avid lesion (liver)" and carrying the organ's SNOMED code as anatomic region where one is known."""
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
 
     from .. import __version__
 
@@ -44,24 +76,33 @@ def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", 
         raise PetCtInputError(pet.source, "--dicom-seg needs the PET as a DICOM series folder (this PET is not DICOM)")
     sources = [pydicom.dcmread(f) for f in files]
     inverse = np.linalg.inv(mask.affine)
-    binary = np.asarray(mask.array) > 0
-    frames = np.stack([_frame(binary, inverse, ds) for ds in sources]).astype(np.uint8)
+    if organs is None:
+        segments, regions = (np.asarray(mask.array) > 0).astype(np.uint8), [None]
+    else:
+        segments, regions = _organ_segments(mask, organs, organ_names)
+        regions = regions or [None]
+    frames = np.stack([_frame(segments, inverse, ds) for ds in sources]).astype(np.uint8)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=model_name, version=__version__, family=codes.cid7162.ArtificialIntelligence
     )
-    segment = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=label,
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Neoplasm,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
-    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label if organ is None else f"{label} ({organ.replace('_', ' ')})",
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Neoplasm,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            anatomic_regions=[Code(ORGAN_SNOMED[organ][0], "SCT", ORGAN_SNOMED[organ][1])]
+            if organ in ORGAN_SNOMED else None,
+        )
+        for number, organ in enumerate(regions, start=1)
+    ]
     return hd.seg.Segmentation(
         source_images=sources,
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[segment],
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000,
         sop_instance_uid=hd.UID(),

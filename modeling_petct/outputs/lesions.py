@@ -9,6 +9,11 @@ the lesion. The sphere may reach outside the lesion (it averages the image, not 
 kernel is weighted by the fraction of its volume inside the sphere (8^3 sub-samples, in world millimetres, so
 anisotropic and oblique grids are handled), so the kernel measures 1 ml even on coarse PET voxels. At the image border
 the kernel is truncated and renormalised.
+
+With an organ map on the PET grid (the organ-aware model's, or TotalSegmentator's via data/organs.py) each lesion also
+gets ``organ`` (the organ holding most of its voxels; "other" when most lie outside every organ of the vocabulary),
+``organ_fraction`` (the share of its voxels in that organ) and ``physiological`` (its organ is one of
+``PHYSIOLOGICAL_UPTAKE``: brain, bladder, kidneys, heart - read it as "check for physiological uptake").
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ COLUMNS = (
     "id", "voxels", "volume_ml", "suv_max", "suv_mean", "suv_peak", "tlg",
     "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
 )  # fmt: skip
+ORGAN_COLUMNS = ("organ", "organ_fraction", "physiological")  # present when an organ map was given
 
 
 def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamples: int = 8) -> np.ndarray:
@@ -48,12 +54,19 @@ def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamp
     return inside.mean(axis=(1, 3, 5))
 
 
-def lesion_table(mask: Volume, suv: Volume) -> tuple[list[dict], dict]:
-    """One row per lesion (columns ``COLUMNS``) and the study totals; ``mask`` and ``suv`` share one grid."""
+def lesion_components(mask: Volume) -> np.ndarray:
+    """The lesions of a mask as 18-connected components, labelled 1..N."""
+    return cc3d.connected_components((np.asarray(mask.array) > 0).astype(np.uint8), connectivity=CONNECTIVITY)
+
+
+def lesion_table(mask: Volume, suv: Volume, organs: Volume | None = None,
+                 organ_names=None) -> tuple[list[dict], dict]:
+    """One row per lesion (columns ``COLUMNS``, plus ``ORGAN_COLUMNS`` with ``organs``) and the study totals;
+    ``mask``, ``suv`` and ``organs`` (labels 1..N named by ``organ_names``, default ORGANS) share one grid."""
     check_same_grid(mask, suv, reference_name="the PET")
-    labels, n = cc3d.connected_components(
-        (np.asarray(mask.array) > 0).astype(np.uint8), connectivity=CONNECTIVITY, return_N=True
-    )
+    if organs is not None:
+        check_same_grid(organs, suv, reference_name="the PET")
+    labels = lesion_components(mask)
     values = np.asarray(suv.array, dtype=np.float64)
     kernel = sphere_kernel(suv.affine)
     pad = np.array(kernel.shape) // 2
@@ -83,6 +96,8 @@ def lesion_table(mask: Volume, suv: Volume) -> tuple[list[dict], dict]:
                 "centroid_lps_z_mm": float(centroid[2]),
             }
         )
+        if organs is not None:
+            rows[-1].update(lesion_organ(np.asarray(organs.array)[box][inside], organ_names))
     totals = {
         "lesion_count": len(rows),
         "total_mtv_ml": float(sum(r["volume_ml"] for r in rows)),
@@ -90,7 +105,45 @@ def lesion_table(mask: Volume, suv: Volume) -> tuple[list[dict], dict]:
         "suv_max": max((r["suv_max"] for r in rows), default=None),
         "coordinates": "DICOM patient LPS, mm",
     }
+    if organs is not None:
+        totals["physiological_count"] = sum(r["physiological"] for r in rows)
+        totals["lesions_by_organ"] = {o: sum(r["organ"] == o for r in rows) for o in sorted({r["organ"] for r in rows})}
     return rows, totals
+
+
+def lesion_organ(organ_labels: np.ndarray, organ_names=None) -> dict:
+    """``organ``/``organ_fraction``/``physiological`` of one lesion from the organ labels of its voxels."""
+    from ..data.organs import OTHER, PHYSIOLOGICAL_UPTAKE, organ_names as names_of
+
+    names = names_of(organ_names)
+    counts = np.bincount(np.asarray(organ_labels, np.intp).ravel(), minlength=len(names) + 1)
+    best = int(np.argmax(counts))
+    organ = names[best - 1] if 0 < best <= len(names) else OTHER
+    return {"organ": organ, "organ_fraction": float(counts[best] / max(1, counts.sum())),
+            "physiological": organ in PHYSIOLOGICAL_UPTAKE}
+
+
+def suppress_physiological(mask: Volume, organs: Volume, organ_names=None, *, fraction=None,
+                           suppressible=None) -> tuple[Volume, int]:
+    """The mask without lesion components whose voxels lie at least ``fraction`` (default SUPPRESS_FRACTION, 0.9)
+    inside the organs ``suppressible`` (default brain, urinary bladder, kidneys) together; and how many were removed."""
+    from ..data import organs as org
+
+    check_same_grid(organs, mask, reference_name="the mask")
+    names = org.organ_names(organ_names)
+    fraction = org.SUPPRESS_FRACTION if fraction is None else fraction
+    wanted = [i for i, n in enumerate(names, start=1) if n in (suppressible or org.SUPPRESSIBLE)]
+    labels = lesion_components(mask)
+    n = int(labels.max())
+    if n == 0 or not wanted:
+        return mask, 0
+    inside = np.isin(np.asarray(organs.array), wanted)
+    share = np.bincount(labels.ravel(), weights=inside.ravel(), minlength=n + 1) / np.maximum(
+        1, np.bincount(labels.ravel(), minlength=n + 1))
+    drop = np.flatnonzero(share >= fraction)
+    drop = drop[drop > 0]
+    keep = (labels > 0) & ~np.isin(labels, drop)
+    return mask.with_array(keep.astype(np.asarray(mask.array).dtype)), int(len(drop))
 
 
 def _suv_peak(values, labels, lesion_id, box, kernel, pad) -> float:
@@ -103,10 +156,11 @@ def _suv_peak(values, labels, lesion_id, box, kernel, pad) -> float:
     return float((weighted / weight)[labels[region] == lesion_id].max())
 
 
-def write_lesion_csv(path, rows: list[dict]) -> None:
-    """One line per lesion (header ``COLUMNS``), written atomically."""
+def write_lesion_csv(path, rows: list[dict], *, with_organs: bool | None = None) -> None:
+    """One line per lesion (header ``COLUMNS``, + ``ORGAN_COLUMNS`` when the rows have them), written atomically."""
+    with_organs = bool(rows) and "organ" in rows[0] if with_organs is None else with_organs
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + ORGAN_COLUMNS * with_organs)
         writer.writeheader()
         writer.writerows(rows)
 
