@@ -4,7 +4,8 @@ Run with `accelerate launch train_seg.py ...` (or plain `python`); options: `pyt
 
 import sys
 
+from modeling_petct.cli.checks import run_guarded
 from modeling_petct.training.segmentation import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_guarded("train_seg.py", main, sys.argv[1:]))  # a user error is one line, not a traceback

@@ -11,6 +11,16 @@ from pathlib import Path
 from .errors import PetCtInputError
 
 
+def public(path: str | os.PathLike) -> Path:
+    """Give a file or folder made by mkstemp/mkdtemp (0600/0700) the mode the user's umask gives any new one, so a
+    PACS export, a shared server or a colleague can read the outputs."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path = Path(path)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -25,6 +35,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        public(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -39,10 +50,7 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise PetCtInputError(path, "output folder exists and is not empty (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any folder the user makes
+    tmp = public(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         yield tmp
         if path.exists():

@@ -56,7 +56,7 @@ def test_single_study_and_clear_errors(tmp_path, capsys):
     assert StudyCache(out).ids() == ["study0"]
 
     assert main(["harmonize", "--input", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
-    assert "nowhere: not a folder" in capsys.readouterr().err
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
     assert main(["harmonize", "--input", str(src), "--source", "autopet", "-o", str(out)]) == 2
     assert "no studies found in the 'autopet' layout" in capsys.readouterr().err
     assert main(["harmonize", "--pet", str(src / "study0" / "PET.nii.gz"), "-o", str(out)]) == 2

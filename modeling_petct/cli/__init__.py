@@ -10,27 +10,34 @@ import argparse
 import importlib
 import sys
 
-from ..errors import PetCtInputError
 
 # sub-commands, each a module of this package with the same name
 COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="petct", description="Whole-body FDG PET/CT foundation models.")
+    parser.add_argument("--version", action="version", version=f"petct-fm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         importlib.import_module(f".{module}", __name__).register(sub)
+    for command in sub.choices.values():  # every command takes them, after its name as users type them
+        if command.prefix_chars != "-":  # `study` hands every flag on to the training parser
+            continue
+        talk = command.add_mutually_exclusive_group()
+        talk.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+        talk.add_argument("-v", "--verbose", action="store_true", help="also print library logs (model load report)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .checks import run_guarded, verbosity
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except PetCtInputError as err:
-        print(f"petct {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with verbosity(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)):
+        return run_guarded(f"petct {args.command}", args.run, args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score predicted lesion masks against ground truth (autoPET metrics)")
+    p = sub.add_parser(
+        "evaluate", help="score predicted lesion masks against ground truth (autoPET metrics)",
+        description="autoPET metrics per case: Dice, false-positive volume (FPV) and false-negative volume (FNV) in "
+                    "ml, as autoPET III's evaluation_metrics.py computes them. On a lesion-free case Dice and FNV are "
+                    "undefined: NaN there too (null in --json), and left out of the aggregate means. Predictions must "
+                    "be integer label maps (0 background, 1 lesion); labels > 1 are scored as lesion, with a warning.")
     p.add_argument("--pred", required=True, help="predicted mask file, or folder of masks / per-study folders")
     p.add_argument("--gt", required=True, help="ground-truth mask file or folder, matched to --pred by case name")
     p.add_argument("--json", metavar="OUT", help="write {case: {dice, fpv_ml, fnv_ml, ...}, ..., aggregate: {...}}")
@@ -16,8 +21,14 @@ def run(args) -> int:
     import json
 
     from ..atomic import atomic_path
+    from ..errors import PetCtInputError
     from ..evaluation import evaluate_cases, match_cases
+    from .checks import check_inputs_exist, check_output_file
 
+    check_inputs_exist(args.pred, args.gt)
+    check_output_file(args.json, suffixes=(".json",), inputs=(args.pred, args.gt), what="--json output")
+    if args.bootstrap < 0:
+        raise PetCtInputError("--bootstrap", f"must be 0 or more, got {args.bootstrap}")
     results = evaluate_cases(match_cases(args.pred, args.gt), n_boot=args.bootstrap)
     agg = results["aggregate"]
     for name, m in results.items():

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--shard", metavar="I/N", help="harmonise only shard I of N (0-based) of the manifest rows, e.g. one "
                    "per node writing into one shared cache")
     p.add_argument("--overwrite", action="store_true", help="redo studies already in the cache")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none in logs and pipes anyway)")
     p.set_defaults(run=run)
 
 
@@ -43,12 +43,14 @@ def run(args) -> int:
     from ..data.cache import StudyCache, harmonize_many
     from ..data.manifest import build_manifest, load_manifest, save_manifest
     from ..errors import PetCtInputError
+    from .checks import check_inputs_exist, check_not_over_inputs, check_output_folder, positive_finite, progress_wanted
 
     if args.workers < 1:
         raise PetCtInputError("--workers", "must be at least 1")
+    args.spacing = positive_finite(args.spacing, "--spacing")
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise PetCtInputError(out, "exists and is not a folder")
+    check_inputs_exist(args.manifest, args.input, args.pet, args.ct, args.label, args.splits)
+    check_output_folder(out, inputs=[args.input, args.pet, args.ct, args.label])  # CACHE/_manifest may stay
     if args.manifest:
         manifest = load_manifest(args.manifest)
         if args.exclude_test:
@@ -71,6 +73,8 @@ def run(args) -> int:
         manifest = manifest.shard(num_shards=count, index=index, contiguous=True)
     if len(manifest) == 0:
         raise PetCtInputError(args.manifest or args.input, "no studies to harmonise")
+    for row in manifest.select_columns(["pet_path", "ct_path", "label_path"]):  # a cache over a source deletes it
+        check_not_over_inputs(out, [row["pet_path"], row["ct_path"], row["label_path"] or None])
     cache = StudyCache(out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.manifest and not args.shard:
@@ -79,7 +83,7 @@ def run(args) -> int:
 
     summary = harmonize_many(manifest, cache, workers=args.workers, normalization=args.normalization,
                              spacing=args.spacing, dtype=args.dtype, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress and progress_wanted(args.quiet))
     record = {"written": summary.written, "already_done": summary.already_done, "failed": summary.failed,
               "normalization": args.normalization, "spacing": list(args.spacing), "dtype": args.dtype}
     with atomic_path(out / SUMMARY_FILE) as tmp:

@@ -20,6 +20,9 @@ def run(args) -> int:
     from ..data.synthetic.phantom import write_phantom_cohort
     from ..errors import PetCtInputError
 
+    from .checks import check_output_folder
+
+    check_output_folder(args.output)
     if args.num_studies < 1:
         raise PetCtInputError("-n", "need at least one study")
     if not 0.0 <= args.lesion_free_fraction <= 1.0:

@@ -1,24 +1,103 @@
-"""`petct segment`: lesion mask of one PET/CT study on the PET's own grid, with optional lesion table and DICOM SEG."""
+"""`petct segment`: lesion mask of one PET/CT study (or of every study in a folder) on the PET's own grid, with
+optional lesion table and DICOM SEG.
+
+Order of work: every argument and output path is checked, then the model is loaded, then the headers are sized
+against memory, and only then are voxels read. The parser is built from small groups so other flags slot in.
+"""
 
 from __future__ import annotations
 
 import contextlib
 
+from .checks import IMAGE_INPUTS
+
+SUMMARY_FILE = "segment_summary.json"  # folder mode: per-study totals and failures
+STUDY_OUTPUTS = ("lesions.nii.gz", "lesions.csv", "lesions.json")  # folder mode, per study
+
 
 def register(sub) -> None:
-    p = sub.add_parser("segment", help="segment FDG-avid lesions of one PET/CT study")
-    p.add_argument("--pet", required=True, help="PET (SUV): NIfTI/MHA file or DICOM series folder")
-    p.add_argument("--ct", required=True, help="CT (HU): NIfTI/MHA file or DICOM series folder")
-    p.add_argument("-o", "--output", required=True, help="mask to write (.nii.gz, .nii, .mha), on the PET grid")
-    p.add_argument("--model", help="model folder (config.json + model.safetensors) or Hugging Face Hub id in the cache")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p = sub.add_parser("segment", help="segment FDG-avid lesions of one PET/CT study or a folder of studies")
+    where = p.add_argument_group("inputs (one study: --pet and --ct; many: -i)")
+    where.add_argument("--pet", help=f"PET in SUV: {IMAGE_INPUTS}")
+    where.add_argument("--ct", help=f"CT in HU: {IMAGE_INPUTS}")
+    where.add_argument("-i", "--input", metavar="STUDIES", help="folder of studies, in a layout `petct harmonize "
+                       "--input` reads (--source); writes OUT/<study>/lesions.{nii.gz,csv,json}, model loaded once")
+    where.add_argument("--source", choices=("autopet", "deeppsma", "vimed", "folder"), default="folder",
+                       help="layout of -i (default folder: one sub-folder per study with PET/CT files, or nnU-Net)")
+    where.add_argument("--continue", dest="resume", action="store_true",
+                       help="with -i: skip studies whose outputs exist (an interrupted run goes on)")
+    p.add_argument("-o", "--output", required=True, help="mask to write (.nii.gz, .nii, .mha, .nrrd) on the PET grid; "
+                   "with -i the output folder")
+    p.add_argument("--model", help="model folder (config.json + model.safetensors), a training run folder, or a "
+                   "Hugging Face Hub id in the cache")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.add_argument("--stats", metavar="CSV", help="write one row per lesion (SUVmax/mean/peak, volume, TLG, centroid)")
     p.add_argument("--stats-json", nargs="?", const=True, metavar="JSON",
                    help="lesion table and study totals as JSON (default path: the --stats CSV with .json)")
     p.add_argument("--dicom-seg", metavar="DCM", help="write a DICOM Segmentation referencing the PET series (DICOM PET only)")
     p.add_argument("--fast", action="store_true", help="no window overlap: fastest, slightly less accurate at seams")
     p.add_argument("--tta", action="store_true", help="average over in-plane flips (4x the compute)")
+    suv = p.add_argument_group("PET in Bq/ml (NIfTI/MHA/NRRD): convert to SUVbw (recorded in the JSON totals)")
+    suv.add_argument("--weight-kg", type=float, help="patient weight in kg")
+    suv.add_argument("--dose-mbq", type=float, help="injected F-18 activity in MBq (at --injection-time)")
+    suv.add_argument("--injection-time", metavar="HH:MM[:SS]", help="injection clock time (or ISO date-time)")
+    suv.add_argument("--scan-time", metavar="HH:MM[:SS]", help="scan start the PET is decay-corrected to")
+    p.add_argument("--backend", choices=("auto", "torch", "openvino", "openvino-int8"), default="auto",
+                   help="CPU runtime. auto: the fastest exported one that passed its accuracy check against PyTorch "
+                        "(needs pip install 'petct-fm[cpu-fast]'; exported once per model), else torch")
+    # organs (HO, issue 12): where each lesion lies; see modeling_petct/data/organs.py
+    p.add_argument("--organs", metavar="FILE_OR_FOLDER", help="TotalSegmentator output for this CT (multilabel "
+                   "file or its folder of masks), or 'auto' to run TotalSegmentator if installed; default: the "
+                   "organ-aware model's own organ map. Adds organ/physiological columns to the lesion table")
+    p.add_argument("--organs-out", metavar="FILE", help="write the organ map on the PET grid (labels as in the JSON "
+                   "totals' organ_labels; organ-aware model or --organs)")
+    p.add_argument("--suppress-physiological", action="store_true", help="drop lesions with >= 90%% of their voxels "
+                   "in brain, urinary bladder or kidneys (off by default; needs organs)")
     p.set_defaults(run=run)
+
+
+CONVERSION_FLAGS = ("weight_kg", "dose_mbq", "injection_time", "scan_time")
+
+
+def run(args) -> int:
+    from ..errors import PetCtInputError
+
+    if args.input and (args.pet or args.ct):
+        raise PetCtInputError("-i", "give either -i STUDIES or --pet and --ct, not both")
+    if args.input:
+        return _run_folder(args)
+    if not args.pet or not args.ct:
+        raise PetCtInputError("--pet" if not args.pet else "--ct", "one study needs --pet and --ct (or -i STUDIES)")
+    if args.resume:
+        raise PetCtInputError("--continue", "only with -i STUDIES (a folder of studies)")
+    return _run_one(args)
+
+
+def _check_single_outputs(args) -> dict:
+    """Every output of one study: known suffix, writable, distinct, and never one of the inputs."""
+    from pathlib import Path
+
+    from ..errors import PetCtInputError
+    from .checks import check_inputs_exist, check_output_file
+
+    check_inputs_exist(args.pet, args.ct)
+    organs = args.organs if args.organs not in (None, "auto") else None
+    check_inputs_exist(organs)
+    outputs = {"-o": args.output, "--stats": args.stats, "--stats-json": _stats_json_path(args),
+               "--dicom-seg": args.dicom_seg, "--organs-out": args.organs_out}
+    suffixes = {"--stats": (".csv",), "--stats-json": (".json",), "--dicom-seg": (".dcm",)}
+    inputs = (args.pet, args.ct, organs, args.model)
+    for flag, path in outputs.items():
+        check_output_file(path, suffixes=suffixes.get(flag, (".nii.gz", ".nii", ".mha", ".nrrd")), inputs=inputs,
+                          what=f"{flag} output")
+    given = [(flag, Path(p).expanduser().resolve()) for flag, p in outputs.items() if p is not None]
+    for i, (flag, path) in enumerate(given):
+        for other, again in given[:i]:
+            if path == again:
+                raise PetCtInputError(path, f"given as both {other} and {flag}: each output needs its own file")
+    if args.dicom_seg and not (Path(args.pet).is_dir() or str(args.pet).lower().endswith(".zip")):
+        raise PetCtInputError(args.pet, "--dicom-seg needs the PET as a DICOM series folder (it references that series)")
+    return outputs
 
 
 def _stats_json_path(args):
@@ -33,49 +112,188 @@ def _stats_json_path(args):
     return args.stats_json
 
 
-def run(args) -> int:
-    from pathlib import Path
-
-    import torch
-    from transformers.utils import logging as hf_logging
-
+def _conversion(args) -> dict | None:
+    """The Bq/ml -> SUV flags, all four or none."""
     from ..errors import PetCtInputError
-    from ..inference import load_segmentation_model, segment_study
+
+    given = {k: getattr(args, k) for k in CONVERSION_FLAGS if getattr(args, k) is not None}
+    if not given:
+        return None
+    if len(given) < len(CONVERSION_FLAGS):
+        missing = [f"--{k.replace('_', '-')}" for k in CONVERSION_FLAGS if k not in given]
+        raise PetCtInputError(missing[0], f"converting a Bq/ml PET needs all of --weight-kg, --dose-mbq, "
+                                          f"--injection-time and --scan-time (missing {', '.join(missing)})")
+    from ..data.plausibility import parse_clock
+    from .checks import positive_finite
+
+    positive_finite([given["weight_kg"]], "--weight-kg")
+    positive_finite([given["dose_mbq"]], "--dose-mbq")
+    parse_clock(given["injection_time"], "--injection-time")
+    parse_clock(given["scan_time"], "--scan-time")
+    return given
+
+
+def _load_model(args):
+    """Device, backend and model, checked in that order (cheapest first); no voxel read yet."""
+    from ..errors import PetCtInputError
+    from ..inference import load_segmentation_model
+    from ..inference.backends import require as require_backend
+    from .checks import resolve_device
+
+    device = resolve_device(args.device)
+    require_backend(args.backend, device)  # before the model loads: the extra may be missing
+    model = load_segmentation_model(args.model, device)
+    if (args.organs_out or args.suppress_physiological) and not args.organs and not model.config.organ_labels:
+        raise PetCtInputError("--organs-out" if args.organs_out else "--suppress-physiological",
+                              "needs an organ-aware model or --organs FILE (this model segments lesions only)")
+    return device, model
+
+
+def _run_one(args) -> int:
+    from ..inference.loading import model_label
     from ..outputs.files import write_outputs
 
-    stats_json = _stats_json_path(args)
-    for path in (args.pet, args.ct):  # before the model loads: the cheapest mistakes first
-        if not Path(path).exists():
-            raise PetCtInputError(path, "no such file or folder")
-    if args.dicom_seg and not Path(args.pet).is_dir():
-        raise PetCtInputError(args.pet, "--dicom-seg needs the PET as a DICOM series folder (it references that series)")
-    hf_logging.disable_progress_bar()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_segmentation_model(args.model, device)
-    with _progress_bar() as progress:
-        result = segment_study(args.pet, args.ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress)
-    totals = write_outputs(
-        result, args.output, stats_csv=args.stats, stats_json=stats_json, dicom_seg=args.dicom_seg,
-        model_name=str(args.model),
-    )
-    t = result.timings
-    print(
-        f"{args.output}: {totals['lesion_count']} lesion(s), total MTV {totals['total_mtv_ml']:.1f} ml, "
-        f"total TLG {totals['total_tlg']:.1f} (read {t['read_s']:.1f} s, harmonise {t['harmonize_s']:.1f} s, "
-        f"inference {t['inference_s']:.1f} s)"
-    )
+    outputs = _check_single_outputs(args)
+    conversion = _conversion(args)
+    device, model = _load_model(args)
+    with contextlib.ExitStack() as scratch:
+        pet, ct = (_unzipped(path, scratch) for path in (args.pet, args.ct))
+        result = _segment(args, model, device, pet, ct, conversion)
+        totals = write_outputs(
+            result, args.output, stats_csv=args.stats, stats_json=outputs["--stats-json"], dicom_seg=args.dicom_seg,
+            model_name=model_label(args.model), organs_out=args.organs_out,
+        )
+    print(_summary_line(args.output, totals, result))
+    if result.suppressed is not None:
+        print(f"--suppress-physiological removed {result.suppressed} lesion(s) lying >= 90% in brain/bladder/kidneys")
     return 0
 
 
-@contextlib.contextmanager
-def _progress_bar():
-    """A percent bar on stderr when it is a terminal (CPU inference takes minutes); silent in logs and pipes."""
-    import sys
+def _segment(args, model, device, pet, ct, conversion):
+    """One study: memory sized from the headers, the PET converted to SUV when asked, then segment_study."""
+    from ..inference import segment_study
+    from ..inference.memory import check_memory
 
+    check_memory(pet, ct, model.config)
+    if conversion is not None:
+        pet = _converted_pet(pet, conversion)
+    organs = args.organs
+    if organs == "auto":
+        from ..data.organs import run_totalsegmentator
+
+        organs = run_totalsegmentator(ct, device=device)
+    with _progress_bar(args) as progress:
+        return segment_study(pet, ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress,
+                             organs=organs, suppress_physiological=args.suppress_physiological, backend=args.backend)
+
+
+def _converted_pet(path, conversion: dict):
+    from ..data.io import read_pet
+    from ..data.plausibility import suv_from_bq_ml
+    from ..errors import PetCtInputError
+
+    pet = read_pet(path)
+    if pet.meta.get("format") == "dicom":
+        raise PetCtInputError(path, "a DICOM PET is converted to SUV from its own tags: drop --weight-kg, --dose-mbq, "
+                                    "--injection-time and --scan-time")
+    pet = suv_from_bq_ml(pet, **conversion)
+    print(f"{path}: converted from Bq/ml to SUVbw (factor {pet.meta['suv_conversion']['suv_factor']:.4g}, "
+          f"{pet.meta['suv_conversion']['minutes_after_injection']:g} min after injection)")
+    return pet
+
+
+def _unzipped(path, scratch: contextlib.ExitStack):
+    """A .zip of one DICOM series is unpacked (with the demo's zip-bomb and path checks) into a scratch folder that
+    lives as long as ``scratch`` (the DICOM SEG reads the source files at the end)."""
+    import tempfile
+    from pathlib import Path
+
+    if not str(path).lower().endswith(".zip"):
+        return path
+    from ..web.uploads import UploadLimits, dicom_series_folder, safe_extract_zip
+
+    work = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="petct-zip-")))
+    limits = UploadLimits(max_file_bytes=2**40, max_unzipped_bytes=16 * 2**30)
+    return dicom_series_folder(safe_extract_zip(path, work / Path(path).stem, limits), path, limits)
+
+
+def _summary_line(name, totals, result) -> str:
+    t = result.timings
+    return (f"{name}: {totals['lesion_count']} lesion(s), total MTV {totals['total_mtv_ml']:.1f} ml, "
+            f"total TLG {totals['total_tlg']:.1f} (read {t['read_s']:.1f} s, harmonise {t['harmonize_s']:.1f} s, "
+            f"inference {t['inference_s']:.1f} s)")
+
+
+def _run_folder(args) -> int:
+    """Every study of a folder with one model: a failed study is reported and skipped, the others go on."""
+    import sys
+    from pathlib import Path
+
+    from ..data.adapters import discover
+    from ..errors import PetCtInputError
+    from .checks import check_inputs_exist, check_output_folder
+
+    single = [f for f in ("stats", "stats_json", "dicom_seg", "organs_out", *CONVERSION_FLAGS) if getattr(args, f)]
+    if single:
+        raise PetCtInputError(f"--{single[0].replace('_', '-')}", "is for one study (--pet/--ct); with -i every "
+                                                                  "study gets lesions.nii.gz, lesions.csv and lesions.json")
+    if args.organs not in (None, "auto"):
+        raise PetCtInputError("--organs", "with -i only 'auto' (TotalSegmentator per study)")
+    check_inputs_exist(args.input)
+    out = Path(args.output)
+    check_output_folder(out, inputs=[args.input, args.model])
+    rows = discover(args.input, args.source)
+    done = [r["study_id"] for r in rows if all((out / r["study_id"] / f).is_file() for f in STUDY_OUTPUTS)]
+    if done and not args.resume:
+        raise PetCtInputError(out, f"holds results for {len(done)} of these studies: pass --continue to skip them, "
+                                   "or choose another folder")
+    device, model = _load_model(args)
+    record = {"segmented": {}, "already_done": done, "failed": {}}
+    for i, row in enumerate(r for r in rows if r["study_id"] not in done):
+        sid = row["study_id"]
+        try:
+            with contextlib.ExitStack() as scratch:
+                pet, ct = (_unzipped(str(row[k]), scratch) for k in ("pet_path", "ct_path"))
+                result = _segment(args, model, device, pet, ct, None)
+                totals = _write_study(result, out / sid)
+        except Exception as err:  # noqa: BLE001 - one broken study must not stop the folder; reported below
+            why = str(err) if isinstance(err, PetCtInputError) else f"{type(err).__name__}: {err}"
+            record["failed"][sid] = why
+            print(f"{sid}: skipped: {why}", file=sys.stderr)
+            continue
+        record["segmented"][sid] = totals
+        print(f"[{i + 1 + len(done)}/{len(rows)}] " + _summary_line(sid, totals, result), flush=True)
+    _write_summary(out, record)
+    print(f"segmented {len(record['segmented'])}, already done {len(done)}, failed {len(record['failed'])} -> {out}")
+    return 1 if record["failed"] else 0
+
+
+def _write_study(result, folder):
+    from ..outputs.files import write_outputs
+
+    names = dict(zip(("mask", "csv", "json"), STUDY_OUTPUTS))
+    return write_outputs(result, folder / names["mask"], stats_csv=folder / names["csv"],
+                         stats_json=folder / names["json"])
+
+
+def _write_summary(out, record) -> None:
+    import json
+
+    from ..atomic import atomic_path
+
+    with atomic_path(out / SUMMARY_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+
+
+@contextlib.contextmanager
+def _progress_bar(args=None):
+    """A percent bar on stderr when it is a terminal (CPU inference takes minutes); silent in logs and pipes."""
     from tqdm.auto import tqdm
 
+    from .checks import progress_wanted
+
     layout = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
-    with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), bar_format=layout) as bar:
+    with tqdm(total=100, unit="%", disable=not progress_wanted(getattr(args, "quiet", False)), bar_format=layout) as bar:
 
         def progress(fraction: float, message: str) -> None:  # a few dozen calls: redraw each one
             bar.n = round(100 * fraction)

@@ -47,9 +47,13 @@ class StudyCache:
 
     def write(self, study_id: str, study: HarmonizedStudy, *, dtype=np.float32, extra: dict | None = None) -> Path:
         """Store a study atomically (replacing an older copy). ``dtype`` float16 halves disk and read bandwidth."""
+        from ..atomic import public
+        from .plausibility import check_storable
+
+        check_storable(study.image, dtype, study.meta.get("pet_source") or study_id)  # float16 Inf never stored
         dest = self.path(study_id)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{study_id}-{socket.gethostname()}-{os.getpid()}-", dir=self.root))
+        tmp = public(tempfile.mkdtemp(prefix=f".tmp-{study_id}-{socket.gethostname()}-{os.getpid()}-", dir=self.root))
         try:
             np.save(tmp / "image.npy", np.ascontiguousarray(study.image, dtype=dtype))
             if study.label is not None:
@@ -216,9 +220,16 @@ def _harmonize_row(row: dict, root: str, options: dict):
     from .adapters import load_organs, load_study
     from .harmonize import harmonize
 
+    from ..inference.memory import check_memory
+    from .plausibility import check_label, check_pet_ct
+
     sid = row["study_id"]
     try:
+        if row.get("source") != "spade":  # HI: the grid harmonize builds, sized from the headers before any voxel
+            check_memory(row["pet_path"], row["ct_path"], spacing=options["spacing"])
         pet, ct, label = load_study(row)
+        check_pet_ct(pet, ct)  # HI: SUV and HU from the voxels (Bq/ml, swapped, empty, Inf)
+        check_label(label, pet)  # HI: a lesion mask on the PET grid, integer labels
         organs = load_organs(row)
         study = harmonize(pet, ct, label, spacing=options["spacing"], normalization=options["normalization"],
                           organs=organs)

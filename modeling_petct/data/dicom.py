@@ -51,15 +51,30 @@ def discover_series(folder: str | os.PathLike) -> dict[str, DicomSeries]:
                 continue
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError):
-                continue  # not DICOM (README, thumbnails) or unreadable header: not part of any series
+            except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError) as err:
+                if _looks_like_dicom(path):
+                    raise PetCtInputError(path, f"unreadable DICOM header ({type(err).__name__}: {err}): truncated "
+                                                "or corrupt; re-export or remove this file") from None
+                continue  # not DICOM (README, thumbnails): not part of any series
             uid = str(ds.get("SeriesInstanceUID", ""))
             if not uid:
+                if _looks_like_dicom(path):  # every DICOM object has one: the header stops early
+                    raise PetCtInputError(path, "DICOM header ends before SeriesInstanceUID (0020,000E): truncated "
+                                                "or corrupt; re-export or remove this file")
                 continue
             series = found.setdefault(uid, DicomSeries(uid, str(ds.get("Modality", ""))))
             series.files.append(path)
             series.headers.append(ds)
     return found
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """The DICM preamble (or a .dcm name): a file meant to be DICOM, whose failure must be reported by its name."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(128)
+        return fh.read(4) == b"DICM"
 
 
 def choose_series(folder: Path, series: dict[str, DicomSeries], modality: str | None) -> DicomSeries:

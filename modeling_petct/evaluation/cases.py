@@ -82,11 +82,13 @@ def header_voxel_volume_ml(volume) -> float:
 def evaluate_cases(pairs: dict, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Score matched (prediction, ground truth) files: ``{case: metrics, ..., "aggregate": {...}}``."""
     from ..data.io import read_volume
+    from ..data.plausibility import check_label_map
 
     per_case = {}
     for name, (pred_path, gt_path) in pairs.items():
         gt = read_volume(gt_path)
         pred = read_volume(pred_path)
+        check_label_map(pred, what="prediction")  # a probability map or a PET would be binarised with > 0
         check_same_grid(pred, gt, reference_name="the ground truth's")
         per_case[name] = case_metrics(pred.array, gt.array, header_voxel_volume_ml(gt))
     return {**per_case, "aggregate": aggregate(per_case, n_boot=n_boot, seed=seed)}

@@ -1,32 +1,40 @@
-"""Refuse, from the headers alone, a study whose segmentation would not fit in memory."""
+"""Refuse, from the headers alone, a study whose harmonisation or segmentation would not fit in memory.
+
+The grid that costs memory is the canonical one harmonisation builds: the PET's field of view (not the CT's) at the
+target spacing, CT resampled onto all of it before the body crop. A small PET with 40 mm voxels spans a 1280^3 grid
+at 3x2x2 mm, so the guard sizes that grid (``canonical_grid`` of the PET header), as harmonisation will.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
-from ..data.geometry import peek_geometry
 from ..errors import PetCtInputError
 
 # Bytes per voxel that stay alive at the peak (see estimate_memory_bytes).
 _NATIVE_BYTES = 4 * 4  # PET float32 + its SimpleITK copy + resampled probability + mask/scratch
-_MODEL_GRID_BYTES = 4 * 9  # full canonical CT + 2 input channels + C logits + blending weights + probabilities
+_CT_NATIVE_BYTES = 8  # CT float32 + its SimpleITK copy
+_HARMONIZE_GRID_BYTES = 4 * 6  # CT on the full canonical grid + body mask + component labels + cropped channels
+_MODEL_GRID_BYTES = 4 * 9  # 2 input channels + C logits + blending weights + probabilities (on the crop <= full grid)
 _WINDOW_ACTIVATION_BYTES = 4 * 160  # per window voxel: activations of a 32-feature 6-stage UNet, bf16/fp32 mix
+_BASE_BYTES = 600 * 2**20  # the interpreter, torch and the model
 
 
-def estimate_memory_bytes(pet_shape, ct_shape, ct_spacing, target_spacing, roi_size, num_labels: int = 2) -> int:
-    """Rough peak resident memory of one ``segment_study`` call, from the image sizes alone.
+def estimate_memory_bytes(pet_shape, pet_affine, ct_shape, target_spacing, roi_size=None, num_labels: int = 2) -> int:
+    """Rough peak resident memory of harmonising (``roi_size`` None) or segmenting one study, from its grids alone."""
+    from ..data.harmonize import canonical_grid
 
-    Native grids hold the inputs and the resampled output; the model grid (CT field of view at the target spacing,
-    an upper bound of the body crop) holds the input channels, blended logits and weights; one window holds the
-    network's activations.
-    """
-    native = int(np.prod(pet_shape)) * _NATIVE_BYTES + int(np.prod(ct_shape)) * 8
-    extent_mm3 = float(np.prod(np.asarray(ct_shape[:3], float) * np.asarray(ct_spacing[:3], float)))
-    model_voxels = int(extent_mm3 / float(np.prod(target_spacing)))
-    model_grid = model_voxels * (_MODEL_GRID_BYTES + 4 * max(0, num_labels - 2))
-    return native + model_grid + int(np.prod(roi_size)) * _WINDOW_ACTIVATION_BYTES + 600 * 2**20
+    native = int(np.prod(pet_shape, dtype=np.int64)) * _NATIVE_BYTES + int(np.prod(ct_shape, dtype=np.int64)) * _CT_NATIVE_BYTES
+    _, grid_shape = canonical_grid(np.asarray(pet_affine, float), tuple(pet_shape[:3]), target_spacing)
+    grid = int(np.prod(grid_shape, dtype=np.int64))
+    need = native + grid * _HARMONIZE_GRID_BYTES + _BASE_BYTES
+    if roi_size is not None:
+        need += grid * (_MODEL_GRID_BYTES + 4 * max(0, num_labels - 2))
+        need += int(np.prod(roi_size)) * _WINDOW_ACTIVATION_BYTES
+    return need
 
 
 def available_memory_bytes() -> int | None:
@@ -43,16 +51,62 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def check_memory(pet_path, ct_path, config) -> None:
-    """Refuse, before reading voxels, a study that would not fit in memory."""
-    pet, ct = peek_geometry(pet_path), peek_geometry(ct_path)
-    if pet is None or ct is None:
+def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """(shape, RAS affine) of a Volume, or of an image file from its header alone; None when not cheaply known
+    (DICOM folders: their slices are counted by the reader)."""
+    from ..data.volume import Volume
+
+    if isinstance(source, Volume):
+        return source.shape, source.affine
+    name = Path(source).name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            img = nib.load(str(source))
+            if len(img.shape) < 3:
+                return None  # 2-D: the reader refuses it, with its own message
+            return tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, float)
+        if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+            import SimpleITK as sitk
+
+            from ..data.geometry import LPS_TO_RAS
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(source))
+            reader.ReadImageInformation()
+            if reader.GetDimension() < 3:
+                return None
+            affine = np.eye(4)
+            direction = np.asarray(reader.GetDirection(), float).reshape(reader.GetDimension(), -1)[:3, :3]
+            affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(reader.GetSpacing()[:3])
+            affine[:3, 3] = LPS_TO_RAS @ np.asarray(reader.GetOrigin()[:3], float)
+            return tuple(int(n) for n in reader.GetSize()[:3]), affine
+    except Exception:  # unreadable headers are reported by the reader itself, with its own message
+        return None
+    return None
+
+
+def check_memory(pet, ct, config=None, *, spacing=None) -> None:
+    """Refuse, before reading voxels, a study that would not fit in memory. ``pet``/``ct``: paths or Volumes;
+    ``config`` a segmentation model's (its spacing, window and labels), or ``spacing`` alone for harmonisation."""
+    pet_grid, ct_grid = peek_grid(pet), peek_grid(ct)
+    if pet_grid is None or ct_grid is None:
         return
-    need = estimate_memory_bytes(pet[0][:3], ct[0][:3], ct[1], config.target_spacing, config.crop_size, config.num_labels)
+    spacing = tuple(config.target_spacing) if config is not None else tuple(spacing)
+    roi, labels = (tuple(config.crop_size), int(config.num_labels)) if config is not None else (None, 2)
+    if np.linalg.matrix_rank(pet_grid[1][:3, :3]) < 3:
+        return  # a singular affine is refused by the reader, with its own message
+    need = estimate_memory_bytes(pet_grid[0], pet_grid[1], ct_grid[0], spacing, roi, labels)
     have = available_memory_bytes()
     if have is not None and need > have:
+        from ..data.harmonize import canonical_grid
+
+        grid = canonical_grid(pet_grid[1], pet_grid[0], spacing)[1]
+        source = pet.source if hasattr(pet, "source") else pet
         raise PetCtInputError(
-            f"{pet_path} + {ct_path}",
-            f"too large for memory: PET {pet[0]} and CT {ct[0]} need about {need / 2**30:.1f} GiB, "
+            source,
+            f"too large for memory: PET {pet_grid[0]} spans a {'x'.join(map(str, grid))} grid at "
+            f"{'x'.join(f'{s:g}' for s in spacing)} mm (CT {ct_grid[0]}), about {need / 2**30:.1f} GiB needed, "
             f"{have / 2**30:.1f} GiB available (set PETCT_MAX_MEMORY_GB to override)",
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.plausibility import check_pet_ct
 from ..data.volume import Volume
 from ..errors import PetCtInputError
 from .memory import check_memory
@@ -80,10 +81,10 @@ def segment_study(
     for value in (pet, ct, organs):
         if value is not None and not isinstance(value, Volume) and not Path(value).exists():
             raise PetCtInputError(value, "no such file or folder")
-    if not isinstance(pet, Volume) and not isinstance(ct, Volume):
-        check_memory(pet, ct, config)
+    check_memory(pet, ct, config)  # paths: from the headers, before any voxel is read
     pet = pet if isinstance(pet, Volume) else read_pet(pet)
     ct = ct if isinstance(ct, Volume) else read_ct(ct)
+    check_pet_ct(pet, ct)  # SUV and HU from the voxels: Bq/ml, swapped or empty inputs stop here
     timings["read_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()

@@ -8,12 +8,13 @@ any slice order or in-plane flip of the reader cannot misplace a frame.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..data.geometry import LPS_TO_RAS
 from ..data.volume import Volume
 from ..errors import PetCtInputError
-
 
 
 def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
@@ -58,6 +59,29 @@ def _organ_segments(mask: Volume, organs: Volume, organ_names) -> tuple[np.ndarr
     return lut[components], present
 
 
+# Type 2 attributes (present, may be empty) of the Patient and General Study modules the SEG copies from its source:
+# anonymisers often delete them, and highdicom refuses sources without them.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+LO_MAX = 64  # AlgorithmName and ManufacturerModelName are LO
+
+
+def _with_type2_attributes(ds):
+    """The source dataset with absent type-2 attributes added empty, as DICOM allows for unknown values."""
+    for keyword in TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
+def _algorithm_name(model_name: str) -> str:
+    """A model's name (Hub id, folder name), never a local path, within LO's 64 characters."""
+    name = str(model_name or "petct-fm")
+    if name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1:
+        name = Path(name).name or "petct-fm"
+    return name[-LO_MAX:]
+
+
 def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", label: str = "FDG-avid lesion",
                     organs: Volume | None = None, organ_names=None):
     """A binary DICOM SEG dataset for ``mask`` (on ``pet``'s grid) referencing the PET DICOM series ``pet`` came from.
@@ -74,7 +98,8 @@ def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", 
     files = pet.meta.get("dicom_files")
     if not files:
         raise PetCtInputError(pet.source, "--dicom-seg needs the PET as a DICOM series folder (this PET is not DICOM)")
-    sources = [pydicom.dcmread(f) for f in files]
+    sources = [_with_type2_attributes(pydicom.dcmread(f)) for f in files]  # in memory: the files are not touched
+    model_name = _algorithm_name(model_name)
     inverse = np.linalg.inv(mask.affine)
     if organs is None:
         segments, regions = (np.asarray(mask.array) > 0).astype(np.uint8), [None]
@@ -108,7 +133,7 @@ def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", 
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="petct-fm",
-        manufacturer_model_name=model_name[:64],
+        manufacturer_model_name=model_name,
         software_versions=__version__,
         device_serial_number="0",
         series_description="petct-fm lesion segmentation",

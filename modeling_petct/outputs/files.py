@@ -23,6 +23,8 @@ def write_outputs(result, mask_path, *, stats_csv=None, stats_json=None, dicom_s
         raise PetCtInputError(organs_out, "--organs-out needs an organ-aware model or --organs (no organ map here)")
     names = getattr(result, "organ_names", ())
     rows, totals = lesion_table(result.mask, result.pet, organs, names)
+    if result.pet.meta.get("suv_conversion"):  # a Bq/ml PET converted from the user's weight/dose/times (HI)
+        totals["suv_conversion"] = result.pet.meta["suv_conversion"]
     if organs is not None:
         totals.update(organ_labels={i: n for i, n in enumerate(names, start=1)}, organ_source=result.organ_source,
                       suppressed_physiological=result.suppressed)
