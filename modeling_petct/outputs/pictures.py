@@ -3,9 +3,14 @@
 Views follow the radiological convention whatever the file's voxel order: volumes are first reoriented (flips and
 axis swaps only, no resampling) to the closest RAS+ voxel order, then shown with the patient's right on the viewer's
 left, superior (coronal) or anterior (axial) at the top, and stretched so that a pixel is square in millimetres.
+With ``annotate=True`` (the demo) a picture also carries what a reader needs to trust it: lesion numbers beside the
+outlines (the ids of the lesion table), R/L and head/foot (or anterior/posterior) markers, the slice position in DICOM
+patient millimetres and an SUV colour bar for the display window.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -17,8 +22,10 @@ from ..data.volume import Volume
 PLANES = ("axial", "coronal")
 _VIEW_AXIS = {"axial": 2, "coronal": 1}  # the RAS+ voxel axis a view looks along
 CT_WINDOW = (-160.0, 240.0)  # soft tissue: level 40 HU, width 400 HU
-OUTLINE_MIP = (220, 20, 60)
-OUTLINE_FUSED = (0, 255, 0)
+OUTLINE = (0, 150, 255)  # one outline colour on every view: reads on the white MIP, grey CT and hot PET alike
+_TEXT, _HALO = (255, 255, 255), (0, 0, 0)
+_BAR_ROWS = 30
+_SIDES = {"axial": ("A", "P"), "coronal": ("H", "F")}  # top, bottom of the picture
 
 
 def to_ras(volume: Volume) -> Volume:
@@ -64,10 +71,13 @@ def _rgb(gray01: np.ndarray) -> np.ndarray:
     return np.repeat((np.clip(gray01, 0.0, 1.0) * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def pet_mip_overlay(suv: Volume, mask: Volume | None = None, *, suv_max: float = 10.0, height: int = 480) -> np.ndarray:
+def pet_mip_overlay(
+    suv: Volume, mask: Volume | None = None, *, suv_max: float = 10.0, height: int = 480, annotate: bool = False
+) -> np.ndarray:
     """Coronal maximum-intensity projection of the PET (inverted grey, 0..``suv_max`` SUV) with lesions outlined.
 
-    Returns uint8 RGB (height, width, 3). ``mask`` must be on the PET grid (as segmentation outputs are).
+    Returns uint8 RGB (height, width, 3), plus a colour bar strip below when ``annotate``. ``mask`` must be on the PET
+    grid (as segmentation outputs are); a label image (lesion ids) is numbered when ``annotate``.
     """
     _check_grid(suv, mask)
     pet = to_ras(suv)
@@ -75,10 +85,15 @@ def pet_mip_overlay(suv: Volume, mask: Volume | None = None, *, suv_max: float =
     rc = (spacing[2], spacing[0])
     mip = _view(np.asarray(pet.array, dtype=np.float32).max(axis=1))
     image = _rgb(1.0 - _square_pixels(mip, rc, height, order=1) / suv_max)
+    labels = None
     if mask is not None:
-        projected = _view((np.asarray(to_ras(mask).array) > 0).any(axis=1).astype(np.uint8))
-        image[_outline(_square_pixels(projected, rc, height, order=0) > 0)] = OUTLINE_MIP
-    return image
+        projected = _view(np.asarray(to_ras(mask).array).astype(np.int32).max(axis=1))
+        labels = _square_pixels(projected, rc, height, order=0)
+        image[_outline(labels > 0)] = OUTLINE
+    if not annotate:
+        return image
+    bar = 1.0 - np.linspace(0.0, 1.0, 256)
+    return _annotated(image, labels, "coronal", "PET MIP", _rgb(bar)[None], suv_max)
 
 
 def slice_count(volume: Volume, plane: str) -> int:
@@ -95,9 +110,10 @@ def fused_slice(
     index: int | None = None,
     suv_max: float = 10.0,
     height: int = 400,
+    annotate: bool = False,
 ) -> np.ndarray:
     """One axial or coronal PET-over-CT slice (CT grey, soft-tissue window; PET "hot", more opaque where hotter)
-    with the lesion mask outlined in green. ``ct`` and ``mask`` must be on the PET grid (see ``resample_like``);
+    with the lesion mask outlined (``OUTLINE``). ``ct`` and ``mask`` must be on the PET grid (see ``resample_like``);
     ``index`` counts slices in RAS+ order (inferior->superior, posterior->anterior), default the middle one."""
     _check_grid(suv, ct)
     _check_grid(suv, mask)
@@ -115,15 +131,74 @@ def fused_slice(
         return _square_pixels(_view(plane_array), rc, height, order)
 
     lo, hi = CT_WINDOW
-    ct_gray = (take(ct, 1) - lo) / (hi - lo)
-    heat = np.clip(take(suv, 1) / suv_max, 0.0, 1.0)
-    alpha = (0.8 * np.sqrt(heat))[..., None]
-    colour = colormaps["hot"](heat)[..., :3]
-    blended = (1 - alpha) * np.clip(ct_gray, 0.0, 1.0)[..., None] + alpha * colour
-    image = (blended * 255).astype(np.uint8)
+    image = _fuse(np.clip((take(ct, 1) - lo) / (hi - lo), 0.0, 1.0), np.clip(take(suv, 1) / suv_max, 0.0, 1.0))
+    labels = None
     if mask is not None:
-        image[_outline(take(mask, 0) > 0)] = OUTLINE_FUSED
-    return image
+        labels = np.rint(take(mask, 0)).astype(np.int32)
+        image[_outline(labels > 0)] = OUTLINE
+    if not annotate:
+        return image
+    bar = _fuse(np.full(256, 0.5), np.linspace(0.0, 1.0, 256))[None]  # PET hues over mid-grey CT, as on the slice
+    return _annotated(image, labels, plane, slice_position(pet, plane, index), bar, suv_max)
+
+
+def _fuse(ct_gray01: np.ndarray, heat01: np.ndarray) -> np.ndarray:
+    """PET "hot" over grey CT, more opaque where hotter; uint8 RGB."""
+    alpha = (0.8 * np.sqrt(heat01))[..., None]
+    blended = (1 - alpha) * ct_gray01[..., None] + alpha * colormaps["hot"](heat01)[..., :3]
+    return (blended * 255).astype(np.uint8)
+
+
+def slice_position(volume_ras: Volume, plane: str, index: int) -> str:
+    """Where a slice lies, in DICOM patient millimetres (what a PET/CT viewer shows): "z 830 mm", "A 12 mm"."""
+    axis = _VIEW_AXIS[_plane(plane)]
+    ijk = (np.array(volume_ras.shape[:3], dtype=float) - 1) / 2
+    ijk[axis] = index
+    world_ras = volume_ras.affine[:3, :3] @ ijk + volume_ras.affine[:3, 3]
+    if plane == "axial":
+        return f"z {world_ras[2]:.0f} mm"
+    return f"{'A' if world_ras[1] >= 0 else 'P'} {abs(world_ras[1]):.0f} mm"
+
+
+@lru_cache(maxsize=4)
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _annotated(image, labels, plane: str, corner: str, bar_rgb: np.ndarray, suv_max: float) -> np.ndarray:
+    """``image`` with lesion numbers, orientation markers, ``corner`` text and an SUV colour bar strip below."""
+    from PIL import Image, ImageDraw
+
+    h, w = image.shape[:2]
+    canvas = Image.new("RGB", (w, h + _BAR_ROWS), (0, 0, 0))
+    canvas.paste(Image.fromarray(image), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    font, small, number = _font(max(12, h // 28)), _font(max(11, h // 34)), _font(max(16, h // 22))
+
+    def text(xy, value, fill=_TEXT, anchor="la", f=font, stroke=2):
+        draw.text(xy, value, fill=fill, font=f, anchor=anchor, stroke_width=stroke, stroke_fill=_HALO)
+
+    if labels is not None:
+        for lesion_id, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is not None:  # beside the outline's top-right corner, kept inside the picture
+                x = min(box[1].stop + 3, w - 4)
+                y = max(box[0].start - 2, 2)
+                text((x, y), str(lesion_id), fill=OUTLINE, anchor="ra" if x >= w - 20 else "la", f=number, stroke=1)
+    top, bottom = _SIDES[plane]
+    text((4, h // 2), "R", anchor="lm")
+    text((w - 4, h // 2), "L", anchor="rm")
+    text((w // 2, 3), top, anchor="ma")
+    text((w // 2, h - 3), bottom, anchor="md")
+    text((4, 3), corner, f=small)
+    left, right = 34, w - 64
+    strip = np.asarray(Image.fromarray(bar_rgb).resize((max(right - left, 8), 10)))
+    canvas.paste(Image.fromarray(strip), (left, h + 4))
+    text((left - 4, h + 9), "0", anchor="rm", f=small)
+    text((right + 4, h + 9), f"{suv_max:g} SUV", anchor="lm", f=small)
+    text(((left + right) // 2, h + _BAR_ROWS - 1), f"{suv_max / 2:g}", anchor="md", f=small)
+    return np.asarray(canvas)
 
 
 def _plane(plane: str) -> str:
