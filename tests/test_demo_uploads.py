@@ -169,3 +169,10 @@ def test_small_highly_compressible_members_are_fine(tmp_path):
     """Empty PET edge slices compress several hundred-fold: only big members are judged by their ratio."""
     archive = _zip(tmp_path / "edges.zip", {f"s/{i}.dcm": _fake_dicom(bytes(200_000)) for i in range(3)})
     assert len(list(safe_extract_zip(archive, tmp_path / "out", UploadLimits()).rglob("*.dcm"))) == 3
+
+
+def test_a_single_dicom_file_is_told_to_zip_its_series(tmp_path):
+    path = tmp_path / "IM0001.dcm"
+    path.write_bytes(_fake_dicom(bytes(600)))
+    with pytest.raises(PetCtInputError, match="one DICOM file is one slice: zip the whole series folder"):
+        prepare_upload(path, tmp_path / "work")

@@ -55,6 +55,8 @@ def sniff_kind(path: str | Path) -> str:
         head = fh.read(1024)
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if head[128:132] == b"DICM":
+        raise PetCtInputError(path, "one DICOM file is one slice: zip the whole series folder and upload the .zip")
     if head.startswith(b"\x1f\x8b"):
         try:
             with gzip.open(path, "rb") as gz:
