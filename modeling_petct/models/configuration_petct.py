@@ -60,7 +60,7 @@ PRESETS: dict[str, dict] = {
 
 _TRIPLES = ("crop_size", "target_spacing", "mask_cell_size")
 _TUPLES = ("modalities", "depths", "num_heads", "features_per_stage", "strides", "blocks_per_stage",
-           "decoder_convs_per_stage") + _TRIPLES
+           "decoder_convs_per_stage", "organ_labels") + _TRIPLES
 
 
 def _fail(field: str, problem: str, owner: str = "PetCtConfig"):
@@ -85,6 +85,9 @@ class PetCtConfig(PreTrainedConfig):
     batch_dice: the segmentation loss's Dice term is computed over the whole batch and over the lesion class only
         (nnU-Net's choice); False is the authors' MONAI DiceCELoss default (per crop, background included), under
         which a crop without lesions rewards predicting nothing.
+    organ_labels: organ names (e.g. data.organs.ORGANS) the model also segments, from automatic TotalSegmentator
+        labels, with a second output head (see PetCtForSegmentation); () = lesion-only, the default and the paper's
+        protocol. organ_loss_weight: weight of the organ DiceCE added to the unchanged lesion loss.
     preset: name of the preset the config was built from (informational).
     """
 
@@ -114,6 +117,8 @@ class PetCtConfig(PreTrainedConfig):
     visible_loss_weight: float | int = 0.2
     freeze_backbone: bool = False
     batch_dice: bool = False
+    organ_labels: list[str] | tuple[str, ...] = ()
+    organ_loss_weight: float | int = 1.0
     preset: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -200,6 +205,11 @@ class PetCtConfig(PreTrainedConfig):
             _fail("normalization", f"must be one of {NORMALIZATIONS}, got {self.normalization!r}")
 
     def validate_labels(self) -> None:
+        if len(set(self.organ_labels)) != len(self.organ_labels) or "other" in self.organ_labels or \
+                not all(isinstance(o, str) and o for o in self.organ_labels):
+            _fail("organ_labels", f"must be distinct organ names (not 'other'), got {self.organ_labels}")
+        if self.organ_loss_weight < 0:
+            _fail("organ_loss_weight", f"must be >= 0, got {self.organ_loss_weight}")
         if self.num_labels < 2:
             _fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
 

@@ -160,7 +160,7 @@ def training_crops(cache, ids: list[str], model, data_args: DataArguments, train
     from ..data.transforms import SegCropDataset
 
     crops = SegCropDataset(cache, ids, crop_size=tuple(data_args.crop_size), augment=True, fg_prob=seg_args.fg_prob,
-                           seed=train_args.seed)
+                           seed=train_args.seed, organ_labels=getattr(model.config, "organ_labels", ()))  # + organ maps
     return ModalitySelect(crops, model.config.input_channels)
 
 
