@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def test_a_new_request_deletes_the_previous_outputs_of_its_session(tmp_path):
     assert not first.exists() and second.is_dir() and not any(second.iterdir())
 
 
-def test_one_study_at_a_time_with_a_bounded_queue(tmp_path):
+def test_one_study_at_a_time_with_a_bounded_queue(tmp_path, monkeypatch):
     from modeling_petct.web.app import build_demo
 
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # build_demo points Gradio's cache at its folder: restore it
     demo = build_demo(ModelShelf({}), workroot=tmp_path)
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size == 16
     assert all(fn.concurrency_limit in ("default", 1) for fn in demo.fns.values())
@@ -56,6 +58,7 @@ def test_space_entry_point_builds_the_app_from_the_models_variable(monkeypatch, 
     import gradio as gr
 
     monkeypatch.setenv("PETCT_DEMO_MODELS", f"{tmp_path}, org/petct-model")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # build_demo points Gradio's cache at its folder: restore it
     namespace = runpy.run_path(str(DEMO_APP), run_name="space_import")  # not __main__: builds, does not launch
     assert isinstance(namespace["demo"], gr.Blocks)
     assert namespace["shelf"].models == {tmp_path.name: str(tmp_path), "org/petct-model": "org/petct-model"}
@@ -69,7 +72,7 @@ def test_cli_offers_the_segmentation_models_quickstart_trained(tmp_path):
         (tmp_path / name).mkdir(parents=True)
         (tmp_path / name / "config.json").write_text(f'{{"architectures": ["{architecture}"]}}')
     found = quickstart_models(tmp_path)
-    assert found == {"quickstart: study/pretrained/model": str(tmp_path / "study/pretrained/model")}
+    assert found == {"study/pretrained/model · synthetic data (quickstart)": str(tmp_path / "study/pretrained/model")}
     assert quickstart_models(tmp_path / "absent") == {}
 
 
@@ -85,7 +88,120 @@ def test_cli_offers_the_quickstart_runs_best_validation_first(tmp_path):
         cells.append({"arm": arm, "label_fraction": fraction, "best_val_dice": dice, "selected_model": str(model)})
     (tmp_path / "study" / "results.json").write_text(json.dumps({"cells": cells}))
     found = quickstart_models(tmp_path)
-    assert list(found) == ["quickstart: scratch, 30% of labels, validation Dice 0.430",
-                           "quickstart: pretrained, 10% of labels, validation Dice 0.200",
-                           "quickstart: scratch, 100% of labels, validation Dice n/a"]
-    assert found["quickstart: scratch, 30% of labels, validation Dice 0.430"] == cells[1]["selected_model"]
+    assert list(found) == ["no pretraining, 30% of labels · validation Dice 0.43 · synthetic data",
+                           "MAE-pretrained, 10% of labels · validation Dice 0.20 · synthetic data",
+                           "no pretraining, 100% of labels · validation Dice n/a · synthetic data"]
+    assert found["no pretraining, 30% of labels · validation Dice 0.43 · synthetic data"] == cells[1]["selected_model"]
+
+
+def test_closing_a_session_deletes_its_uploads_unless_another_open_session_holds_the_same_copy(tmp_path):
+    sessions = DemoSessions(tmp_path)
+    shared, own = tmp_path / "hash1" / "PET.nii.gz", tmp_path / "hash2" / "CT.nii.gz"
+    outside = tmp_path.parent / f"{tmp_path.name}-not-ours.nii.gz"  # never delete what is not under the root
+    for path in (shared, own, outside):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    a, b = sessions.get("a"), sessions.get("b")
+    a.uploads |= {shared, own, outside}
+    b.uploads |= {shared}
+    sessions.close("a")
+    assert shared.exists() and not own.exists() and not own.parent.exists() and outside.exists()
+    sessions.close("b")
+    assert not shared.exists()
+    outside.unlink()
+
+
+def test_stale_workroots_of_dead_servers_are_removed_at_start_and_ours_at_exit(tmp_path):
+    import subprocess
+    import sys
+
+    from modeling_petct.web.workroot import OWNER_FILE, create_workroot, remove_stale_workroots
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, alive = tmp_path / "petct-demo-stale", tmp_path / "petct-demo-alive"
+    for folder, pid in ((stale, dead.stdout.strip()), (alive, str(os.getpid()))):
+        (folder / "hash").mkdir(parents=True)
+        (folder / "hash" / "PET.nii.gz").write_bytes(b"x")
+        (folder / OWNER_FILE).write_text(pid)
+    assert remove_stale_workroots(tmp_path) == [stale]
+    assert alive.exists() and not stale.exists()
+    ours = create_workroot(tmp_path)
+    assert (ours / OWNER_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_sigterm_stops_the_server_and_deletes_its_files_gradio_copies_included(tmp_path):
+    """`petct demo` as an operator runs it; an upload lands in Gradio's cache; SIGTERM (docker stop, systemd) ends it."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    petct = Path(sys.executable).with_name("petct")  # the console script, as installed
+    server = subprocess.Popen([str(petct), "demo", "--port", str(port)], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.1)
+        uploaded = httpx.post(f"{url}/gradio_api/upload", files={"files": ("PET.nii.gz", b"uploaded bytes")}).json()
+        (root,) = tmp_path.glob("petct-demo-*")
+        assert Path(uploaded[0]).is_file() and Path(uploaded[0]).is_relative_to(root)  # Gradio's copy is in our folder
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    assert not list(tmp_path.glob("petct-demo-*"))
+
+
+def test_model_facts_come_from_the_files_a_run_leaves(tmp_path):
+    import json
+
+    from modeling_petct.web.service import read_model_facts
+
+    model = tmp_path / "quickstart" / "study" / "cells" / "best"
+    model.mkdir(parents=True)
+    (model / "training_summary.json").write_text(json.dumps({"selected_on": "val_dice", "value": 0.41234}))
+    facts = read_model_facts("m", str(model))
+    assert facts.synthetic is None and facts.validation == "validation Dice 0.412"
+    (tmp_path / "quickstart" / ".petct-quickstart").write_text("marker")
+    facts = read_model_facts("m", str(model))
+    assert facts.synthetic is True and "synthetic" in facts.markdown() and "0.412" in facts.markdown()
+    assert read_model_facts("org/model", "org/model").validation == "no validation score"
+
+
+def test_the_plausibility_refusal_reaches_the_message_box_naming_the_uploads(tmp_path, monkeypatch):
+    """PET and CT swapped: check_pet_ct (inside segment_study) refuses; the page says so in one line, result cleared."""
+    import types
+
+    import torch
+
+    from modeling_petct import PetCtForSegmentation  # noqa: I001
+    from modeling_petct import PetCtConfig
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
+    from modeling_petct.web.app import Handlers
+    from modeling_petct.web.uploads import UploadLimits
+
+    study = write_study(make_phantom(2, size="small", n_lesions=1), tmp_path / "study")
+    torch.manual_seed(0)
+    PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", crop_size=(64, 64, 64))).save_pretrained(tmp_path / "m")
+    handlers = Handlers(ModelShelf({"m": str(tmp_path / "m")}, device="cpu"), DemoSessions(tmp_path / "w"), UploadLimits())
+    request = types.SimpleNamespace(session_hash="s")
+    out = handlers.segment(str(study / "CT.nii.gz"), str(study / "PET.nii.gz"), "m", 10, 0, "Volume", request,
+                           progress=None)  # fmt: skip
+    message, header, *_, mask, csv = out
+    assert "petct-error" in message and ("PET CT.nii.gz" in message or "CT PET.nii.gz" in message)
+    assert "/" not in message.split(":")[0]  # names the uploads, not the server's folders
+    assert header == "" and mask is None and csv is None
+    assert handlers.sessions.find("s").result is None

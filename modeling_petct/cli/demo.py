@@ -63,14 +63,16 @@ def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
         except (OSError, ValueError):
             continue
         if segmentation_architectures() & set(architectures):
-            found[f"quickstart: {config.parent.relative_to(root)}"] = str(config.parent)
+            found[f"{config.parent.relative_to(root)} · synthetic data (quickstart)"] = str(config.parent)
     return found
 
 
 def _run_label(cell: dict) -> str:
-    labels = "k-shot" if cell.get("label_fraction") is None else f"{cell['label_fraction']:.0%} of labels"
-    dice = "n/a" if cell.get("best_val_dice") is None else f"{cell['best_val_dice']:.3f}"
-    return f"quickstart: {cell['arm']}, {labels}, validation Dice {dice}"
+    """A model-list entry a clinician can read: how it was trained, its validation Dice, and that data was synthetic."""
+    arm = {"pretrained": "MAE-pretrained", "scratch": "no pretraining"}.get(cell["arm"], cell["arm"])
+    labels = "k-shot labels" if cell.get("label_fraction") is None else f"{cell['label_fraction']:.0%} of labels"
+    dice = "n/a" if cell.get("best_val_dice") is None else f"{cell['best_val_dice']:.2f}"
+    return f"{arm}, {labels} · validation Dice {dice} · synthetic data"
 
 
 def _label(model: str) -> str:

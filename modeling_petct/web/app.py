@@ -1,139 +1,302 @@
-"""The Gradio layout of the demo (used by `petct demo` and by the Space's demo/app.py). A thin shell: the work is
-done by :mod:`.demo_service`, the checks of uploaded files by :mod:`.uploads`, the pictures by :mod:`.viz`."""
+"""The Gradio page of the demo (used by `petct demo` and by the Space's demo/app.py). A thin shell: the work is done
+by :mod:`.service`, the checks of uploaded files by :mod:`.uploads`, the file cleanup by :mod:`.workroot`.
+
+What the page promises a reader: a message box that keeps the last message until the next action (no vanishing
+pop-ups, no error badges on every panel), results that are cleared whenever an input changes and that say which model
+made them, lesion numbers shared by the table and the pictures, and files deleted when the page closes.
+"""
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
+import html
+import logging
+import signal
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from .service import NOT_A_DEVICE, TABLE_COLUMNS, DemoSessions, ModelShelf, run_study
 from ..errors import PetCtInputError
+from .service import DEFAULT_SUV_WINDOW, NOT_A_DEVICE, SORT_KEYS, TABLE_COLUMNS, DemoSessions, ModelShelf, run_study
 from .uploads import ACCEPTED, UploadLimits
+from .workroot import create_workroot, use_as_gradio_cache
 
-EXAMPLES = {f"Synthetic phantom, seed {seed}": seed for seed in (0, 1, 2)}
-FILE_TYPES = [".nii", ".gz", ".mha", ".zip"]
+EXAMPLES = {f"Phantom, seed {seed}": seed for seed in (0, 1, 2)}  # short: the whole choice shows in the box
+FILE_TYPES = [".nii", ".gz", ".mha", ".zip", ".dcm"]  # .dcm only to say "zip the series"
+LOG = logging.getLogger("modeling_petct.demo")
+CSS = """
+#message .petct-msg {padding: 8px 12px; border-radius: 6px; font-size: 0.95rem}
+#message .petct-error {background: #fdecea; border: 1px solid #d93025; color: #8c1d18}
+#message .petct-info {background: #eef4fb; border: 1px solid #9ab8dc; color: #1c3b5a}
+#message .petct-done {background: #edf7ee; border: 1px solid #7cb987; color: #1e4620}
+#pet-upload, #ct-upload {min-height: 0}
+.petct-compact input {line-height: 1.5 !important; padding-top: 2px !important; padding-bottom: 2px !important}
+"""
 
 
-def _user_error(err: PetCtInputError) -> gr.Error:
-    """The message without the server's temporary folders: the user knows the file by its name."""
-    return gr.Error(f"{Path(err.source).name}: {err.problem}", print_exception=False)
+def message(kind: str, text: str) -> str:
+    """The message box's content: ``kind`` is "error", "info" or "done"; ``text`` is plain text (escaped here)."""
+    role = "alert" if kind == "error" else "status"
+    return f'<div class="petct-msg petct-{kind}" role="{role}">{html.escape(text)}</div>'
+
+
+def _slider(label: str, elem_id: str) -> gr.Slider:
+    return gr.Slider(0, 1, value=0, step=1, label=label, interactive=False, elem_id=elem_id)  # enabled by a result
 
 
 def _picture(label: str, elem_id: str) -> gr.Image:
-    return gr.Image(label=label, type="numpy", interactive=False, format="png", elem_id=elem_id)
+    return gr.Image(label=label, type="filepath", interactive=False, elem_id=elem_id, buttons=["download"])
 
 
-def _slice_slider(label: str, elem_id: str) -> gr.Slider:
-    return gr.Slider(0, 1, value=0, step=1, label=label, interactive=False, elem_id=elem_id)  # enabled by a result
+@dataclass
+class Page:
+    """The components the handlers read and write."""
+
+    pet: gr.File
+    ct: gr.File
+    example: gr.Dropdown
+    load: gr.Button
+    model: gr.Dropdown
+    model_info: gr.Markdown
+    run: gr.Button
+    message: gr.HTML
+    header: gr.Markdown
+    summary: gr.Markdown
+    window: gr.Slider
+    min_ml: gr.Number
+    sort: gr.Radio
+    mip: gr.Image
+    axial: gr.Image
+    axial_index: gr.Slider
+    coronal: gr.Image
+    coronal_index: gr.Slider
+    table: gr.Dataframe
+    mask_out: gr.File
+    csv_out: gr.File
+
+    def results(self) -> list:
+        """Everything a result fills in, in the order ``Handlers.cleared`` and ``Handlers.shown`` return it."""
+        return [self.header, self.summary, self.mip, self.axial, self.axial_index, self.coronal, self.coronal_index,
+                self.table, self.mask_out, self.csv_out]  # fmt: skip
+
+    def view_controls(self) -> list:
+        return [self.window, self.min_ml, self.sort]
+
+
+def _input_panel(shelf: ModelShelf, limits: UploadLimits) -> dict:
+    """Left column: the two uploads, the examples, the model, Segment, and the one message box."""
+    labels = list(shelf.models)
+    pet = gr.File(label="PET (SUV)", file_types=FILE_TYPES, elem_id="pet-upload", height=100)
+    ct = gr.File(label="CT (HU)", file_types=FILE_TYPES, elem_id="ct-upload", height=100)
+    with gr.Row(equal_height=True):
+        example = gr.Dropdown(list(EXAMPLES), label="Or a synthetic example", value=None, scale=3, min_width=180,
+                              elem_id="example", elem_classes="petct-compact")  # fmt: skip
+        load = gr.Button("Load example", scale=1, min_width=110, elem_id="load-example")
+    model = gr.Dropdown(labels, value=labels[0] if labels else None, label="Model (all trained on the data named below)",
+                        elem_id="model", elem_classes="petct-compact")  # fmt: skip
+    model_info = gr.Markdown(shelf.describe(labels[0] if labels else None), elem_id="model-info")
+    run = gr.Button("Segment", variant="primary", elem_id="segment")
+    note = f"Each file: {ACCEPTED}, at most {limits.max_file_bytes // 2**20} MiB."
+    msg = gr.HTML(message("info", f"Upload a PET and its CT, or load a synthetic example. {note}"), elem_id="message")
+    return dict(pet=pet, ct=ct, example=example, load=load, model=model, model_info=model_info, run=run, message=msg)
+
+
+def _viewer_panel() -> dict:
+    """Right column: whose result, the summary, the display controls, the MIP and the two slice views."""
+    header = gr.Markdown("", elem_id="result-model")
+    summary = gr.Markdown("Results appear here after **Segment**.", elem_id="summary")
+    with gr.Row(equal_height=True):
+        window = gr.Slider(2, 30, value=DEFAULT_SUV_WINDOW, step=1, label="SUV window (colour bar maximum)",
+                           elem_id="suv-window")  # fmt: skip
+        min_ml = gr.Number(0.0, minimum=0.0, step=0.1, label="Hide lesions under (ml)", elem_id="min-volume")
+        sort = gr.Radio(list(SORT_KEYS), value="Volume", label="Sort table by", elem_id="sort")
+    with gr.Row():
+        mip = _picture("PET MIP, lesions numbered", "mip")
+        with gr.Column():
+            axial = _picture("Axial PET/CT", "axial")
+            axial_index = _slider("Axial slice", "axial-index")
+        with gr.Column():
+            coronal = _picture("Coronal PET/CT", "coronal")
+            coronal_index = _slider("Coronal slice", "coronal-index")
+    return dict(header=header, summary=summary, window=window, min_ml=min_ml, sort=sort, mip=mip, axial=axial,
+                axial_index=axial_index, coronal=coronal, coronal_index=coronal_index)  # fmt: skip
+
+
+def _table_panel() -> dict:
+    """Below: the lesion table (click a row to show its slices) and the downloads."""
+    table = gr.Dataframe(headers=list(TABLE_COLUMNS.values()), label="Lesions (click a row to show its slices)",
+                         interactive=False, elem_id="lesion-table")  # fmt: skip
+    with gr.Row():
+        mask_out = gr.File(label="Lesion mask (NIfTI, PET grid, all lesions)", interactive=False, elem_id="mask-download")
+        csv_out = gr.File(label="Lesion table (CSV, all lesions)", interactive=False, elem_id="csv-download")
+    return dict(table=table, mask_out=mask_out, csv_out=csv_out)
+
+
+class Handlers:
+    """What each event does; every outcome, good or bad, ends as one line in the message box."""
+
+    def __init__(self, shelf: ModelShelf, sessions: DemoSessions, limits: UploadLimits):
+        self.shelf, self.sessions, self.limits = shelf, sessions, limits
+
+    @staticmethod
+    def cleared() -> list:
+        idle = dict(minimum=0, maximum=1, value=0, interactive=False)
+        return ["", "Results appear here after **Segment**.", None, None, gr.Slider(**idle), None, gr.Slider(**idle),
+                gr.Dataframe(value=[], headers=list(TABLE_COLUMNS.values())), None, None]  # fmt: skip
+
+    def shown(self, session, model_label, window, min_ml, sort) -> list:
+        result, view = session.result, session.result.view
+        visible = result.visible(min_ml)
+        n_ax, n_co = view.count("axial"), view.count("coronal")
+        return [
+            result.header(model_label),
+            result.summary(min_ml),
+            session.picture("mip", view.mip(visible, window)),
+            session.picture("axial", view.render("axial", n_ax // 2, visible, window)),
+            gr.Slider(minimum=0, maximum=n_ax - 1, value=n_ax // 2, step=1, interactive=True),
+            session.picture("coronal", view.render("coronal", n_co // 2, visible, window)),
+            gr.Slider(minimum=0, maximum=n_co - 1, value=n_co // 2, step=1, interactive=True),
+            gr.Dataframe(value=result.table(min_ml, sort), headers=result.columns()),
+            str(result.mask_path),
+            str(result.csv_path),
+        ]
+
+    def inputs_changed(self, pet, ct, request: gr.Request):
+        """A new or removed upload (or a loaded example): the old result no longer belongs to the inputs."""
+        session = self.sessions.get(request.session_hash)
+        session.uploads.update(Path(f) for f in (pet, ct) if f)
+        session.result = None
+        return [message("info", _inputs_note(pet, ct)), *self.cleared()]
+
+    def load_example(self, name, request: gr.Request):
+        if name not in EXAMPLES:
+            return gr.skip(), gr.skip(), message("error", "Pick an example in the list first, then press Load example.")
+        pet, ct = self.sessions.get(request.session_hash).example(EXAMPLES[name])
+        return str(pet), str(ct), message("info", f"Loaded {name}.")
+
+    def segment(self, pet, ct, model_label, window, min_ml, sort, request: gr.Request, progress=gr.Progress()):
+        session = self.sessions.get(request.session_hash)
+        session.result = None
+        if not pet or not ct:
+            return [message("error", f"Cannot segment yet: {_inputs_note(pet, ct)}"), *self.cleared()]
+        session.uploads.update((Path(pet), Path(ct)))
+        try:
+            model = self.shelf.get(model_label)
+            session.result = run_study(pet, ct, model, self.shelf.facts[model_label], session,
+                                       device=self.shelf.device, limits=self.limits, progress=progress)  # fmt: skip
+        except PetCtInputError as err:
+            LOG.warning("demo refused a request: %s", _user_text(err))  # one line, no traceback: not a server fault
+            return [message("error", _user_text(err)), *self.cleared()]
+        done = f"Segmented {Path(pet).name} + {Path(ct).name} with {model_label} in {session.result.seconds:.1f} s."
+        return [message("done", f"{done} {NOT_A_DEVICE}"), *self.shown(session, model_label, window, min_ml, sort)]
+
+    def model_changed(self, model_label, request: gr.Request):
+        session = self.sessions.find(request.session_hash)
+        result = session.result if session else None
+        return self.shelf.describe(model_label), (result.header(model_label) if result else "")
+
+    def view_changed(self, window, min_ml, sort, axial_index, coronal_index, request: gr.Request):
+        """SUV window, minimum volume or sort order: redraw from the kept result (nothing is recomputed)."""
+        session = self.sessions.find(request.session_hash)
+        if session is None or session.result is None:
+            return [gr.skip()] * 5
+        result, visible = session.result, session.result.visible(min_ml or 0.0)
+        return [
+            result.summary(min_ml or 0.0),
+            session.picture("mip", result.view.mip(visible, window)),
+            session.picture("axial", result.view.render("axial", axial_index, visible, window)),
+            session.picture("coronal", result.view.render("coronal", coronal_index, visible, window)),
+            gr.Dataframe(value=result.table(min_ml or 0.0, sort), headers=result.columns()),
+        ]
+
+    def scroller(self, plane: str):
+        def scroll(index, window, min_ml, request: gr.Request):
+            session = self.sessions.find(request.session_hash)
+            if session is None or session.result is None:
+                return None
+            visible = session.result.visible(min_ml or 0.0)
+            return session.picture(plane, session.result.view.render(plane, index, visible, window))
+
+        return scroll
+
+    def row_selected(self, window, min_ml, evt: gr.SelectData, request: gr.Request):
+        """A click on a table row shows that lesion's axial and coronal slices."""
+        session = self.sessions.find(request.session_hash)
+        if session is None or session.result is None or not evt.row_value:
+            return [gr.skip()] * 5
+        lesion_id = int(float(evt.row_value[0]))
+        view, visible = session.result.view, session.result.visible(min_ml or 0.0)
+        axial_index, coronal_index = view.slices_through(lesion_id)
+        return [
+            session.picture("axial", view.render("axial", axial_index, visible, window)),
+            gr.Slider(value=axial_index),
+            session.picture("coronal", view.render("coronal", coronal_index, visible, window)),
+            gr.Slider(value=coronal_index),
+            message("info", f"Showing lesion {lesion_id}: axial slice {axial_index}, coronal slice {coronal_index}."),
+        ]
+
+    def end_session(self, request: gr.Request):
+        self.sessions.close(request.session_hash)
+
+
+def _inputs_note(pet, ct) -> str:
+    if pet and ct:
+        return f"PET {Path(pet).name} and CT {Path(ct).name} are ready: press Segment."
+    if pet or ct:
+        have, missing = ("PET", "CT") if pet else ("CT", "PET")
+        return f"{have} {Path(pet or ct).name} is in; the {missing} is missing: upload it too (or load an example)."
+    return "Upload a PET and its CT, or load a synthetic example."
+
+
+def _user_text(err: PetCtInputError) -> str:
+    """The message without the server's temporary folders: the user knows the file by its name."""
+    return f"{Path(err.source).name}: {err.problem}"
+
+
+def _wire(demo: gr.Blocks, page: Page, h: Handlers) -> None:
+    """Connect the events. Progress is drawn in the message box only; redraws show none."""
+    quiet = dict(show_progress="hidden", trigger_mode="always_last")
+    for upload in (page.pet, page.ct):
+        upload.change(h.inputs_changed, [page.pet, page.ct], [page.message, *page.results()], **quiet)
+    page.load.click(h.load_example, page.example, [page.pet, page.ct, page.message], api_name="load_example",
+                    show_progress_on=[page.message])  # fmt: skip
+    page.run.click(h.segment, [page.pet, page.ct, page.model, *page.view_controls()], [page.message, *page.results()],
+                   api_name="segment", show_progress_on=[page.message])  # fmt: skip
+    page.model.change(h.model_changed, page.model, [page.model_info, page.header], **quiet)
+    redraw = [page.summary, page.mip, page.axial, page.coronal, page.table]
+    for control in page.view_controls():
+        control.change(h.view_changed, [*page.view_controls(), page.axial_index, page.coronal_index], redraw, **quiet)
+    for plane, slider, image in (("axial", page.axial_index, page.axial), ("coronal", page.coronal_index, page.coronal)):
+        slider.input(h.scroller(plane), [slider, page.window, page.min_ml], image, api_name=f"{plane}_slice", **quiet)
+    page.table.select(h.row_selected, [page.window, page.min_ml],
+                      [page.axial, page.axial_index, page.coronal, page.coronal_index, page.message], **quiet)  # fmt: skip
+    demo.unload(h.end_session)  # the page was closed: delete the session's files now
 
 
 def build_demo(
     shelf: ModelShelf, *, limits: UploadLimits = UploadLimits(), workroot: str | Path | None = None
 ) -> gr.Blocks:
-    """The Blocks app. Session files live under ``workroot`` (a fresh temporary folder by default, removed at exit).
-    Serve it with ``launch`` and the same ``limits``."""
-    if workroot is None:
-        workroot = tempfile.mkdtemp(prefix="petct-demo-")
-        atexit.register(shutil.rmtree, workroot, True)
-
-    sessions = DemoSessions(workroot)
-
-    def load_example(name, request: gr.Request):
-        if name not in EXAMPLES:
-            raise gr.Error("Pick an example first.")
-        pet, ct = sessions.get(request.session_hash).example(EXAMPLES[name])
-        return str(pet), str(ct)
-
-    def segment(pet_file, ct_file, model_label, request: gr.Request, progress=gr.Progress()):
-        if not pet_file or not ct_file:
-            raise gr.Error("Upload both a PET and a CT image (or load a synthetic example) first.")
-        session = sessions.get(request.session_hash)
-        try:
-            model = shelf.get(model_label)
-            result = run_study(pet_file, ct_file, model, session, device=shelf.device, limits=limits, progress=progress)
-        except PetCtInputError as err:
-            raise _user_error(err) from None
-        session.view = result.view
-        n_ax, n_co = result.view.count("axial"), result.view.count("coronal")
-        return (
-            result.summary,
-            shelf.describe(model_label),
-            result.mip,
-            result.view.render("axial", n_ax // 2),
-            gr.Slider(minimum=0, maximum=n_ax - 1, value=n_ax // 2, step=1, interactive=True),
-            result.view.render("coronal", n_co // 2),
-            gr.Slider(minimum=0, maximum=n_co - 1, value=n_co // 2, step=1, interactive=True),
-            result.table(),
-            str(result.mask_path),
-            str(result.csv_path),
-        )
-
-    def scroller(plane):
-        def scroll(index, request: gr.Request):
-            session = sessions.find(request.session_hash)
-            return None if session is None or session.view is None else session.view.render(plane, index)
-
-        return scroll
-
-    def end_session(request: gr.Request):
-        sessions.close(request.session_hash)
-
-    labels = list(shelf.models)
-    blocks = gr.Blocks(title="petct-fm: PET/CT lesion segmentation", delete_cache=(1800, 3600), analytics_enabled=False)
-    with blocks as demo:  # delete_cache: Gradio's copies of uploads and downloads go after an hour
-        gr.Markdown(
-            "# petct-fm: whole-body FDG PET/CT lesion segmentation\n"
-            f"Upload a PET (in SUV) and its CT (in HU), each as {ACCEPTED}, or load a synthetic example; pick a model; "
-            f"press **Segment**. Files are checked before reading (at most {limits.max_file_bytes // 2**20} MiB each) "
-            f"and deleted when you close the page. {NOT_A_DEVICE}"
-        )
+    """The Blocks app. Session files and Gradio's copies of uploads live under ``workroot`` (default: a fresh
+    ``petct-demo-*`` temporary folder, removed at exit; stale ones of dead servers are removed now). Serve it with
+    ``launch`` and the same ``limits``; one demo per process (``workroot`` is Gradio's cache)."""
+    workroot = create_workroot() if workroot is None else Path(workroot)
+    use_as_gradio_cache(workroot)
+    handlers = Handlers(shelf, DemoSessions(workroot), limits)
+    # delete_cache: a backstop for files no session claimed (e.g. an upload whose page never reported back)
+    blocks = gr.Blocks(title="petct-fm: PET/CT lesion segmentation", delete_cache=(1800, 3 * 3600),
+                       analytics_enabled=False)  # fmt: skip
+    with blocks as demo:
+        gr.Markdown(f"### petct-fm: whole-body FDG PET/CT lesion segmentation\n{NOT_A_DEVICE} Uploads, pictures and "
+                    "downloads are deleted when you close the page.")  # fmt: skip
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                pet_in = gr.File(label="PET (SUV)", file_types=FILE_TYPES, elem_id="pet-upload")
-                ct_in = gr.File(label="CT (HU)", file_types=FILE_TYPES, elem_id="ct-upload")
-                with gr.Row():
-                    example = gr.Dropdown(list(EXAMPLES), label="Or a synthetic example", value=None, scale=3)
-                    load = gr.Button("Load example", scale=1, elem_id="load-example")
-                model = gr.Dropdown(labels, value=labels[0] if labels else None, label="Model", elem_id="model")
-                model_info = gr.Markdown(shelf.describe(labels[0] if labels else None))
-                run = gr.Button("Segment", variant="primary", elem_id="segment")
-            with gr.Column(scale=2):
-                summary = gr.Markdown("Results appear here.", elem_id="summary")
-                with gr.Row():
-                    mip = _picture("Coronal PET MIP, lesions outlined", "mip")
-                    with gr.Column():
-                        axial = _picture("Axial PET/CT", "axial")
-                        axial_index = _slice_slider("Axial slice", "axial-index")
-                        coronal = _picture("Coronal PET/CT", "coronal")
-                        coronal_index = _slice_slider("Coronal slice", "coronal-index")
-                table = gr.Dataframe(
-                    headers=list(TABLE_COLUMNS.values()), label="Lesions", interactive=False, elem_id="lesion-table"
-                )
-                with gr.Row():
-                    mask_out = gr.File(
-                        label="Lesion mask (NIfTI, PET grid)", interactive=False, elem_id="mask-download"
-                    )
-                    csv_out = gr.File(label="Lesion table (CSV)", interactive=False, elem_id="csv-download")
-
-        model.change(shelf.describe, model, model_info)
-        load.click(load_example, example, [pet_in, ct_in], api_name="load_example")
-        run.click(
-            segment,
-            [pet_in, ct_in, model],
-            [summary, model_info, mip, axial, axial_index, coronal, coronal_index, table, mask_out, csv_out],
-            api_name="segment",
-        )
-        for plane, slider, image in (("axial", axial_index, axial), ("coronal", coronal_index, coronal)):
-            slider.input(
-                scroller(plane), slider, image, api_name=f"{plane}_slice", trigger_mode="always_last",
-                show_progress="hidden",
-            )
-        demo.unload(end_session)  # the page was closed: delete the session's files now
+            with gr.Column(scale=1, min_width=320):
+                inputs = _input_panel(shelf, limits)
+            with gr.Column(scale=3):
+                viewer = _viewer_panel()
+        page = Page(**inputs, **viewer, **_table_panel())
+        _wire(demo, page, handlers)
+    demo.petct_workroot, demo.petct_handlers = workroot, handlers  # for launch, and for tests to look inside
     demo.queue(default_concurrency_limit=1, max_size=16)  # one study at a time per worker; others wait in line
     return demo
 
@@ -147,7 +310,11 @@ def launch(
     share: bool = False,
     block: bool = True,
 ):
-    """Serve ``demo``; uploads above ``limits.max_file_bytes`` are refused by the server before they reach disk."""
+    """Serve ``demo``; uploads above ``limits.max_file_bytes`` are refused by the server before they reach disk.
+    Blocking, SIGTERM stops the server like Ctrl-C, so the exit cleanup of the demo's files runs."""
+    if block and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    use_as_gradio_cache(demo.petct_workroot)  # as when it was built, should another Blocks have been made since
     return demo.launch(
         server_name=server_name,
         server_port=server_port,
@@ -157,10 +324,17 @@ def launch(
         ssr_mode=False,
         quiet=not block,
         footer_links=["api"],
+        css=CSS,
     )
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def models_from_env(var: str = "PETCT_DEMO_MODELS") -> dict[str, str]:
     """Operator-chosen models from a comma-separated list of folders or Hub ids (how a Space is configured)."""
+    import os
+
     entries = [e.strip() for e in os.environ.get(var, "").split(",") if e.strip()]
     return {Path(e).name if os.path.isdir(e) else e: e for e in entries}

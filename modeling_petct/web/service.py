@@ -1,12 +1,14 @@
 """What the demo does with one study, without any UI: check the uploads, segment, quantify, render, write downloads.
 
-Kept apart from the Gradio layout (``gradio_app.py``) so the whole request path is testable without a browser and the
-UI stays a thin shell. Each browser session owns one ``DemoSession``: a private temporary folder (removed when the
-page closes) and the arrays the slice sliders re-render from.
+Kept apart from the Gradio layout (``app.py``) so the whole request path is testable without a browser and the UI
+stays a thin shell. Each browser session owns one ``DemoSession``: a private folder (removed when the page closes)
+holding its downloads and pictures, the uploads it received, and its last result. A result is frozen: it keeps the
+facts of the model that produced it (name, training data, validation score) whatever the model list says later.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -19,18 +21,23 @@ import numpy as np
 
 from ..data.volume import Volume
 from ..errors import PetCtInputError
-from .uploads import UploadLimits, prepare_upload
 from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
+from .uploads import UploadLimits, prepare_upload
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
+DECIMALS = {"volume_ml": 2, "suv_max": 2, "suv_mean": 2, "suv_peak": 2, "tlg": 1}  # one format per quantity
 TABLE_COLUMNS = {  # lesion_table key -> column title shown in the UI
-    "id": "Lesion",
+    "id": "#",
     "volume_ml": "Volume (ml)",
     "suv_max": "SUVmax",
     "suv_mean": "SUVmean",
     "suv_peak": "SUVpeak",
     "tlg": "TLG (SUV·ml)",
+    "location": "Location (patient mm)",
 }
+ORGAN_COLUMN = "Organ"
+SORT_KEYS = {"Volume": "volume_ml", "SUVmax": "suv_max", "Lesion number": "id"}
+DEFAULT_SUV_WINDOW = 10.0
 
 
 def default_device() -> str:
@@ -39,12 +46,55 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def fmt(key: str, value: float) -> str:
+    """A quantity as the whole demo writes it (table, summary, CSV): fixed decimals per quantity."""
+    return f"{float(value):.{DECIMALS[key]}f}"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a reader must know about the model behind a result; copied into each result when it is made."""
+
+    label: str
+    location: str
+    training_data: str
+    synthetic: bool | None  # None: not recorded with the model
+    validation: str
+
+    def markdown(self) -> str:
+        data = f"trained on **{self.training_data}**" if self.synthetic is not False else f"trained on {self.training_data}"
+        return f"`{self.label}` · {data} · {self.validation}"
+
+
+def read_model_facts(label: str, location: str) -> ModelFacts:
+    """Facts from the files a run leaves: ``training_summary.json`` (the validation score the model was selected on)
+    in the folder, and the quickstart marker above it (quickstart models are trained on synthetic phantoms only)."""
+    from ..experiments.quickstart import MARKER
+
+    folder = Path(location)
+    if not folder.is_dir():
+        return ModelFacts(label, location, "data not recorded here (see its model card)", None, "no validation score")
+    validation = "no validation score recorded"
+    summary = folder / "training_summary.json"
+    try:
+        selected = json.loads(summary.read_text()) if summary.is_file() else {}
+        if selected.get("value") is not None:
+            metric = str(selected.get("selected_on", "score")).replace("val_", "validation ").replace("dice", "Dice")
+            validation = f"{metric} {float(selected['value']):.3f}"
+    except (OSError, ValueError, TypeError):
+        pass
+    if any((parent / MARKER).is_file() for parent in (folder, *folder.resolve().parents)):
+        return ModelFacts(label, location, "synthetic phantoms only (petct quickstart)", True, validation)
+    return ModelFacts(label, location, "data not recorded with the model", None, validation)
+
+
 class ModelShelf:
     """The models the operator offers (label -> local folder or Hub id), each loaded once, on first use."""
 
     def __init__(self, models: dict[str, str], device: str | None = None):
         self.models = dict(models)
         self.device = device or default_device()
+        self.facts = {label: read_model_facts(label, location) for label, location in self.models.items()}
         self._loaded: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -61,7 +111,7 @@ class ModelShelf:
             return self._loaded[label]
 
     def describe(self, label: str | None) -> str:
-        """A line for the UI saying plainly which model will run (and that none is configured, if so)."""
+        """Lines for the UI saying plainly which model will run (and that none is configured, if so)."""
         if not self.models:
             return (
                 "**No model configured.** Start the demo with `petct demo --model DIR_OR_HUB_ID` "
@@ -69,7 +119,7 @@ class ModelShelf:
             )
         if label not in self.models:
             return "Pick a model."
-        line = f"**Model:** `{label}` from `{self.models[label]}`, running on **{self.device}**."
+        line = f"{self.facts[label].markdown()} · runs on **{self.device}**."
         model = self._loaded.get(label)
         if model is not None:
             config = model.config
@@ -80,45 +130,117 @@ class ModelShelf:
 
 @dataclass
 class StudyView:
-    """A segmented study on the PET grid, RAS+ voxel order, ready for slice-by-slice rendering."""
+    """A segmented study on the PET grid, RAS+ voxel order, ready for slice-by-slice rendering.
+
+    ``labels`` holds the lesion ids of the lesion table (0 = background), so pictures number what the table lists.
+    """
 
     suv: Volume
     ct: Volume
-    mask: Volume
+    labels: Volume
 
     @classmethod
-    def build(cls, suv: Volume, ct: Volume, mask: Volume) -> "StudyView":
-        return cls(to_ras(suv), to_ras(resample_like(ct, suv, fill=-1024.0)), to_ras(mask))
+    def build(cls, suv: Volume, ct: Volume, labels: Volume) -> "StudyView":
+        return cls(to_ras(suv), to_ras(resample_like(ct, suv, fill=-1024.0)), to_ras(labels))
 
     def count(self, plane: str) -> int:
         return slice_count(self.suv, plane)
 
-    def render(self, plane: str, index: int) -> np.ndarray:
+    def shown(self, visible: set[int]) -> Volume:
+        array = np.asarray(self.labels.array)
+        return self.labels.with_array(np.where(np.isin(array, sorted(visible)), array, 0).astype(np.int32))
+
+    def render(self, plane: str, index: int, visible: set[int], suv_max: float = DEFAULT_SUV_WINDOW) -> np.ndarray:
         index = int(np.clip(index, 0, self.count(plane) - 1))
-        return fused_slice(self.suv, self.ct, self.mask, plane=plane, index=index)
+        return fused_slice(
+            self.suv, self.ct, self.shown(visible), plane=plane, index=index, suv_max=suv_max, annotate=True
+        )
+
+    def mip(self, visible: set[int], suv_max: float = DEFAULT_SUV_WINDOW) -> np.ndarray:
+        return pet_mip_overlay(self.suv, self.shown(visible), suv_max=suv_max, annotate=True)
+
+    def slices_through(self, lesion_id: int) -> tuple[int, int]:
+        """(axial, coronal) slice indices through the lesion voxel nearest its centroid (always inside the lesion)."""
+        voxels = np.argwhere(np.asarray(self.labels.array) == lesion_id)
+        if not len(voxels):
+            raise KeyError(lesion_id)
+        anchor = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+        return int(anchor[2]), int(anchor[1])
+
+
+def location(row: dict) -> str:
+    """The lesion centroid in DICOM patient coordinates, with the side spelled out: "R 45 · A 12 · z 830"."""
+    x, y, z = (row[f"centroid_lps_{a}_mm"] for a in "xyz")
+    return f"{'L' if x >= 0 else 'R'} {abs(x):.0f} · {'P' if y >= 0 else 'A'} {abs(y):.0f} · z {z:.0f}"
+
+
+def rounded(row: dict) -> dict:
+    """A lesion row with the demo's decimals (the CSV then reads 3.84, not 3.8399999999999985)."""
+    out = {k: round(float(v), DECIMALS[k]) if k in DECIMALS else v for k, v in row.items()}
+    return {k: round(v, 1) if k.startswith("centroid_") else v for k, v in out.items()}
 
 
 @dataclass
 class DemoResult:
+    """One segmented study, frozen with the facts of the model that produced it."""
+
     view: StudyView
-    mip: np.ndarray
     rows: list[dict]
     totals: dict
     mask_path: Path
     csv_path: Path
-    summary: str
+    model: ModelFacts
+    seconds: float
+    device: str
+    uploads: str  # "PET.nii.gz + CT.nii.gz": what the result is of
 
-    def table(self) -> list[list]:
-        """Rows for the UI table, columns ``TABLE_COLUMNS``, rounded for reading."""
-        return [[r["id"]] + [round(float(r[key]), 2) for key in list(TABLE_COLUMNS)[1:]] for r in self.rows]
+    def visible(self, min_ml: float = 0.0) -> set[int]:
+        return {r["id"] for r in self.rows if r["volume_ml"] >= min_ml}
+
+    def columns(self) -> list[str]:
+        organ = any("organ" in r for r in self.rows)
+        return list(TABLE_COLUMNS.values()) + ([ORGAN_COLUMN] if organ else [])
+
+    def table(self, min_ml: float = 0.0, sort: str = "Volume") -> list[list]:
+        """Rows for the UI table (lesions of at least ``min_ml``), largest first by ``sort``, decimals ``DECIMALS``."""
+        key = SORT_KEYS.get(sort, "volume_ml")
+        shown = sorted((r for r in self.rows if r["volume_ml"] >= min_ml), key=lambda r: r[key], reverse=key != "id")
+        organ = ORGAN_COLUMN in self.columns()
+        return [
+            [r["id"], *(round(float(r[k]), DECIMALS[k]) for k in list(TABLE_COLUMNS)[1:-1]), location(r)]
+            + ([_organ(r)] if organ else [])
+            for r in shown
+        ]
+
+    def header(self, current_model: str | None = None) -> str:
+        """Whose result this is; says so plainly when the model list now names another model."""
+        line = f"**Result of** {self.model.markdown()} · on {self.uploads}"
+        if current_model is not None and current_model != self.model.label:
+            line += f"  \n⚠ The model list now says `{current_model}`: this result is still from `{self.model.label}`. "
+            line += "Press **Segment** to run the selected model."
+        return line
+
+    def summary(self, min_ml: float = 0.0) -> str:
+        shown = self.visible(min_ml)
+        hidden = len(self.rows) - len(shown)
+        mtv, tlg = fmt("volume_ml", self.totals["total_mtv_ml"]), fmt("tlg", self.totals["total_tlg"])
+        text = f"**{len(self.rows)} lesion(s)**, total MTV {mtv} ml, total TLG {tlg} SUV·ml"
+        if hidden:
+            text += f" ({hidden} under {min_ml:g} ml hidden from the table and pictures; totals count all)"
+        return f"{text}. PET grid {self.view.suv.shape}, {self.seconds:.1f} s on {self.device}."
+
+
+def _organ(row: dict) -> str:
+    return str(row.get("organ", "")) + (" (physiological uptake?)" if row.get("physiological") else "")
 
 
 @dataclass
 class DemoSession:
-    """One browser session's private folder and its last segmented study."""
+    """One browser session's private folder, the uploads it was given, and its last result."""
 
     workdir: Path
-    view: StudyView | None = None
+    result: DemoResult | None = None
+    uploads: set[Path] = field(default_factory=set)
     _runs: int = field(default=0, repr=False)
 
     @classmethod
@@ -138,6 +260,19 @@ class DemoSession:
         out.mkdir()
         return out
 
+    def picture(self, name: str, image: np.ndarray, keep: int = 3) -> str:
+        """``image`` as a PNG in the session folder (served from there, deleted with it); older ones of ``name`` go."""
+        from PIL import Image
+
+        folder = self.workdir / "pictures"
+        folder.mkdir(exist_ok=True)
+        self._runs += 1
+        path = folder / f"{name}-{self._runs:06d}.png"
+        Image.fromarray(image).save(path, optimize=False, compress_level=1)
+        for old in sorted(folder.glob(f"{name}-*.png"))[:-keep]:  # the browser may still be fetching the newest
+            old.unlink(missing_ok=True)
+        return str(path)
+
     def example(self, seed: int) -> tuple[Path, Path]:
         """A synthetic PET/CT pair from the phantom generator (deterministic in ``seed``), written as NIfTI."""
         from ..data.synthetic.phantom import make_phantom, write_study
@@ -149,8 +284,8 @@ class DemoSession:
 class DemoSessions:
     """Open sessions by id (the browser's session hash), each with its own folder under ``root``.
 
-    A session is closed (its folder deleted) when its page goes away, or, for clients that never say goodbye, when
-    more than ``max_sessions`` are open (oldest first), so strangers cannot fill the disk.
+    A session is closed (its folder and its uploads deleted) when its page goes away, or, for clients that never say
+    goodbye, when more than ``max_sessions`` are open (oldest first), so strangers cannot fill the disk.
     """
 
     def __init__(self, root: str | Path, max_sessions: int = 16):
@@ -164,7 +299,7 @@ class DemoSessions:
             if session_id not in self._open:
                 self._open[session_id] = DemoSession.open(self.root)
                 while len(self._open) > self.max_sessions:
-                    self._open.popitem(last=False)[1].close()
+                    self._forget(self._open.popitem(last=False)[1])
             self._open.move_to_end(session_id)
             return self._open[session_id]
 
@@ -175,14 +310,27 @@ class DemoSessions:
     def close(self, session_id: str) -> None:
         with self._lock:
             session = self._open.pop(session_id, None)
-        if session is not None:
-            session.close()
+            if session is not None:
+                self._forget(session)
+
+    def _forget(self, session: DemoSession) -> None:
+        """Delete the session's folder and the uploads (Gradio's copies under ``root``) no other open session uses."""
+        session.close()
+        in_use = set().union(*(s.uploads for s in self._open.values()))
+        for upload in session.uploads - in_use:
+            if upload.resolve().is_relative_to(self.root.resolve()):
+                upload.unlink(missing_ok=True)
+                try:
+                    upload.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+                except OSError:
+                    pass
 
 
 def run_study(
     pet_upload: str | Path,
     ct_upload: str | Path,
     model,
+    facts: ModelFacts,
     session: DemoSession,
     *,
     device: str = "cpu",
@@ -191,8 +339,9 @@ def run_study(
 ) -> DemoResult:
     """Check and read the two uploads, segment, quantify, and write the mask (NIfTI, PET grid) and the table (CSV).
 
-    ``progress(fraction, desc)`` (e.g. ``gr.Progress``) is told how far the request is. Bad uploads raise
-    ``PetCtInputError`` naming the file; extracted files are removed before this returns.
+    ``progress(fraction, desc)`` (e.g. ``gr.Progress``) is told how far the request is. Bad uploads, and PET/CT pairs
+    the plausibility checks refuse, raise ``PetCtInputError`` naming the uploaded file (the zip, not what it held);
+    extracted files are removed before this returns.
     """
     from ..data.io import read_ct, read_pet, write_volume
     from ..inference import segment_study
@@ -201,28 +350,53 @@ def run_study(
     report = progress if progress is not None else (lambda fraction, desc=None: None)  # gr.Progress is falsy
     started = time.perf_counter()
     out = session.fresh_dir("result")
+    names = {"PET": Path(pet_upload).name, "CT": Path(ct_upload).name}
     report(0.0, desc="checking the uploads")
     with tempfile.TemporaryDirectory(dir=session.workdir) as scratch:
-        pet = read_pet(prepare_upload(pet_upload, Path(scratch) / "pet", limits))
-        ct = read_ct(prepare_upload(ct_upload, Path(scratch) / "ct", limits))
+        pet = _read_upload(read_pet, pet_upload, "PET", Path(scratch) / "pet", limits)
+        ct = _read_upload(read_ct, ct_upload, "CT", Path(scratch) / "ct", limits)
     report(0.1, desc="segmenting")
-    result = segment_study(pet, ct, model, device=device, progress=_scaled(report, 0.1, 0.85))
-    mask = result.mask
+    try:
+        result = segment_study(pet, ct, model, device=device, progress=_scaled(report, 0.1, 0.85))
+    except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
+        raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
     report(0.85, desc="measuring lesions")
-    rows, totals = lesion_table(mask, pet)
-    mask_path = write_volume(mask, out / "lesion_mask.nii.gz", like=pet)
+    rows, totals = lesion_table(result.mask, pet)
+    rows = [rounded(r) for r in rows]
+    mask_path = write_volume(result.mask, out / "lesion_mask.nii.gz", like=pet)
     csv_path = out / "lesions.csv"
     write_lesion_csv(csv_path, rows)
     report(0.92, desc="rendering")
-    view = StudyView.build(pet, ct, mask)
-    mip = pet_mip_overlay(pet, mask)
-    summary = (
-        f"**{totals['lesion_count']} lesion(s)**, total MTV {totals['total_mtv_ml']:.1f} ml, "
-        f"total TLG {totals['total_tlg']:.1f} SUV·ml. PET grid {pet.shape}, "
-        f"{time.perf_counter() - started:.1f} s on {device}. {NOT_A_DEVICE}"
-    )
+    view = StudyView.build(pet, ct, lesion_labels(result.mask))
+    seconds = time.perf_counter() - started
     report(1.0, desc="done")
-    return DemoResult(view, mip, rows, totals, mask_path, csv_path, summary)
+    uploads = f"`{names['PET']}` + `{names['CT']}`"
+    return DemoResult(view, rows, totals, mask_path, csv_path, facts, seconds, device, uploads)
+
+
+def lesion_labels(mask: Volume) -> Volume:
+    """The lesion ids ``lesion_table`` gives (its connected components, in its order) as a label image."""
+    import cc3d
+
+    from ..data.geometry import LESION_CONNECTIVITY
+
+    binary = (np.asarray(mask.array) > 0).astype(np.uint8)
+    return mask.with_array(cc3d.connected_components(binary, connectivity=LESION_CONNECTIVITY).astype(np.int32))
+
+
+def _read_upload(reader, upload, role: str, scratch: Path, limits: UploadLimits) -> Volume:
+    """Check and read one upload; any refusal names the uploaded file and whether it is the PET or the CT."""
+    try:
+        return reader(prepare_upload(upload, scratch, limits))
+    except PetCtInputError as err:
+        raise PetCtInputError(f"{role} {Path(upload).name}", err.problem) from None
+
+
+def _named(source: str, pet: Volume, ct: Volume, names: dict[str, str]) -> str:
+    for role, volume in (("PET", pet), ("CT", ct)):
+        if source in (str(volume.source), role, role.lower()):
+            return f"{role} {names[role]}"
+    return f"PET {names['PET']} + CT {names['CT']}"
 
 
 def _scaled(report, start: float, stop: float):
