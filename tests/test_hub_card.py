@@ -105,3 +105,18 @@ def test_swin_card_installs_einops_and_not_dynamic_network_architectures(tmp_pat
     text = _record_card(tmp_path, PHANTOM_RUN).text  # CONFIG is swinunetr-v2-small
     assert '"einops>=0.7"' in text and "dynamic-network-architectures" not in text
     assert "multiple of 32" in text
+
+
+def test_id2label_names_the_classes(tmp_path):
+    from modeling_petct import PetCtConfig
+
+    config = PetCtConfig.from_preset("tiny-unet")
+    assert config.id2label == {0: "background", 1: "lesion"} and config.label2id == {"background": 0, "lesion": 1}
+    organs = PetCtConfig.from_preset("tiny-unet", organ_labels=("liver", "spleen"))
+    assert organs.id2label == {0: "background", 1: "lesion"}  # the lesion head; organs have their own head
+    assert organs.organ_labels == ("liver", "spleen")
+    assert PetCtConfig.from_preset("tiny-unet", id2label={0: "bg", 1: "tumour"}).id2label == {0: "bg", 1: "tumour"}
+    assert PetCtConfig.from_preset("tiny-unet", num_labels=3).id2label[2] == "LABEL_2"  # unknown classes: not named
+    organs.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["id2label"] == {"0": "background", "1": "lesion"}
+    assert PetCtConfig.from_pretrained(tmp_path).id2label == {0: "background", 1: "lesion"}
