@@ -116,7 +116,8 @@ def test_gradio_client_upload_segment_download(server, study, capfd):
     assert sum(int(r["voxels"]) for r in rows) == mask.astype(bool).sum()
     assert sum(float(r["volume_ml"]) for r in rows) == pytest.approx(mask.astype(bool).sum() * voxel_ml, abs=0.01 * n_lesions)
     volumes = [row[1] for row in table["data"]]
-    assert volumes == sorted(volumes, reverse=True)  # largest first
+    assert all(re.fullmatch(r"\d+\.\d\d", v) for v in volumes)  # one format: 912.70 beside 2.05
+    assert [float(v) for v in volumes] == sorted((float(v) for v in volumes), reverse=True)  # largest first
 
     from PIL import Image
 
@@ -196,6 +197,8 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
             expect(page.locator('#pet-upload a[download="PET.nii.gz"]')).to_be_visible(timeout=30_000)
             page.locator("#segment").click()
+            expect(message.locator(".progress-text")).to_be_visible(timeout=10_000)  # progress: in one place only
+            assert page.locator(".progress-text").count() == message.locator(".progress-text").count()
             expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
             expect(message).not_to_contain_text(refusal)
             header = page.locator("#result-model")
@@ -245,8 +248,9 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
                 page.set_viewport_size({"width": width, "height": height})
                 page.evaluate("window.scrollTo(0, 0)")
                 page.wait_for_timeout(500)
-                box = page.locator("#segment").bounding_box()
-                assert box is not None and box["y"] + box["height"] <= height, f"Segment below the fold at {width}x{height}"
+                for element in ("#segment", "#message", "#result-model"):
+                    box = page.locator(element).bounding_box()
+                    assert box and box["y"] + box["height"] <= height, f"{element} below the fold at {width}x{height}"
                 page.screenshot(path=str(artefacts / f"demo-{width}x{height}.png"))
             page.set_viewport_size({"width": 1440, "height": 900})
             page.screenshot(path=str(artefacts / "demo-full-page.png"), full_page=True)

@@ -85,7 +85,7 @@ class Page:
 
 
 def _input_panel(shelf: ModelShelf, limits: UploadLimits) -> dict:
-    """Left column: the two uploads, the examples, the model, Segment, and the one message box."""
+    """Left column: the two uploads, the examples, the model and Segment."""
     labels = list(shelf.models)
     pet = gr.File(label="PET (SUV)", file_types=FILE_TYPES, elem_id="pet-upload", height=100)
     ct = gr.File(label="CT (HU)", file_types=FILE_TYPES, elem_id="ct-upload", height=100)
@@ -97,13 +97,14 @@ def _input_panel(shelf: ModelShelf, limits: UploadLimits) -> dict:
                         elem_id="model", elem_classes="petct-compact")  # fmt: skip
     model_info = gr.Markdown(shelf.describe(labels[0] if labels else None), elem_id="model-info")
     run = gr.Button("Segment", variant="primary", elem_id="segment")
+    return dict(pet=pet, ct=ct, example=example, load=load, model=model, model_info=model_info, run=run)
+
+
+def _viewer_panel(limits: UploadLimits) -> dict:
+    """Right column: the message box (on top: seen at any window size), whose result, the summary, the display
+    controls, the MIP and the two slice views."""
     note = f"Each file: {ACCEPTED}, at most {limits.max_file_bytes // 2**20} MiB."
     msg = gr.HTML(message("info", f"Upload a PET and its CT, or load a synthetic example. {note}"), elem_id="message")
-    return dict(pet=pet, ct=ct, example=example, load=load, model=model, model_info=model_info, run=run, message=msg)
-
-
-def _viewer_panel() -> dict:
-    """Right column: whose result, the summary, the display controls, the MIP and the two slice views."""
     header = gr.Markdown("", elem_id="result-model")
     summary = gr.Markdown("Results appear here after **Segment**.", elem_id="summary")
     with gr.Row(equal_height=True):
@@ -119,7 +120,7 @@ def _viewer_panel() -> dict:
         with gr.Column():
             coronal = _picture("Coronal PET/CT", "coronal")
             coronal_index = _slider("Coronal slice", "coronal-index")
-    return dict(header=header, summary=summary, window=window, min_ml=min_ml, sort=sort, mip=mip, axial=axial,
+    return dict(message=msg, header=header, summary=summary, window=window, min_ml=min_ml, sort=sort, mip=mip, axial=axial,
                 axial_index=axial_index, coronal=coronal, coronal_index=coronal_index)  # fmt: skip
 
 
@@ -293,7 +294,7 @@ def build_demo(
             with gr.Column(scale=1, min_width=320):
                 inputs = _input_panel(shelf, limits)
             with gr.Column(scale=3):
-                viewer = _viewer_panel()
+                viewer = _viewer_panel(limits)
         page = Page(**inputs, **viewer, **_table_panel())
         _wire(demo, page, handlers)
     demo.petct_workroot, demo.petct_handlers = workroot, handlers  # for launch, and for tests to look inside

@@ -202,12 +202,13 @@ class DemoResult:
         return list(TABLE_COLUMNS.values()) + ([ORGAN_COLUMN] if organ else [])
 
     def table(self, min_ml: float = 0.0, sort: str = "Volume") -> list[list]:
-        """Rows for the UI table (lesions of at least ``min_ml``), largest first by ``sort``, decimals ``DECIMALS``."""
+        """Rows for the UI table (lesions of at least ``min_ml``), largest first by ``sort``; numbers as text with the
+        decimals ``DECIMALS`` (a number cell would drop trailing zeros: 912.7 beside 2.05)."""
         key = SORT_KEYS.get(sort, "volume_ml")
         shown = sorted((r for r in self.rows if r["volume_ml"] >= min_ml), key=lambda r: r[key], reverse=key != "id")
         organ = ORGAN_COLUMN in self.columns()
         return [
-            [r["id"], *(round(float(r[k]), DECIMALS[k]) for k in list(TABLE_COLUMNS)[1:-1]), location(r)]
+            [r["id"], *(fmt(k, r[k]) for k in list(TABLE_COLUMNS)[1:-1]), location(r)]
             + ([_organ(r)] if organ else [])
             for r in shown
         ]
