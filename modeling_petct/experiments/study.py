@@ -125,6 +125,7 @@ def grid(args: StudyArguments) -> list[Cell]:
                 cells.append(Cell(preset, "scratch", None, fraction, None, seed))
             if source and g.probe_k:
                 cells.append(Cell(preset, "probe", source, None, g.probe_k, seed))
+                cells.append(Cell(preset, "probe-random", None, None, g.probe_k, seed))  # random-feature control
             if pair and g.probe_k:
                 cells.append(Cell(preset, "probe-separated", None, None, g.probe_k, seed, separated=pair))
     return cells
@@ -151,11 +152,19 @@ def cell_arguments(args: StudyArguments, cell: Cell):
     model = replace(args.model, preset=cell.preset, pretrained=cell.pretrained,
                     separated_pretrained=list(cell.separated or []))
     out = Path(args.train.output_dir) / "cells" / cell.name
-    train = replace(args.train, output_dir=str(out), seed=cell.seed, resume=True,
+    train = replace(args.train, output_dir=str(out), seed=cell_seed(cell), resume=True,
                     checkpoints_total_limit=min(args.train.checkpoints_total_limit, CELL_CHECKPOINTS))
     seg = replace(args.seg, label_fraction=cell.fraction, k_shot=cell.k_shot, split_seed=cell.seed,
-                  linear_probe=cell.arm in ("probe", "probe-separated"))
+                  linear_probe=cell.arm.startswith("probe"))
     return model, args.data, train, seg
+
+
+def cell_seed(cell: Cell) -> int:
+    """The training seed of a cell (network init, head, crops): its own per label amount and grid seed, so no two
+    amounts share one random draw; the pretrained and scratch cells of one amount share it (paired crops). The
+    labelled subset is drawn from the grid seed alone (`split_seed`), so it is the same for every arm."""
+    amount = cell.k_shot if cell.k_shot else round(1000 * cell.fraction)
+    return cell.seed * 100_003 + amount
 
 
 def run_study(args: StudyArguments, *, log=print) -> dict:
@@ -189,6 +198,7 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
         "json": write_results_json(out / "results.json", rows, tests, results),
         "rows": rows,
         "tests": tests,
+        "results": results,
     }
 
 

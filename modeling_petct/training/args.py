@@ -96,6 +96,13 @@ class SegArguments:
     sw_overlap: float = field(default=0.5, metadata={"help": "Sliding-window overlap for validation/test inference."})
     sw_batch_size: int = 2
     test_ids: str | None = field(default=None, metadata={"help": "Text file of test study ids (evaluated once, at the end)."})
+    # The transfer recipe (issue 11). Defaults are the authors' protocol; experiments/quickstart.py names both recipes.
+    transfer: str = field(default="whole", metadata={"help": "What a pretrained start keeps: whole (encoder + decoder, the authors') | encoder (decoder re-initialised)."})
+    head_init: str = field(default="random", metadata={"help": "Output 1x1x1 head of a pretrained start or probe: random (the authors') | zero (weights 0) | small (random x 0.01); zero/small start p(lesion) at 1%."})
+    head_steps: int = field(default=0, metadata={"help": "LP-FT: from a pretrained start, only the output head learns for this many steps (the backbone's lr is 0), then the whole network; counted in the total."})
+    zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})
+    selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | val_dice_fp (Dice less 0.05 per false-positive lesion on a lesion-free study: false positives count)."})
+    select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})
 
 
 def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = None):

@@ -105,27 +105,60 @@ def make_accelerator(args: TrainArguments):
     return accelerator
 
 
-def build_optimizer(model: torch.nn.Module, args: TrainArguments, learning_rate: float, device: torch.device):
-    """AdamW over trainable parameters; the fused CUDA kernel when on a GPU."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+HEAD_PREFIXES = ("segmentation_head.", "organ_head.")  # the output 1x1x1 convs of a segmentation model
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainArguments, learning_rate: float, device: torch.device,
+                    head_only_steps: int = 0):
+    """AdamW over trainable parameters; the fused CUDA kernel when on a GPU. With ``head_only_steps`` (LP-FT) the
+    output heads are the first parameter group and the rest the second, which the scheduler holds at lr 0 until then."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("no trainable parameters")
-    return torch.optim.AdamW(
-        params, lr=learning_rate, weight_decay=args.weight_decay, fused=device.type == "cuda"
-    )
+    head = [p for n, p in named if n.startswith(HEAD_PREFIXES)]
+    rest = [p for n, p in named if not n.startswith(HEAD_PREFIXES)]
+    groups = [{"params": head}, {"params": rest}] if head_only_steps > 0 and head and rest else [{"params": [p for _, p in named]}]
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=args.weight_decay, fused=device.type == "cuda")
 
 
-def build_scheduler(optimizer, args: TrainArguments, learning_rate: float, total_steps: int, num_processes: int):
-    """Cosine decay to `min_learning_rate` (the paper's 1e-6). Accelerate steps a prepared scheduler once per process
-    per optimizer step, hence the scaling."""
+def build_scheduler(optimizer, args: TrainArguments, learning_rate: float, total_steps: int, num_processes: int,
+                    head_only_steps: int = 0):
+    """Warm-up then cosine decay to `min_learning_rate` (the paper's 1e-6). Accelerate steps a prepared scheduler once
+    per process per optimizer step, hence the scaling. With two parameter groups (LP-FT) the second starts its own
+    warm-up and cosine at ``head_only_steps``."""
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=args.warmup_steps * num_processes,
-        num_training_steps=max(total_steps, 1) * num_processes,
-        min_lr=min(args.min_learning_rate, learning_rate),
-    )
+    if len(optimizer.param_groups) == 1:
+        return get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer,
+            num_warmup_steps=args.warmup_steps * num_processes,
+            num_training_steps=max(total_steps, 1) * num_processes,
+            min_lr=min(args.min_learning_rate, learning_rate),
+        )
+    floor = min(args.min_learning_rate, learning_rate) / learning_rate
+    n = num_processes
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        _WarmupCosine(0, args.warmup_steps * n, max(total_steps, 1) * n, floor),
+        _WarmupCosine(head_only_steps * n, args.warmup_steps * n, max(total_steps, 1) * n, floor)])
+
+
+@dataclass
+class _WarmupCosine:
+    """lr factor: 0 before `start`, linear warm-up over `warmup` steps, then cosine to `floor` at `total`."""
+
+    start: int
+    warmup: int
+    total: int
+    floor: float
+
+    def __call__(self, step: int) -> float:
+        s = step - self.start
+        if s < 0:
+            return 0.0
+        if s < self.warmup:
+            return s / max(1, self.warmup)
+        progress = min(1.0, (s - self.warmup) / max(1, self.total - self.start - self.warmup))
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -202,14 +235,17 @@ def fit(
     on_evaluate: Callable[[torch.nn.Module, int, dict], None] | None = None,
     total_steps: int | None = None,
     num_workers: int = 0,
+    head_only_steps: int = 0,
 ) -> FitResult:
     """Train `model` (whose forward(**batch) returns `.loss`) on `train_dataset`; see the module docstring.
 
     `evaluate(unwrapped_model)` runs on every rank and returns numbers, including `selection.metric`; the best model
     goes to `output_dir/best`, the final weights to `output_dir/last` (`FitResult.model_dir`: best, else last).
     `total_steps` overrides the epoch budget (equal-steps control); epochs then repeat as needed.
+    `head_only_steps` > 0: only the output heads learn for that many steps, then everything (LP-FT).
     """
-    run = _setup(accelerator, args, prepare_model(model, args), train_dataset, learning_rate, total_steps, num_workers)
+    run = _setup(accelerator, args, prepare_model(model, args), train_dataset, learning_rate, total_steps, num_workers,
+                 head_only_steps)
     _resume_or_refuse(run)
     if args.report_to not in ("", "none"):
         accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, run.total_steps))
@@ -239,19 +275,20 @@ def prepare_model(model: torch.nn.Module, args: TrainArguments) -> torch.nn.Modu
 
 
 def _setup(accelerator, args: TrainArguments, model, dataset, learning_rate: float, total_steps: int | None,
-           num_workers: int) -> _Run:
+           num_workers: int, head_only_steps: int = 0) -> _Run:
     """Loader, optimizer and scheduler prepared by Accelerate; the step budget; the loop state registered for
     checkpointing. The order of these calls is part of bit-exact resume: keep it."""
     sampler = EpochPermutationSampler(len(dataset), args.seed)
     loader_generator = torch.Generator()  # keeps DataLoader from drawing on the global RNG (resume equality)
     loader = DataLoader(dataset, batch_size=args.per_device_batch_size, sampler=sampler, num_workers=num_workers,
                         drop_last=False, generator=loader_generator)
-    optimizer = build_optimizer(model, args, learning_rate, accelerator.device)
+    optimizer = build_optimizer(model, args, learning_rate, accelerator.device, head_only_steps)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     if total_steps is None:
         total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.num_epochs
-    scheduler = accelerator.prepare(build_scheduler(optimizer, args, learning_rate, total_steps, accelerator.num_processes))
+    scheduler = accelerator.prepare(build_scheduler(optimizer, args, learning_rate, total_steps, accelerator.num_processes,
+                                                    head_only_steps))
     run = _Run(accelerator, args, model, optimizer, scheduler, loader, loader_generator, dataset, total_steps)
     accelerator.register_for_checkpointing(run.state)
     return run

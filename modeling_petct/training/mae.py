@@ -36,16 +36,24 @@ def subjects_of(cache, ids: list[str]) -> dict[str, str]:
 
 
 def study_ids(cache, data_args: DataArguments, seed: int) -> tuple[list[str], list[str]]:
-    """(train, val) study ids: from the id files, or a seeded subject-wise hold-out of the cache."""
-    all_ids = sorted(cache.ids())
+    """(train, val) study ids: from the id files, or a seeded subject-wise hold-out of the cache. Without a train id
+    file the default test split of fine-tuning (`default_test_ids`) is left out: pretraining never sees test studies."""
     train = read_id_file(data_args.train_ids)
     val = read_id_file(data_args.val_ids)
-    if val is None:
-        candidates = train if train is not None else all_ids
-        return holdout(candidates, subjects_of(cache, candidates), fraction=data_args.val_fraction, seed=seed)
     if train is None:
-        train = sorted(set(all_ids) - set(val))
+        test = set(default_test_ids(cache))
+        train = [i for i in sorted(cache.ids()) if i not in test and i not in set(val or [])]
+    if val is None:
+        return holdout(train, subjects_of(cache, train), fraction=data_args.val_fraction, seed=seed)
     return train, val
+
+
+def default_test_ids(cache) -> list[str]:
+    """The test studies `train_seg.py` uses when given no id files or split CSV (split seed 0, labelled studies)."""
+    from .splits import random_split
+
+    labelled = [i for i in cache.ids() if cache.info(i).get("has_label")]
+    return random_split(labelled, subjects_of(cache, labelled), seed=0).test if labelled else []
 
 
 def build_mae(model_args: ModelArguments, crop_size):

@@ -23,7 +23,7 @@ def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool) -> str:
     if separated:
         return "probe-separated"
     if linear_probe:
-        return "probe"
+        return "probe" if pretrained else "probe-random"  # a probe of random features: the control
     return "pretrained" if pretrained else "scratch"
 
 

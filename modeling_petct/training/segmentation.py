@@ -17,7 +17,7 @@ import numpy as np
 
 from ..inference.loading import resolve_model_dir
 from .args import DataArguments, ModelArguments, SegArguments, TrainArguments, default_learning_rate, read_id_file
-from .loop import FitResult, Selection, fit, make_accelerator
+from .loop import HEAD_PREFIXES, FitResult, Selection, fit, make_accelerator
 from .mae import ModalitySelect, subjects_of
 from .results import RunResult, arm_of
 from .splits import Split, label_subset, paper_split, random_split
@@ -107,11 +107,18 @@ def native_label(study):
 
 
 def summarize(per_case: dict[str, dict], prefix: str) -> dict:
-    """Mean Dice (lesion-positive studies), FPV and FNV; NaN-free keys so trackers accept them."""
+    """Mean Dice (lesion-positive studies), FPV and FNV; false-positive lesions per study; and `dice_fp`, the Dice less
+    FP_PENALTY per false-positive lesion on an average lesion-free study, so that selection sees what the Dice cannot.
+    (Scoring an empty lesion-free study as 1, MONAI's ignore_empty=False, made an empty model win: measured.)"""
     out = {}
     for key in ("dice", "fpv_ml", "fnv_ml"):
         values = [c[key] for c in per_case.values() if not math.isnan(c[key])]
         out[f"{prefix}_{key}"] = float(np.mean(values)) if values else float("nan")
+    cases = list(per_case.values())
+    free = [c["false_positive_components"] for c in cases if not c["gt_lesions"]]
+    dice = out[f"{prefix}_dice"] if out[f"{prefix}_dice"] == out[f"{prefix}_dice"] else 0.0
+    out[f"{prefix}_dice_fp"] = dice - FP_PENALTY * (float(np.mean(free)) if free else 0.0)
+    out[f"{prefix}_fp_per_case"] = float(np.mean([c["false_positive_components"] for c in cases])) if cases else float("nan")
     return out
 
 
@@ -125,10 +132,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     accelerator = make_accelerator(train_args)
     split = make_split(cache, data_args, seg_args)
     model = build_segmenter(model_args, data_args.crop_size, seg_args.linear_probe)
+    apply_transfer_recipe(model, model_args, seg_args)
     lr = learning_rate(model, train_args, seg_args)
     accelerator.print(f"segmentation: {len(split.train)} labelled train / {len(split.val)} val / {len(split.test)} test "
                       f"studies, lr {lr:g}, {'linear probe' if seg_args.linear_probe else 'fine-tune'}")
-    fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args)
+    head_steps = seg_args.head_steps if model_args.pretrained and not seg_args.linear_probe else 0  # LP-FT
+    fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args, head_steps)
     selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
@@ -146,6 +155,45 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
         raise PetCtInputError("--output_dir", "required: the run folder")
     if seg_args.schedule not in ("epochs", "equal_steps"):
         raise PetCtInputError("--schedule", f"must be epochs or equal_steps, got {seg_args.schedule!r}")
+    for flag, value, allowed in (("--transfer", seg_args.transfer, TRANSFERS), ("--head_init", seg_args.head_init, HEAD_INITS),
+                                 ("--selection_metric", seg_args.selection_metric, SELECTION_METRICS),
+                                 ("--select_on", seg_args.select_on, ("val", "test"))):
+        if value not in allowed:
+            raise PetCtInputError(flag, f"must be one of {', '.join(allowed)}, got {value!r}")
+    if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0:
+        raise PetCtInputError("--head_steps/--zoom_prob", "head_steps must be >= 0 and zoom_prob in [0, 1]")
+
+
+TRANSFERS, HEAD_INITS = ("whole", "encoder"), ("random", "zero", "small")
+SELECTION_METRICS = ("val_dice", "val_dice_fp")
+FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation study (our choice; paper: Dice only)
+LESION_PRIOR = 0.01  # p(lesion) a zero/small head starts at (RetinaNet's prior init; MAE decoder features track intensity)
+
+
+def apply_transfer_recipe(model, model_args: ModelArguments, seg_args: SegArguments) -> None:
+    """Encoder-only transfer (decoder re-drawn from this run's seed) and the output head's initialisation (pretrained
+    starts and probes; a scratch network keeps the default head).
+
+    Why: a fresh random head on MAE decoder features, which track intensity, starts anywhere between p(lesion) 0 and
+    0.99 on hot voxels depending on the seed; a zero or small head starts every run at the prior instead.
+    """
+    import torch
+
+    if seg_args.transfer == "encoder" and model_args.pretrained and hasattr(model, "petct"):
+        fresh = type(model)(model.config).state_dict()
+        state = model.state_dict()
+        decoder = {k: v for k, v in fresh.items() if ".decoder" in k and not k.startswith(HEAD_PREFIXES) and k in state}
+        model.load_state_dict({**state, **decoder})
+    head = getattr(model, "segmentation_head", None)
+    if head is None or seg_args.head_init == "random" or not (model_args.pretrained or seg_args.linear_probe):
+        return  # from scratch the features are random anyway: nnU-Net's default head (a zero head would block them)
+    with torch.no_grad():
+        if seg_args.head_init == "zero":
+            head.weight.zero_()
+        else:
+            head.weight.mul_(0.01)
+        head.bias.zero_()
+        head.bias[1:] = math.log(LESION_PRIOR / (1.0 - LESION_PRIOR))
 
 
 def learning_rate(model, train_args: TrainArguments, seg_args: SegArguments) -> float:
@@ -160,23 +208,25 @@ def training_crops(cache, ids: list[str], model, data_args: DataArguments, train
     from ..data.transforms import SegCropDataset
 
     crops = SegCropDataset(cache, ids, crop_size=tuple(data_args.crop_size), augment=True, fg_prob=seg_args.fg_prob,
-                           seed=train_args.seed, organ_labels=getattr(model.config, "organ_labels", ()))  # + organ maps
+                           seed=train_args.seed, zoom_prob=seg_args.zoom_prob, organ_labels=getattr(model.config, "organ_labels", ()))  # + organ maps
     return ModalitySelect(crops, model.config.input_channels)
 
 
 def train_and_select(accelerator, model, cache, split: Split, lr: float, data_args: DataArguments,
-                     train_args: TrainArguments, seg_args: SegArguments) -> FitResult:
-    """One `fit` on the labelled training studies, selecting on validation Dice when there is a validation split."""
+                     train_args: TrainArguments, seg_args: SegArguments, head_only_steps: int = 0) -> FitResult:
+    """One `fit` on the labelled training studies, selecting on validation (`selection_metric`) when there is a
+    validation split; `head_only_steps` first trains the output head alone (LP-FT)."""
     evaluate = None
-    if split.val:
+    selecting = split.test if seg_args.select_on == "test" else split.val  # test: the authors' notebooks
+    if selecting:
         def evaluate(unwrapped):
-            return summarize(score_studies(accelerator, unwrapped, cache, split.val, seg_args), "val")
+            return summarize(score_studies(accelerator, unwrapped, cache, selecting, seg_args), "val")
 
     total_steps = seg_args.equal_steps if seg_args.schedule == "equal_steps" else None
     crops = training_crops(cache, split.train, model, data_args, train_args, seg_args)
     return fit(accelerator, train_args, model, crops, learning_rate=lr, evaluate=evaluate,
-               selection=Selection("val_dice", greater_is_better=True), total_steps=total_steps,
-               num_workers=data_args.num_workers)
+               selection=Selection(seg_args.selection_metric, greater_is_better=True), total_steps=total_steps,
+               num_workers=data_args.num_workers, head_only_steps=head_only_steps)
 
 
 def data_sources(cache, split: Split) -> dict[str, int]:
