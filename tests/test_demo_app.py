@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import cc3d
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import free_port
 
 MODELS = {  # label -> (seed, validation Dice written in training_summary.json)
     "tiny-random-unet A (test model)": (0, 0.432),
@@ -35,12 +35,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +71,7 @@ def server(tmp_path_factory):
     workroot = tmp_path_factory.mktemp("sessions")
     gradio_cache = os.environ.get("GRADIO_TEMP_DIR")
     demo = build_demo(ModelShelf(models, device="cpu"), workroot=workroot)  # sets GRADIO_TEMP_DIR to workroot
-    _, url, _ = launch(demo, server_port=_free_port(), block=False)
+    _, url, _ = launch(demo, server_port=free_port(), block=False)
     yield url, workroot, demo
     demo.close()
     if gradio_cache is None:

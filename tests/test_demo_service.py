@@ -7,6 +7,7 @@ import runpy
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from modeling_petct.web.service import DemoSession, DemoSessions, ModelShelf
 
@@ -132,16 +133,13 @@ def test_stale_workroots_of_dead_servers_are_removed_at_start_and_ours_at_exit(t
 def test_sigterm_stops_the_server_and_deletes_its_files_gradio_copies_included(tmp_path):
     """`petct demo` as an operator runs it; an upload lands in Gradio's cache; SIGTERM (docker stop, systemd) ends it."""
     import signal
-    import socket
     import subprocess
     import sys
     import time
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
     petct = Path(sys.executable).with_name("petct")  # the console script, as installed
     server = subprocess.Popen([str(petct), "demo", "--port", str(port)], cwd=tmp_path,
@@ -205,3 +203,31 @@ def test_the_plausibility_refusal_reaches_the_message_box_naming_the_uploads(tmp
     assert "/" not in message.split(":")[0]  # names the uploads, not the server's folders
     assert header == "" and mask is None and csv is None
     assert handlers.sessions.find("s").result is None
+
+
+def test_result_table_filters_sorts_locates_and_shows_organs_and_its_header_keeps_its_model():
+    import types
+
+    from modeling_petct.web.service import DemoResult, ModelFacts
+
+    def row(i, ml, suv, **extra):
+        centroid = {"centroid_lps_x_mm": -45.2, "centroid_lps_y_mm": 12.0, "centroid_lps_z_mm": 830.4}
+        return {"id": i, "voxels": 1, "volume_ml": ml, "suv_max": suv, "suv_mean": 1.0, "suv_peak": 2.0, "tlg": ml,
+                **centroid, **extra}  # fmt: skip
+
+    facts = ModelFacts("A", "/m", "synthetic phantoms only (petct quickstart)", True, "validation Dice 0.432")
+    totals = {"total_mtv_ml": 8.1, "total_tlg": 8.1}
+    rows = [row(1, 0.1, 9.0), row(2, 5.0, 3.0), row(3, 3.0, 4.0)]
+    view = types.SimpleNamespace(suv=types.SimpleNamespace(shape=(4, 4, 4)))
+    result = DemoResult(view, rows, totals, Path("m"), Path("c"), facts, 1.0, "cpu", "`PET.nii.gz` + `CT.nii.gz`")
+    assert [r[0] for r in result.table(0.5, "Volume")] == [2, 3] and result.visible(0.5) == {2, 3}
+    assert [r[0] for r in result.table(0.0, "SUVmax")] == [1, 3, 2]
+    assert result.table()[0][1:3] == ["5.00", "3.00"] and result.table()[0][6] == "R 45 · P 12 · z 830"
+    assert result.columns()[-1] == "Location (patient mm)"
+    organ_rows = [row(1, 2.0, 5.0, organ="liver", physiological=False), row(2, 1.0, 6.0, organ="brain", physiological=True)]
+    with_organs = DemoResult(None, organ_rows, totals, Path("m"), Path("c"), facts, 1.0, "cpu", "x")
+    assert with_organs.columns()[-1] == "Organ"
+    assert [r[-1] for r in with_organs.table()] == ["liver", "brain (physiological uptake?)"]
+    assert "A" in result.header("A") and "still from" not in result.header("A")
+    assert "this result is still from `A`" in result.header("B") and "validation Dice 0.432" in result.header("B")
+    assert "1 under 0.5 ml hidden" in result.summary(0.5) and "total MTV 8.10 ml" in result.summary(0.5)

@@ -25,7 +25,7 @@ from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slic
 from .uploads import UploadLimits, prepare_upload
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
-DECIMALS = {"volume_ml": 2, "suv_max": 2, "suv_mean": 2, "suv_peak": 2, "tlg": 1}  # one format per quantity
+DECIMALS = {"volume_ml": 2, "suv_max": 2, "suv_mean": 2, "suv_peak": 2, "tlg": 1, "organ_fraction": 2}  # one each
 TABLE_COLUMNS = {  # lesion_table key -> column title shown in the UI
     "id": "#",
     "volume_ml": "Volume (ml)",
@@ -362,7 +362,7 @@ def run_study(
     except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
         raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
     report(0.85, desc="measuring lesions")
-    rows, totals = lesion_table(result.mask, pet)
+    rows, totals = lesion_table(result.mask, pet, result.organs, result.organ_names or None)  # organs: when known
     rows = [rounded(r) for r in rows]
     mask_path = write_volume(result.mask, out / "lesion_mask.nii.gz", like=pet)
     csv_path = out / "lesions.csv"
