@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .checks import IMAGE_INPUTS
+from .checks import IMAGE_INPUTS, IMAGE_OUTPUTS
 
 SUMMARY_FILE = "segment_summary.json"  # folder mode: per-study totals and failures
 STUDY_OUTPUTS = ("lesions.nii.gz", "lesions.csv", "lesions.json")  # folder mode, per study
@@ -88,7 +88,7 @@ def _check_single_outputs(args) -> dict:
     suffixes = {"--stats": (".csv",), "--stats-json": (".json",), "--dicom-seg": (".dcm",)}
     inputs = (args.pet, args.ct, organs, args.model)
     for flag, path in outputs.items():
-        check_output_file(path, suffixes=suffixes.get(flag, (".nii.gz", ".nii", ".mha", ".nrrd")), inputs=inputs,
+        check_output_file(path, suffixes=suffixes.get(flag, IMAGE_OUTPUTS), inputs=inputs,
                           what=f"{flag} output")
     given = [(flag, Path(p).expanduser().resolve()) for flag, p in outputs.items() if p is not None]
     for i, (flag, path) in enumerate(given):

@@ -7,7 +7,7 @@ facts used are robust across scanners and fields of view (whole body or a croppe
 - PET, sampled in the body (where the CT at the same world position is above -500 HU): its median is 0.1-30 SUV
   (Bq/ml is thousands) and its 99.9th percentile above 0.2 (uptake somewhere); it is not mostly negative (a CT is).
 - CT: HU spread over air (-1000), fat (-100), soft tissue (0-100) or bone (> 300); a volume living inside
-  -50..150 with no air, fat or bone is a PET (SUV), not a CT. The air / soft-tissue / bone modes are reported.
+  -50..150 with no air, fat or bone is a PET (SUV), not a CT. Its air / soft-tissue / bone modes are reported.
 - Overlap: the CT covers a real part of the PET's field of view.
 
 Every refusal is one line saying what was found and what to do.
@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..errors import PetCtInputError
+from .conventions import F18_HALF_LIFE_S
 from .volume import Volume
 
 SAMPLES = 200_000  # voxels looked at per volume: percentiles are stable, the cost is milliseconds
@@ -28,7 +29,6 @@ BODY_HU = -500.0
 SUV_BODY_MEDIAN_RANGE = (0.02, 30.0)
 SUV_P999_RANGE = (0.2, 1000.0)
 MIN_OVERLAP = 0.10  # fraction of the PET field of view inside the CT's
-F18_HALF_LIFE_S = 6586.2
 FLOAT16_MAX = 65504.0
 CT_MODE_RANGES = {"air": (-1100.0, -800.0), "soft tissue": (-150.0, 150.0), "bone": (200.0, 2000.0)}
 CONVERSION_HINT = ("convert it to SUV first, or give petct segment --weight-kg, --dose-mbq, --injection-time and "
@@ -37,6 +37,9 @@ CONVERSION_HINT = ("convert it to SUV first, or give petct segment --weight-kg, 
 
 def check_pet_ct(pet: Volume, ct: Volume) -> None:
     """Refuse a PET that is not SUV or a CT that is not HU (see the module docstring); cheap (a voxel subsample)."""
+    from .harmonize import check_pair
+
+    check_pair(pet, ct)  # headers first: different patients, fields of view that do not touch
     pet_values, ct_values = _sample(pet), _sample(ct)
     _check_finite(pet, pet_values, "PET")
     _check_finite(ct, ct_values, "CT")
@@ -51,15 +54,6 @@ def check_pet_ct(pet: Volume, ct: Volume) -> None:
     body = ct_at_pet > BODY_HU
     values = pet_values[in_ct][body] if body.any() else pet_values[pet_values > 0]
     _check_suv_scale(pet, values)
-
-
-def pet_ct_summary(pet: Volume, ct: Volume) -> dict:
-    """The figures the check looks at, for logs and error messages: SUV body median / p99.9 / max, CT modes."""
-    in_ct, ct_at_pet = _ct_at_pet_voxels(pet, ct)
-    body = _sample(pet)[in_ct][ct_at_pet > BODY_HU]
-    return {"suv_body_median": float(np.median(body)) if body.size else None,
-            "suv_body_p999": float(np.percentile(body, 99.9)) if body.size else None,
-            "suv_max": float(np.max(pet.array)), "ct_modes_hu": ct_modes(_sample(ct)), "overlap": float(in_ct.mean())}
 
 
 def ct_modes(values: np.ndarray) -> dict:
@@ -189,8 +183,10 @@ def _check_pet_is_pet(pet: Volume, values: np.ndarray) -> None:
 def _check_ct_is_ct(ct: Volume, values: np.ndarray) -> None:
     lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
     if lo > -50 and hi < 150:
-        raise PetCtInputError(ct.source, f"CT values lie within {lo:.3g}..{hi:.3g}: no air (-1000 HU), fat (-100) or "
-                                         "bone (> 300); this looks like a PET (SUV), not a CT in HU: PET and CT swapped?")
+        modes = ", ".join(f"{k} {'none' if v is None else f'{v:.0f}'}" for k, v in ct_modes(values).items())
+        raise PetCtInputError(ct.source, f"CT values lie within {lo:.3g}..{hi:.3g} (modes: {modes}): no air "
+                                         "(-1000 HU), fat (-100) or bone (> 300); this looks like a PET (SUV), not a "
+                                         "CT in HU: PET and CT swapped?")
 
 
 def _check_suv_scale(pet: Volume, body: np.ndarray) -> None:
