@@ -257,3 +257,23 @@ def test_cohort_half_lesion_free_and_unlabelled_pools(tmp_path):
     (pool,) = write_phantom_cohort(tmp_path / "u", 1, seed=4, centre="C", labels=False)
     assert sorted(p.name for p in pool.iterdir()) == ["CT.nii.gz", "PET.nii.gz", "phantom.json"]
     assert json.loads((pool / "phantom.json").read_text())["centre"] == "C"
+
+
+def test_build_cohort_keeps_roles_apart_in_the_papers_regime(tmp_path):
+    from modeling_petct.experiments.cohort import CohortPlan, build_cohort
+
+    plan = CohortPlan(train=2, val=2, test=2, held_out_test=1, unlabelled=(("B", 2), ("C", 1)))
+    cohort = build_cohort(tmp_path, plan, seed=3, spacing=(8.0, 8.0, 8.0))
+    roles = cohort.roles
+    assert {k: len(v) for k, v in roles.items()} == {"train": 2, "val": 2, "test": 2, "held_out_test": 1, "unlabelled": 3}
+    every = [i for ids in roles.values() for i in ids]
+    assert len(every) == len(set(every)) == len(cohort.cache.ids())  # no study in two roles
+    assert set(cohort.mae_train) == set(roles["unlabelled"]) | set(roles["train"])  # never validation or test
+    assert (tmp_path / "splits" / "mae_train.txt").read_text().split() == cohort.mae_train
+    centre = lambda i: json.loads((cohort.dirs[i] / "phantom.json").read_text())["centre"]  # noqa: E731
+    assert {centre(i) for i in roles["train"] + roles["val"] + roles["test"]} == {"A"}
+    assert {centre(i) for i in roles["held_out_test"]} == {"D"} and {centre(i) for i in roles["unlabelled"]} == {"B", "C"}
+    assert not any((cohort.dirs[i] / "SEG.nii.gz").exists() for i in roles["unlabelled"])
+    assert all(cohort.cache.info(i).get("has_label") for i in roles["test"] + roles["held_out_test"])
+    again = build_cohort(tmp_path, plan, seed=3, spacing=(8.0, 8.0, 8.0))  # resumes: nothing rewritten
+    assert again.roles == roles
