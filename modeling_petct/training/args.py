@@ -100,6 +100,7 @@ class SegArguments:
     transfer: str = field(default="whole", metadata={"help": "What a pretrained start keeps: whole (encoder + decoder, the authors') | encoder (decoder re-initialised)."})
     head_init: str = field(default="random", metadata={"help": "Output 1x1x1 head of a pretrained start or probe: random (the authors') | zero (weights 0) | small (random x 0.01); zero/small start p(lesion) at 1%."})
     head_steps: int = field(default=0, metadata={"help": "LP-FT: from a pretrained start, only the output head learns for this many steps (the backbone's lr is 0), then the whole network; counted in the total."})
+    head_lr_factor: float = field(default=1.0, metadata={"help": "From a pretrained start: the output head's lr = this x the lr (a new layer learns faster; the authors: 1)."})
     zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})
     selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | val_dice_fp (Dice less 0.05 per false-positive lesion on a lesion-free study: false positives count)."})
     select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})

@@ -109,15 +109,19 @@ HEAD_PREFIXES = ("segmentation_head.", "organ_head.")  # the output 1x1x1 convs 
 
 
 def build_optimizer(model: torch.nn.Module, args: TrainArguments, learning_rate: float, device: torch.device,
-                    head_only_steps: int = 0):
-    """AdamW over trainable parameters; the fused CUDA kernel when on a GPU. With ``head_only_steps`` (LP-FT) the
-    output heads are the first parameter group and the rest the second, which the scheduler holds at lr 0 until then."""
+                    head_only_steps: int = 0, head_lr_factor: float = 1.0):
+    """AdamW over trainable parameters; the fused CUDA kernel when on a GPU. With ``head_only_steps`` (LP-FT) or a
+    ``head_lr_factor`` the output heads are the first parameter group (lr x head_lr_factor: a new layer learns faster)
+    and the rest the second, which the scheduler holds at lr 0 for the first ``head_only_steps``."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("no trainable parameters")
     head = [p for n, p in named if n.startswith(HEAD_PREFIXES)]
     rest = [p for n, p in named if not n.startswith(HEAD_PREFIXES)]
-    groups = [{"params": head}, {"params": rest}] if head_only_steps > 0 and head and rest else [{"params": [p for _, p in named]}]
+    if (head_only_steps > 0 or head_lr_factor != 1.0) and head and rest:
+        groups = [{"params": head, "lr": learning_rate * head_lr_factor}, {"params": rest}]
+    else:
+        groups = [{"params": [p for _, p in named]}]
     return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=args.weight_decay, fused=device.type == "cuda")
 
 
@@ -135,7 +139,7 @@ def build_scheduler(optimizer, args: TrainArguments, learning_rate: float, total
             num_training_steps=max(total_steps, 1) * num_processes,
             min_lr=min(args.min_learning_rate, learning_rate),
         )
-    floor = min(args.min_learning_rate, learning_rate) / learning_rate
+    floor = min(args.min_learning_rate, learning_rate) / learning_rate  # of each group's own peak lr
     n = num_processes
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [
         _WarmupCosine(0, args.warmup_steps * n, max(total_steps, 1) * n, floor),
@@ -236,16 +240,18 @@ def fit(
     total_steps: int | None = None,
     num_workers: int = 0,
     head_only_steps: int = 0,
+    head_lr_factor: float = 1.0,
 ) -> FitResult:
     """Train `model` (whose forward(**batch) returns `.loss`) on `train_dataset`; see the module docstring.
 
     `evaluate(unwrapped_model)` runs on every rank and returns numbers, including `selection.metric`; the best model
     goes to `output_dir/best`, the final weights to `output_dir/last` (`FitResult.model_dir`: best, else last).
     `total_steps` overrides the epoch budget (equal-steps control); epochs then repeat as needed.
-    `head_only_steps` > 0: only the output heads learn for that many steps, then everything (LP-FT).
+    `head_only_steps` > 0: only the output heads learn for that many steps, then everything (LP-FT); the heads'
+    lr is `head_lr_factor` x `learning_rate`.
     """
     run = _setup(accelerator, args, prepare_model(model, args), train_dataset, learning_rate, total_steps, num_workers,
-                 head_only_steps)
+                 head_only_steps, head_lr_factor)
     _resume_or_refuse(run)
     if args.report_to not in ("", "none"):
         accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, run.total_steps))
@@ -275,14 +281,14 @@ def prepare_model(model: torch.nn.Module, args: TrainArguments) -> torch.nn.Modu
 
 
 def _setup(accelerator, args: TrainArguments, model, dataset, learning_rate: float, total_steps: int | None,
-           num_workers: int, head_only_steps: int = 0) -> _Run:
+           num_workers: int, head_only_steps: int = 0, head_lr_factor: float = 1.0) -> _Run:
     """Loader, optimizer and scheduler prepared by Accelerate; the step budget; the loop state registered for
     checkpointing. The order of these calls is part of bit-exact resume: keep it."""
     sampler = EpochPermutationSampler(len(dataset), args.seed)
     loader_generator = torch.Generator()  # keeps DataLoader from drawing on the global RNG (resume equality)
     loader = DataLoader(dataset, batch_size=args.per_device_batch_size, sampler=sampler, num_workers=num_workers,
                         drop_last=False, generator=loader_generator)
-    optimizer = build_optimizer(model, args, learning_rate, accelerator.device, head_only_steps)
+    optimizer = build_optimizer(model, args, learning_rate, accelerator.device, head_only_steps, head_lr_factor)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     if total_steps is None:

@@ -136,8 +136,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     lr = learning_rate(model, train_args, seg_args)
     accelerator.print(f"segmentation: {len(split.train)} labelled train / {len(split.val)} val / {len(split.test)} test "
                       f"studies, lr {lr:g}, {'linear probe' if seg_args.linear_probe else 'fine-tune'}")
-    head_steps = seg_args.head_steps if model_args.pretrained and not seg_args.linear_probe else 0  # LP-FT
-    fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args, head_steps)
+    transfer = bool(model_args.pretrained) and not seg_args.linear_probe
+    head = (seg_args.head_steps, seg_args.head_lr_factor) if transfer else (0, 1.0)  # LP-FT, faster new head
+    fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args, *head)
     selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
@@ -160,14 +161,15 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
                                  ("--select_on", seg_args.select_on, ("val", "test"))):
         if value not in allowed:
             raise PetCtInputError(flag, f"must be one of {', '.join(allowed)}, got {value!r}")
-    if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0:
-        raise PetCtInputError("--head_steps/--zoom_prob", "head_steps must be >= 0 and zoom_prob in [0, 1]")
+    if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0 or seg_args.head_lr_factor <= 0:
+        raise PetCtInputError("--head_steps/--zoom_prob/--head_lr_factor",
+                              "head_steps must be >= 0, zoom_prob in [0, 1], head_lr_factor > 0")
 
 
 TRANSFERS, HEAD_INITS = ("whole", "encoder"), ("random", "zero", "small")
 SELECTION_METRICS = ("val_dice", "val_dice_fp")
 FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation study (our choice; paper: Dice only)
-LESION_PRIOR = 0.01  # p(lesion) a zero/small head starts at (RetinaNet's prior init; MAE decoder features track intensity)
+LESION_PRIOR = 0.1  # p(lesion) a zero/small head starts at (RetinaNet's prior init, milder: short schedules here)
 
 
 def apply_transfer_recipe(model, model_args: ModelArguments, seg_args: SegArguments) -> None:
@@ -213,7 +215,8 @@ def training_crops(cache, ids: list[str], model, data_args: DataArguments, train
 
 
 def train_and_select(accelerator, model, cache, split: Split, lr: float, data_args: DataArguments,
-                     train_args: TrainArguments, seg_args: SegArguments, head_only_steps: int = 0) -> FitResult:
+                     train_args: TrainArguments, seg_args: SegArguments, head_only_steps: int = 0,
+                     head_lr_factor: float = 1.0) -> FitResult:
     """One `fit` on the labelled training studies, selecting on validation (`selection_metric`) when there is a
     validation split; `head_only_steps` first trains the output head alone (LP-FT)."""
     evaluate = None
@@ -226,7 +229,7 @@ def train_and_select(accelerator, model, cache, split: Split, lr: float, data_ar
     crops = training_crops(cache, split.train, model, data_args, train_args, seg_args)
     return fit(accelerator, train_args, model, crops, learning_rate=lr, evaluate=evaluate,
                selection=Selection(seg_args.selection_metric, greater_is_better=True), total_steps=total_steps,
-               num_workers=data_args.num_workers, head_only_steps=head_only_steps)
+               num_workers=data_args.num_workers, head_only_steps=head_only_steps, head_lr_factor=head_lr_factor)
 
 
 def data_sources(cache, split: Split) -> dict[str, int]:
