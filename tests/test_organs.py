@@ -372,3 +372,23 @@ def test_segment_cli_organ_flags(phantom, tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "bad").exists() and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_harmonize_cli_carries_organ_maps_into_the_cache(phantom, tmp_path, capsys):
+    from modeling_petct.cli import main
+    from modeling_petct.data.synthetic.phantom import write_study
+
+    study, _ = phantom
+    d = write_study(study, tmp_path / "data" / "p1")
+    elsewhere = tmp_path / "ts"
+    elsewhere.mkdir()
+    (d / "organs.nii.gz").rename(elsewhere / "p1.nii.gz")
+    assert main(["harmonize", "--input", str(tmp_path / "data"), "--organs-dir", str(elsewhere), "-o",
+                 str(tmp_path / "cache"), "--no-progress"]) == 0
+    cache = StudyCache(tmp_path / "cache")
+    assert cache.info("p1")["has_organs"] and cache.load("p1").organs.max() == len(org.ORGANS)
+    capsys.readouterr()
+    code = main(["harmonize", "--input", str(tmp_path / "data"), "--organs-dir", str(tmp_path / "nope"), "-o",
+                 str(tmp_path / "cache2"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--organs-dir is not a folder" in err and err.count("\n") == 1

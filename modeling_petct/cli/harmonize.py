@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--ct", help="one study: CT file or DICOM folder")
     p.add_argument("--label", help="one study: lesion mask on the PET grid (optional)")
     p.add_argument("--study-id", help="one study: its id in the cache (default: the PET's folder name)")
+    # organ maps (HO, issue 12): found beside each PET by default (organs.nii.gz or a TotalSegmentator folder)
+    p.add_argument("--organs", help="one study: TotalSegmentator output for its CT (multilabel file or mask folder)")
+    p.add_argument("--organs-dir", help="with --input: organ maps as ORGANS_DIR/<study_id>.nii.gz or <study_id>/")
     p.add_argument("-o", "--output", required=True, help="cache folder (created; finished studies are skipped)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--normalization", choices=("zscore", "clinical", "none"), default="zscore",
@@ -51,18 +54,24 @@ def run(args) -> int:
     out = Path(args.output)
     check_inputs_exist(args.manifest, args.input, args.pet, args.ct, args.label, args.splits)
     check_output_folder(out, inputs=[args.input, args.pet, args.ct, args.label])  # CACHE/_manifest may stay
+    if args.organs and (not args.pet or not Path(args.organs).exists()):
+        raise PetCtInputError(args.organs, "--organs: no such file or folder" if args.pet else
+                              "--organs is for one study (--pet); with --input use --organs-dir")
+    if args.organs_dir and not args.input:
+        raise PetCtInputError("--organs-dir", "only with --input (a dataset folder)")
     if args.manifest:
         manifest = load_manifest(args.manifest)
         if args.exclude_test:
             manifest = manifest.filter(lambda r: r["split"] != "test")
     elif args.input:
-        manifest = build_manifest((args.source, args.input), splits_csv=args.splits, exclude_test=args.exclude_test)
+        manifest = build_manifest((args.source, args.input), splits_csv=args.splits, exclude_test=args.exclude_test,
+                                  organs_dir=args.organs_dir)
     else:
         if not args.ct:
             raise PetCtInputError("--pet", "a single study needs --ct as well")
         study_id = args.study_id or safe_id(Path(args.pet).resolve().parent.name)
         row = {"study_id": study_id, "source": "folder", "subject": study_id, "study": study_id, "pet_path": args.pet,
-               "ct_path": args.ct, "label_path": args.label or "", "suv_status": ""}
+               "ct_path": args.ct, "label_path": args.label or "", "suv_status": "", "organ_path": args.organs or ""}
         manifest = build_manifest(rows=[row])
     if args.shard:
         try:
