@@ -100,3 +100,22 @@ def test_study_and_training_refuse_a_missing_or_empty_cache_with_one_line(tmp_pa
             err = capsys.readouterr().err.strip()
             assert err.count("\n") == 0 and err.startswith(f"{prog}: error: {cache}") and "petct harmonize" in err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_the_manifest_splits_subjects_with_trainings_own_draw():
+    """One subject-wise splitter (data/subjects.py) behind the manifest's split and training's random split."""
+    from datasets import Dataset
+
+    from modeling_petct.data.manifest import split_by_subject
+    from modeling_petct.training.splits import random_split
+
+    rows = [{"study_id": f"s{i}", "subject": f"p{i // 2}", "split": "pretrain", "in_100pct": False} for i in range(40)]
+    rows.append({"study_id": "official", "subject": "q", "split": "test", "in_100pct": False})  # already split
+    out = split_by_subject(Dataset.from_list(rows), val=0.2, test=0.2, seed=3)
+    split = dict(zip(out["study_id"], out["split"]))
+    subject_of = {r["study_id"]: r["subject"] for r in rows[:-1]}
+    expected = random_split(sorted(subject_of), subject_of, seed=3, val_fraction=0.2, test_fraction=0.2)
+    for role, ids in (("train_pool", expected.train), ("val", expected.val), ("test", expected.test)):
+        assert sorted(s for s, r in split.items() if r == role and s != "official") == ids and ids
+    assert split["official"] == "test"
+    assert all(split[f"s{2 * k}"] == split[f"s{2 * k + 1}"] for k in range(20))  # a subject's studies stay together

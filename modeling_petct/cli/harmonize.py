@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..data.conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, NORMALIZATIONS
+
 MANIFEST_DIR = "_manifest"  # inside the cache folder; a leading '_' can never be a study id
 SUMMARY_FILE = "_harmonize_summary.json"
 
@@ -22,9 +24,9 @@ def register(sub) -> None:
     p.add_argument("--organs-dir", help="with --input: organ maps as ORGANS_DIR/<study_id>.nii.gz or <study_id>/")
     p.add_argument("-o", "--output", required=True, help="cache folder (created; finished studies are skipped)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--normalization", choices=("zscore", "clinical", "none"), default="zscore",
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULT_NORMALIZATION,
                    help="zscore: per volume and channel, as the paper; clinical: nnU-Net AutoPET CT window and SUV clip")
-    p.add_argument("--spacing", type=float, nargs=3, default=(3.0, 2.0, 2.0), metavar=("Z", "Y", "X"),
+    p.add_argument("--spacing", type=float, nargs=3, default=HARMONISED_SPACING_MM, metavar=("Z", "Y", "X"),
                    help="target voxel size in mm (default 3 2 2)")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="stored image type; float16 halves disk and read bandwidth")

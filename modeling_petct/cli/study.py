@@ -1,16 +1,11 @@
-"""`petct study`: the label-efficiency grid {backbone} x {pretrained, scratch} x {fraction} x {seed} (+ k-shot probe)."""
+"""`petct study`: the label-efficiency grid {preset} x {pretrained, scratch} x {fraction} x {seed} (+ k-shot probe),
+with train_seg.py's own options for every cell."""
 
 from __future__ import annotations
 
+from .forward import add_forwarding_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser("study", help="Run (or finish) the label-efficiency study; writes table.md, label_efficiency.png, results.json.",
-                       add_help=False, prefix_chars="+")  # every flag goes on to the dataclass parser
-    p.add_argument("options", nargs="*", help="StudyArguments flags or a YAML/JSON file first (see `petct study --help`)")
-    p.set_defaults(run=run)
-
-
-def run(args) -> int:
-    from ..experiments.study import main
-
-    return main(args.options, prog="petct study")
+    add_forwarding_command(sub, "study", "run (or finish) the label-efficiency study; writes table.md, "
+                           "label_efficiency.png, results.json", ".experiments.study:main")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
 from .harmonize import HarmonizedStudy
 
 SIDECAR = "study.json"
@@ -154,8 +155,9 @@ class HarmonizeSummary:
         return "\n".join(lines)
 
 
-def harmonize_many(studies, cache, *, workers: int = 1, normalization: str = "zscore", spacing=(3.0, 2.0, 2.0),
-                   dtype=np.float32, overwrite: bool = False, progress: bool = True) -> HarmonizeSummary:
+def harmonize_many(studies, cache, *, workers: int = 1, normalization: str = DEFAULT_NORMALIZATION,
+                   spacing=HARMONISED_SPACING_MM, dtype=np.float32, overwrite: bool = False,
+                   progress: bool = True) -> HarmonizeSummary:
     """Harmonise many studies into ``cache`` in parallel worker processes.
 
     ``studies``: a manifest (``datasets.Dataset``), dicts with ``study_id``, ``pet_path``, ``ct_path`` and optional

@@ -13,10 +13,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import PetCtInputError
+from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, NORMALIZATIONS
 from .io import volume_to_sitk
 from .volume import Volume
 
-NORMALIZATIONS = ("zscore", "clinical", "none")
 # nnU-Net's AutoPET plan (METHOD.md): clip window, then (x - mean) / sd. Channel 0 PET (SUV), channel 1 CT (HU).
 CLINICAL_STATS = {"pet": (1.04, 51.2, 7.06, 7.96), "ct": (-832.0, 1128.0, 107.7, 286.3)}
 BODY_HU = -500.0
@@ -37,7 +37,7 @@ class HarmonizedStudy:
     crop_box: tuple[tuple[int, int], ...]  # ((z0, z1), (y0, y1), (x0, x1)) on the uncropped canonical grid
     normalization: str
     norm_stats: dict  # per channel: mean/sd (and clip window) actually applied
-    spacing: tuple[float, float, float] = (3.0, 2.0, 2.0)
+    spacing: tuple[float, float, float] = HARMONISED_SPACING_MM
     label: np.ndarray | None = None  # uint8 (Z, Y, X)
     organs: np.ndarray | None = None  # uint8 (Z, Y, X) organ labels 1..len(organ_names), 0 = other (data/organs.py)
     organ_names: tuple[str, ...] = ()
@@ -105,8 +105,8 @@ def harmonize(
     ct: Volume,
     label: Volume | None = None,
     *,
-    spacing=(3.0, 2.0, 2.0),
-    normalization: str = "zscore",
+    spacing=HARMONISED_SPACING_MM,
+    normalization: str = DEFAULT_NORMALIZATION,
     crop_body: bool = True,
     organs: Volume | None = None,
     organ_names=None,

@@ -10,7 +10,6 @@ unlabelled pretraining sources get split "pretrain"; AutoPET studies missing fro
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -96,16 +95,22 @@ def _split_of(row: dict, splits: dict | None) -> dict:
 
 
 def split_by_subject(manifest, *, val: float = 0.1, test: float = 0.2, seed: int = 0, only_split: str = "pretrain"):
-    """Give rows with ``split == only_split`` a subject-level train_pool/val/test split (a hash of the subject).
+    """Give rows with ``split == only_split`` a subject-level train_pool/val/test split.
 
-    For cohorts without an official split (e.g. the synthetic phantoms): all studies of a subject land together.
+    For cohorts without an official split (e.g. the synthetic phantoms): all studies of a subject land together. The
+    draw is training's own (data/subjects.split_subjects), so the same seed splits a cohort the same way everywhere.
     """
+    from .subjects import split_subjects
+
+    subject_of = {r["study_id"]: r["subject"] for r in manifest if r["split"] == only_split}
+    pool, val_ids, test_ids = split_subjects(sorted(subject_of), subject_of, seed=seed, val_fraction=val,
+                                             test_fraction=test)
+    role = {**dict.fromkeys(pool, "train_pool"), **dict.fromkeys(val_ids, "val"), **dict.fromkeys(test_ids, "test")}
+
     def assign(row):
         if row["split"] != only_split:
             return {}
-        u = int(hashlib.sha256(f"{seed}:{row['subject']}".encode()).hexdigest()[:8], 16) / 16**8
-        split = "test" if u < test else "val" if u < test + val else "train_pool"
-        return {"split": split, "in_100pct": split == "train_pool"}
+        return {"split": role[row["study_id"]], "in_100pct": role[row["study_id"]] == "train_pool"}
 
     return manifest.map(assign)
 

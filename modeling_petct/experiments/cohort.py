@@ -12,27 +12,36 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..data.conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
 
-def harmonize_into_cache(study_dirs: list[Path], cache, *, spacing=(3.0, 2.0, 2.0), normalization: str = "zscore",
-                         progress=None) -> list[str]:
-    """Harmonise `<dir>/{PET,CT,SEG}.nii.gz` studies into `cache` (skipping ids already there); returns the ids."""
-    from ..data.harmonize import harmonize
-    from ..data.io import read_ct, read_pet, read_volume
+
+def harmonize_into_cache(study_dirs: list[Path], cache, *, spacing=HARMONISED_SPACING_MM,
+                         normalization: str = DEFAULT_NORMALIZATION, progress=None) -> list[str]:
+    """Harmonise `<dir>/{PET,CT,SEG,organs}.nii.gz` studies into `cache` by `data.cache.harmonize_many`, the path real
+    data take (plausibility checks, organ maps, provenance), skipping ids already there; returns the ids. A phantom
+    that fails a check is an error, not a skipped study."""
+    from ..data.cache import harmonize_many
 
     ids = []
     for i, study_dir in enumerate(study_dirs):
-        study_id = Path(study_dir).name
-        if study_id not in cache:
-            seg = Path(study_dir) / "SEG.nii.gz"
-            label = read_volume(seg, modality="SEG") if seg.exists() else None
-            study = harmonize(read_pet(Path(study_dir) / "PET.nii.gz"), read_ct(Path(study_dir) / "CT.nii.gz"), label,
-                              spacing=spacing, normalization=normalization)
-            study.meta["label_path"] = str(seg.resolve()) if label is not None else None
-            cache.write(study_id, study)
-        ids.append(study_id)
+        row = phantom_row(Path(study_dir))
+        summary = harmonize_many([row], cache, spacing=spacing, normalization=normalization, progress=False)
+        if summary.failed:
+            raise RuntimeError(summary.report())
+        ids.append(row["study_id"])
         if progress is not None:
-            progress(i + 1, len(study_dirs), study_id)
+            progress(i + 1, len(study_dirs), row["study_id"])
     return ids
+
+
+def phantom_row(study_dir: Path) -> dict:
+    """The manifest row of one phantom study folder."""
+    def optional(name: str) -> str | None:
+        return str(study_dir / name) if (study_dir / name).exists() else None
+
+    return {"study_id": study_dir.name, "pet_path": str(study_dir / "PET.nii.gz"),
+            "ct_path": str(study_dir / "CT.nii.gz"), "label_path": optional("SEG.nii.gz"),
+            "organ_path": optional("organs.nii.gz"), "source": "synthetic-phantom"}
 
 
 def _phantom_pool(studies: Path, n: int, seed: int, **kwargs) -> list[Path]:
@@ -45,8 +54,8 @@ def _phantom_pool(studies: Path, n: int, seed: int, **kwargs) -> list[Path]:
     return expected
 
 
-def phantom_cache(root: str | Path, n: int, seed: int = 0, *, spacing=(3.0, 2.0, 2.0), lesion_free_fraction: float = 0.2,
-                  progress=None):
+def phantom_cache(root: str | Path, n: int, seed: int = 0, *, spacing=HARMONISED_SPACING_MM,
+                  lesion_free_fraction: float = 0.2, progress=None):
     """`root/studies/<id>/*.nii.gz` (n small phantoms) harmonised into `root/cache`; returns (StudyCache, study dirs).
 
     Reuses what an earlier call left (a half-built cohort is completed, not redone).
@@ -97,7 +106,7 @@ class Cohort:
         return self.roles.get("unlabelled", []) + self.roles["train"]
 
 
-def build_cohort(root: str | Path, plan: CohortPlan = CohortPlan(), seed: int = 0, *, spacing=(3.0, 2.0, 2.0),
+def build_cohort(root: str | Path, plan: CohortPlan = CohortPlan(), seed: int = 0, *, spacing=HARMONISED_SPACING_MM,
                  progress=None) -> Cohort:
     """Write every pool of `plan` under `root/studies/<role>/`, harmonise all into `root/cache`, and write one id file
     per role under `root/splits/` (plus `mae_train.txt`, `mae_val.txt`). Resumes a half-built cohort."""

@@ -1,4 +1,5 @@
-"""Which studies train, validate and test: the paper's AutoPET split, or seeded subject-wise draws.
+"""Which studies train, validate and test: the paper's AutoPET split, or seeded subject-wise draws (data/subjects.py,
+shared with the manifest's split of cohorts without an official one).
 
 Every draw is subject-wise (a patient's studies never straddle train and test) and nested: with one seed, the 10%
 subset is inside the 30% subset, as in the paper's 70 / 210 / 700-scan subsets.
@@ -7,11 +8,13 @@ subset is inside the 30% subset, as in the paper's 70 / 210 / 700-scan subsets.
 from __future__ import annotations
 
 import csv
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.subjects import draw_subjects, holdout, split_subjects
 from ..errors import PetCtInputError
+
+__all__ = ["Split", "draw_subjects", "holdout", "random_split", "label_subset", "paper_split"]
 
 PAPER_FRACTIONS = {0.1: "in_10pct", 0.3: "in_30pct", 1.0: "in_100pct"}
 
@@ -27,47 +30,10 @@ class Split:
         return {"train": self.train, "val": self.val, "test": self.test, "pool_size": len(self.pool)}
 
 
-def draw_subjects(ids: list[str], subject_of: dict[str, str], *, seed: int, fraction: float | None = None,
-                  n_scans: int | None = None) -> list[str]:
-    """Studies of a seeded random set of subjects: `fraction` of the subjects, or subjects until `n_scans` studies.
-
-    Subjects are taken in one seeded order, so larger fractions contain smaller ones (nested subsets).
-    """
-    if (fraction is None) == (n_scans is None):
-        raise ValueError("give exactly one of fraction or n_scans")
-    by_subject: dict[str, list[str]] = {}
-    for study in sorted(ids):
-        by_subject.setdefault(subject_of.get(study, study), []).append(study)
-    subjects = sorted(by_subject)
-    random.Random(seed).shuffle(subjects)
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
-        chosen = subjects[: max(1, round(fraction * len(subjects)))]
-    else:
-        if n_scans < 1 or n_scans > len(ids):
-            raise ValueError(f"n_scans must be in 1..{len(ids)}, got {n_scans}")
-        chosen, count = [], 0
-        for subject in subjects:
-            if count >= n_scans:
-                break
-            chosen.append(subject)
-            count += len(by_subject[subject])
-    return sorted(s for subject in chosen for s in by_subject[subject])
-
-
-def holdout(ids: list[str], subject_of: dict[str, str], *, fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(kept, held_out): a seeded subject-wise hold-out of about `fraction` of the subjects (at least one)."""
-    held = draw_subjects(ids, subject_of, seed=seed + 7_777, fraction=fraction) if len(ids) > 1 else []
-    kept = sorted(set(ids) - set(held))
-    return kept, held
-
-
 def random_split(ids: list[str], subject_of: dict[str, str], *, seed: int, val_fraction: float = 0.15,
                  test_fraction: float = 0.2) -> Split:
     """Train pool / validation / test drawn subject-wise from `ids` (when no official split exists)."""
-    rest, test = holdout(ids, subject_of, fraction=test_fraction, seed=seed) if test_fraction > 0 else (sorted(ids), [])
-    pool, val = holdout(rest, subject_of, fraction=val_fraction, seed=seed + 1) if val_fraction > 0 else (rest, [])
+    pool, val, test = split_subjects(ids, subject_of, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     return Split(train=pool, val=val, test=test, pool=pool)
 
 

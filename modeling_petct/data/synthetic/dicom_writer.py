@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic import atomic_path
+from ..conventions import F18_HALF_LIFE_S
 from ..geometry import LPS_TO_RAS
 from ..suv import GE_PRIVATE_CREATOR, PHILIPS_PRIVATE_CREATOR
 from ..volume import Volume
 
 PET_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.128"
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
-F18_HALF_LIFE_S = 6586.2
 
 
 def _uid(*parts) -> str:

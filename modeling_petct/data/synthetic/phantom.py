@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..conventions import F18_HALF_LIFE_S
 from ..organs import TOTALSEG_TOTAL_IDS
 from ..volume import Volume
 
-F18_HALF_LIFE_S = 6586.2
 ADULT_FOV_MM = (600.0, 600.0, 978.0)  # the adult frame the anatomy below is drawn in (x, y, z extent)
 
 # size -> PET grid (shape, spacing mm) and CT in-plane refinement (CT spacing = PET spacing / factor in x and y).

@@ -1,0 +1,11 @@
+"""The data conventions every part of the package shares, each stated once. No imports: the CLI reads them to build
+its `--help` without loading anything heavy.
+
+The model config (models/configuration_petct.py) repeats the spacing and normalisation names because Hub remote code
+may import nothing of this package; tests/test_models_config.py asserts the two agree.
+"""
+
+HARMONISED_SPACING_MM = (3.0, 2.0, 2.0)  # (z, y, x): the paper's grid, PetCtConfig.target_spacing's default
+NORMALIZATIONS = ("zscore", "clinical", "none")  # PET/CT intensity schemes of harmonisation (data/harmonize.py)
+DEFAULT_NORMALIZATION = "zscore"
+F18_HALF_LIFE_S = 6586.2  # fluorine-18, seconds (decay correction of the injected dose to scan start)
