@@ -392,3 +392,12 @@ def test_harmonize_cli_carries_organ_maps_into_the_cache(phantom, tmp_path, caps
                  str(tmp_path / "cache2"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "--organs-dir is not a folder" in err and err.count("\n") == 1
+
+
+def test_organs_auto_says_clearly_when_totalsegmentator_is_absent(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "totalsegmentator" else real(name, *a))
+    with pytest.raises(PetCtInputError, match="TotalSegmentator is not installed.*--organs organs.nii.gz"):
+        org.run_totalsegmentator("CT.nii.gz")
