@@ -156,13 +156,14 @@ def grid_windows(image: np.ndarray, roi: Sequence[int]) -> list[np.ndarray]:
 
 
 def split_windows(images: Sequence[np.ndarray], roi, n_calib: int = CALIBRATION_WINDOWS, n_check: int = CHECK_WINDOWS):
-    """Calibration and check windows from ``images``: ranked by PET maximum (hot and cold alike), check windows apart."""
+    """Calibration and check windows from ``images``, ranked by PET maximum. Calibration spans hot to cold and keeps the
+    hottest (its activation ranges must reach lesion uptake); check windows are held out from the second-hottest to the
+    median, where lesions and the network's foreground are."""
     windows = [w for image in images for w in grid_windows(image, roi)]
     windows.sort(key=lambda w: -float(w[0, 0].max()))
     if len(windows) <= n_check:
         return windows, windows
-    step = max(1, len(windows) // n_check)
-    check_idx = set(range(step // 2, len(windows), step)[:n_check])
+    check_idx = set(np.linspace(1, max(1, len(windows) // 2), n_check).round().astype(int).tolist())
     rest = [w for i, w in enumerate(windows) if i not in check_idx]
     pick = np.linspace(0, len(rest) - 1, min(n_calib, len(rest))).round().astype(int)
     return [rest[i] for i in sorted(set(pick))], [windows[i] for i in sorted(check_idx)]
@@ -209,7 +210,7 @@ def agreement(model, compiled, windows: list[np.ndarray]) -> dict:
             max_diff = max(max_diff, float(np.abs(p - p_ref).max()))
     dice = 1.0 if total == 0 else 2 * inter / total
     return {"dice_vs_torch": dice, "max_prob_diff": max_diff, "check_windows": len(windows),
-            "passed": bool(dice >= AGREEMENT_FLOOR)}  # fmt: skip
+            "foreground_voxels": total, "passed": bool(dice >= AGREEMENT_FLOOR)}  # fmt: skip
 
 
 def export_backend(model, backend: str, images: Sequence[np.ndarray], roi: Sequence[int] | None = None,

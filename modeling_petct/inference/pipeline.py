@@ -5,7 +5,7 @@ Importing this module registers the task. Model files never import it (they ship
     >>> import modeling_petct.inference.pipeline  # registers "petct-segmentation"
     >>> from transformers import pipeline
     >>> seg = pipeline("petct-segmentation", model="path/to/model", device="cpu")
-    >>> out = seg({"pet": "PET.nii.gz", "ct": "CT.nii.gz"})  # or seg("PET.nii.gz", ct="CT.nii.gz")
+    >>> out = seg({"pet": "PET.nii.gz", "ct": "CT.nii.gz"})  # or seg("PET.nii.gz", ct="CT.nii.gz", backend="openvino")
     >>> out["mask"]  # Volume on the PET grid; out["lesions"], out["totals"] as from quantify.lesion_table
 """
 
@@ -30,9 +30,9 @@ class PetCtSegmentationPipeline(Pipeline):
     _load_processor = False
     _load_video_processor = False
 
-    def _sanitize_parameters(self, ct=None, fast=None, tta=None, stats=None, **kwargs):
+    def _sanitize_parameters(self, ct=None, fast=None, tta=None, stats=None, backend=None, **kwargs):
         pre = {"ct": ct} if ct is not None else {}
-        forward = {k: v for k, v in (("fast", fast), ("tta", tta)) if v is not None}
+        forward = {k: v for k, v in (("fast", fast), ("tta", tta), ("backend", backend)) if v is not None}
         post = {"stats": stats} if stats is not None else {}
         return pre, forward, post
 
@@ -45,10 +45,11 @@ class PetCtSegmentationPipeline(Pipeline):
             raise PetCtInputError("pipeline input", 'needs a PET and a CT: {"pet": ..., "ct": ...} or (pet, ct=...)')
         return {"pet": pet, "ct": ct}
 
-    def _forward(self, model_inputs, fast=False, tta=False):
+    def _forward(self, model_inputs, fast=False, tta=False, backend="auto"):
         from .segment import segment_study
 
-        return segment_study(model_inputs["pet"], model_inputs["ct"], self.model, device=self.device, fast=fast, tta=tta)
+        return segment_study(model_inputs["pet"], model_inputs["ct"], self.model, device=self.device, fast=fast, tta=tta,
+                             backend=backend)  # fmt: skip
 
     def postprocess(self, result, stats=True):
         out = {"mask": result.mask, "timings": result.timings}

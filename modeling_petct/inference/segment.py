@@ -61,10 +61,12 @@ def segment_study(
     progress: Callable[[float, str], None] | None = None,
     organs=None,
     suppress_physiological: bool = False,
+    backend: str = "auto",
 ) -> SegmentationResult:
     """Segment lesions of one study; ``pet``/``ct`` are paths (NIfTI, MHA, DICOM folder) or Volumes.
 
-    ``settings`` overrides ``fast``/``tta``. Nothing is written: see ``write_outputs`` / ``petct segment``.
+    ``settings`` overrides ``fast``/``tta``/``backend`` (the CPU runtime: inference/backends.py). Nothing is written:
+    see ``write_outputs`` / ``petct segment``.
     ``organs``: TotalSegmentator output (multilabel file or folder, data/organs.py) or an organ-label Volume (default
     vocabulary), used instead of an organ-aware model's own organ map. ``suppress_physiological``: drop lesion
     components lying almost entirely in brain, bladder or kidneys (``outputs.lesions.suppress_physiological``).
@@ -73,7 +75,7 @@ def segment_study(
     from ..data.io import read_ct, read_pet
 
     report = progress or (lambda fraction, message: None)
-    settings = settings or replace(InferenceSettings.fast() if fast else InferenceSettings(), tta=tta)
+    settings = settings or replace(InferenceSettings.fast() if fast else InferenceSettings(), tta=tta, backend=backend)
     config = model.config
     timings = {}
     t0 = time.perf_counter()

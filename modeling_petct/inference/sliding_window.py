@@ -27,11 +27,12 @@ class InferenceSettings:
     roi_size: tuple[int, int, int] | None = None
     tta: bool = False  # average over in-plane flips (none, left-right, anterior-posterior, both)
     sw_batch_size: int = 1
+    backend: str = "auto"  # CPU runtime (inference/backends.py): auto, torch, openvino, openvino-int8
 
     @classmethod
     def reference(cls) -> "InferenceSettings":
         """The authors' recipe (METHOD.md): overlap 0.5, constant blending, fp32."""
-        return cls(overlap=0.5, mode="constant", precision="fp32")
+        return cls(overlap=0.5, mode="constant", precision="fp32", backend="torch")
 
     @classmethod
     def fast(cls) -> "InferenceSettings":
@@ -50,7 +51,8 @@ def use_bf16(precision: str, device) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _predictor(model, settings: InferenceSettings, device) -> Callable:
+def _predictor(model, settings: InferenceSettings, device, forward: Callable) -> Callable:
+    """``forward``: window -> tuple of head logits, from the chosen backend (backends.window_forward)."""
     import torch
 
     flips = [(), (4,), (3,), (3, 4)] if settings.tta else [()]  # dims of (B, C, Z, Y, X): X = left-right, Y = AP
@@ -63,8 +65,7 @@ def _predictor(model, settings: InferenceSettings, device) -> Callable:
         total = None
         with ctx:
             for dims in flips:
-                out = model(window.flip(dims) if dims else window)
-                heads = (out.logits, out.organ_logits) if organ_aware else (out.logits,)
+                heads = forward(window.flip(dims) if dims else window)
                 heads = [h.float().flip(dims) if dims else h.float() for h in heads]
                 total = heads if total is None else [t + h for t, h in zip(total, heads)]
         total = [t / len(flips) for t in total]
@@ -114,10 +115,13 @@ def predict_with_organs(model, image: np.ndarray, settings: InferenceSettings = 
     import torch
     from monai.inferers import sliding_window_inference
 
+    from .backends import window_forward
+
     device = torch.device(device)
     roi = tuple(int(r) for r in (settings.roi_size or model.config.crop_size))
     x = torch.from_numpy(np.ascontiguousarray(image[model.config.input_channels]))[None]
-    predict = _predictor(model, settings, device)
+    forward, _ = window_forward(model, settings.backend, x[0].numpy(), roi, device, settings.precision)
+    predict = _predictor(model, settings, device, forward)
     if on_window is not None:
         predict = _counting(predict, window_count(x.shape[2:], roi, settings.overlap), on_window)
     with torch.inference_mode():
