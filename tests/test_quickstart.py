@@ -21,25 +21,46 @@ def quickstart(tmp_path_factory):
 def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys):
     report = quickstart / "report" / "report.md"
     text = report.read_text()
-    for figure in ("label_efficiency.png", "learning_curves.png", "held_out_mip.png", "mae_reconstruction.png"):
+    for figure in ("label_efficiency.png", "learning_curves.png", "held_out_mip_pretrained.png",
+                   "held_out_mip_scratch.png", "mae_reconstruction.png"):
         assert f"]({figure})" in text
         assert (report.parent / figure).read_bytes()[:4] == b"\x89PNG"
-    assert "| tiny-unet | pretrained |" in text and "| tiny-unet | scratch |" in text
-    assert "Does pretraining help here?" in text and "Wilcoxon" in text
+    assert "| MAE init |" in text and "| scratch |" in text and "| probe, random features |" in text
+    assert "Protocol: corrected" in text and "test studies" in text
+    for claim in ("1a: MAE init at 0.5 beats scratch at 0.5", "1b: MAE init at 0.5 matches scratch at 1",
+                  "2: 1-shot probe: joint MAE beats separated"):
+        assert claim in text
+    assert "Held-out centre" in text and "median under the best cell by validation" in text
     cells = json.loads((quickstart / "study" / "results.json").read_text())["cells"]
-    assert {c["arm"] for c in cells} == {"pretrained", "scratch"}
+    assert {c["arm"] for c in cells} == {"pretrained", "scratch", "probe", "probe-separated", "probe-random"}
+    seeds = [c["seed"] for c in cells if c["arm"] == "scratch"]
+    assert len(set(seeds)) == len(seeds) == 4  # scratch at 0.5 and 1.0, claim seeds 0 and 1: one draw per cell
+    splits = quickstart / "data" / "splits"
+    test = set((splits / "test.txt").read_text().split()) | set((splits / "held_out_test.txt").read_text().split())
+    assert not test & set((splits / "mae_train.txt").read_text().split())  # pretraining never saw a test study
     for cell in cells:  # selection on validation, test split never used for training
         assert not set(cell["split"]["test"]) & set(cell["split"]["train"] + cell["split"]["val"])
+        assert set(cell["split"]["test"]) == set((splits / "test.txt").read_text().split())
 
 
 def test_quickstart_mask_is_on_the_native_pet_grid(quickstart):
     import nibabel as nib
 
-    mask = next((quickstart / "report").glob("*_lesions.nii.gz"))
-    study_id = mask.name.replace("_lesions.nii.gz", "")
-    pet = nib.load(str(quickstart / "data" / "studies" / study_id / "PET.nii.gz"))
-    seg = nib.load(str(mask))
-    assert seg.shape == pet.shape and np.allclose(seg.affine, pet.affine)
+    for mask in (quickstart / "report").glob("*_lesions.nii.gz"):
+        study_id = mask.name.split("_pretrained_")[0].split("_scratch_")[0]
+        pet = nib.load(str(quickstart / "data" / "studies" / "test" / study_id / "PET.nii.gz"))
+        seg = nib.load(str(mask))
+        assert seg.shape == pet.shape and np.allclose(seg.affine, pet.affine)
+
+
+def test_faithful_protocol_is_the_authors_recipe():
+    from modeling_petct.experiments.quickstart import FAITHFUL, Recipe
+
+    corrected = Recipe()
+    assert (FAITHFUL.schedule, FAITHFUL.select_on, FAITHFUL.head_init, FAITHFUL.head_steps, FAITHFUL.warmup_steps,
+            FAITHFUL.pretrain_on_test) == ("epochs", "test", "random", 0, 0, True)
+    assert (corrected.schedule, corrected.select_on, corrected.pretrain_on_test) == ("equal_steps", "val", False)
+    assert corrected.head_steps > 0 and corrected.head_init == "zero" and corrected.selection_metric == "val_dice_fp"
 
 
 def test_study_rerun_skips_finished_cells(quickstart, monkeypatch):
@@ -54,7 +75,7 @@ def test_study_rerun_skips_finished_cells(quickstart, monkeypatch):
     logs = []
     args = StudyArguments(cache_dir=str(quickstart / "data" / "cache"), output_dir=str(quickstart / "study"),
                           backbones=[TINY.preset], pretrained=[str(quickstart / "mae" / "best")],
-                          fractions=list(TINY.fractions), probe_k=0)
+                          fractions=list(TINY.fractions), probe_k=0)  # the seed-0 cells the quickstart ran
     paths = run_study(args, log=logs.append)
     assert all("done earlier" in line for line in logs) and len(logs) == 2 * len(TINY.fractions)
     assert Path(paths["figure"]).exists()
