@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import make_affine
 from modeling_petct.data.io import read_ct, read_pet, read_volume, sitk_to_volume, volume_to_sitk, write_volume
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 
 
-def _affine(columns, origin):
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(columns, float).T  # rows given are the i, j, k step vectors
-    affine[:3, 3] = origin
-    return affine
+def _affine(steps, origin):
+    return make_affine(np.asarray(steps, float).T, origin=origin)  # rows given are the i, j, k step vectors
 
 
 ORIENTATIONS = {

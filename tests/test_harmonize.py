@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import make_affine
 from modeling_petct.data.harmonize import CLINICAL_STATS, harmonize
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
@@ -42,10 +43,7 @@ def make_study(affine, shape, *, ct_affine=None, ct_shape=None, seed=0):
 
 def affine(columns, shape):
     """Affine with the given (3x3) columns, centred near the world origin."""
-    a = np.eye(4)
-    a[:3, :3] = np.asarray(columns, float)
-    a[:3, 3] = -a[:3, :3] @ (np.asarray(shape) - 1) / 2 + [3.0, -5.0, 7.0]
-    return a
+    return make_affine(columns, centre_of=shape, centre_at=(3.0, -5.0, 7.0))
 
 
 SHAPE = (26, 22, 24)

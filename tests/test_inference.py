@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_affine
 from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
@@ -56,12 +57,10 @@ def sample(fn, affine, shape, **meta) -> Volume:
 
 def grid(spacing, shape, flips=(1, 1, 1), perm=(0, 1, 2)) -> np.ndarray:
     """Affine whose array axis a runs along world axis perm[a] with sign flips[a], centred on the origin."""
-    affine = np.eye(4)
-    affine[:3, :3] = 0
+    columns = np.zeros((3, 3))
     for a, (w, s) in enumerate(zip(perm, flips)):
-        affine[w, a] = s * spacing[w]
-    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2)
-    return affine
+        columns[w, a] = s * spacing[w]
+    return make_affine(columns, centre_of=shape)
 
 
 CT = sample(hu_at, grid((1.5, 1.5, 2.5), (110, 90, 40)), (110, 90, 40), patient_id="P1")

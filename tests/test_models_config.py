@@ -9,6 +9,7 @@ from torch import nn
 from transformers import AutoConfig
 from transformers.initialization import no_init_weights
 
+from conftest import original_network
 from modeling_petct import PRESETS, PetCtConfig, PetCtForMaskedImageModeling
 from modeling_petct.models.backbones import convert_original_state_dict
 
@@ -27,22 +28,12 @@ def test_swin_presets_have_the_paper_parameter_counts(name):
     assert type(model.petct.backbone) is SwinUNETR and model.petct.backbone.swinViT.use_v2
 
 
-def _original_cnn(cls, **kwargs):
-    common = dict(input_channels=2, n_stages=6, features_per_stage=(32, 64, 128, 256, 320, 320), conv_op=nn.Conv3d,
-                  kernel_sizes=3, strides=(1, 2, 2, 2, 2, 2), num_classes=2, conv_bias=True,
-                  norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
-                  nonlin_kwargs={"inplace": True}, deep_supervision=False)
+@pytest.mark.parametrize("name, cls, millions", [("nnunet-v2-3d", PlainConvUNet, 31.20),
+                                                  ("resenc-l", ResidualEncoderUNet, 102.35)])
+def test_cnn_presets_are_the_original_network_minus_unused_outputs(name, cls, millions):
     with no_init_weights():
-        return cls(**common, **kwargs)
-
-
-@pytest.mark.parametrize("name, original, millions", [
-    ("nnunet-v2-3d", lambda: _original_cnn(PlainConvUNet, n_conv_per_stage=2, n_conv_per_stage_decoder=2), 31.20),
-    ("resenc-l", lambda: _original_cnn(ResidualEncoderUNet, n_blocks_per_stage=(1, 3, 4, 6, 6, 6),
-                                       n_conv_per_stage_decoder=1), 102.35),
-])
-def test_cnn_presets_are_the_original_network_minus_unused_outputs(name, original, millions):
-    net = original()
+        net = original_network(PetCtConfig.from_preset(name))
+    assert type(net) is cls
     assert round(count(net) / 1e6, 2) == millions  # the paper's 31.20M counts all five seg layers
     with no_init_weights():
         model = PetCtForMaskedImageModeling(PetCtConfig.from_preset(name))
@@ -129,3 +120,13 @@ def test_validate_runs_the_rules_after_an_assignment():
     config.mask_ratio = 1.5
     with pytest.raises(StrictDataclassClassValidationError, match=r"PetCtConfig\.mask_ratio"):
         config.validate()
+
+
+def test_the_config_repeats_the_data_conventions_exactly():
+    """Remote code cannot import the package's data module, so the config keeps its own copy: it must agree."""
+    from modeling_petct.data import conventions
+    from modeling_petct.models import configuration_petct
+
+    assert configuration_petct.NORMALIZATIONS == conventions.NORMALIZATIONS
+    assert PetCtConfig().target_spacing == conventions.HARMONISED_SPACING_MM
+    assert PetCtConfig().normalization == conventions.DEFAULT_NORMALIZATION

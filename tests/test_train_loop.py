@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -103,17 +104,11 @@ with open(f"{out}/rank{rank}.json", "w") as fh:
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_ddp_on_cpu_shards_data_and_keeps_ranks_identical(tiny_cache, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     run = subprocess.run([*torchrun, str(worker), str(tiny_cache.root), str(tmp_path)], env=ENV, cwd=REPO,
                          capture_output=True, text=True, timeout=200)
     assert run.returncode == 0, run.stderr[-3000:]
