@@ -19,8 +19,9 @@ def test_grid_covers_backbones_starts_fractions_seeds_and_the_probe():
     cells = grid(args)
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
-    # a: (pretrained + scratch) x 2 fractions x 2 seeds + a 5-shot probe per seed; b: scratch only
-    assert sum(c.preset == "a" for c in cells) == 2 * 2 * 2 + 2
+    # a: (pretrained + scratch) x 2 fractions x 2 seeds + a 5-shot probe and its random-feature control per seed;
+    # b: scratch only
+    assert sum(c.preset == "a" for c in cells) == 2 * 2 * 2 + 2 * 2
     assert {c.arm for c in cells if c.preset == "b"} == {"scratch"}
     assert "a/probe/5shot/seed1" in names and "a/pretrained/frac0.1/seed0" in names
 
@@ -64,7 +65,10 @@ def test_study_parses_train_segs_own_options_with_the_same_defaults():
     assert (args.train.num_epochs, args.train.per_device_batch_size, args.seg.fg_prob) == (3, 5, 0.2)
     (cell,) = [c for c in grid(args) if c.fraction == 0.1]
     model, data, train, seg = cell_arguments(args, cell)
-    assert (model.preset, train.seed, train.resume, seg.label_fraction, seg.split_seed) == ("tiny-unet", 1, True, 0.1, 1)
+    # the training seed is the cell's own (issue 11: one seed for every cell made the head draw the result)
+    from modeling_petct.experiments.study import cell_seed
+
+    assert (model.preset, train.seed, train.resume, seg.label_fraction, seg.split_seed) == ("tiny-unet", cell_seed(cell), True, 0.1, 1)
     assert (train.num_epochs, seg.fg_prob, data.cache_dir) == (3, 0.2, "c")
     assert train.output_dir == "o/cells/tiny-unet/scratch/frac0.1/seed1"
 

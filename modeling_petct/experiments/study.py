@@ -125,9 +125,10 @@ def grid(args: StudyArguments) -> list[Cell]:
                 cells.append(Cell(preset, "scratch", None, fraction, None, seed))
             if source and g.probe_k:
                 cells.append(Cell(preset, "probe", source, None, g.probe_k, seed))
-                cells.append(Cell(preset, "probe-random", None, None, g.probe_k, seed))  # random-feature control
             if pair and g.probe_k:
                 cells.append(Cell(preset, "probe-separated", None, None, g.probe_k, seed, separated=pair))
+            if source and g.probe_k:
+                cells.append(Cell(preset, "probe-random", None, None, g.probe_k, seed))  # random-feature control
     return cells
 
 
