@@ -240,7 +240,11 @@ def export_backend(model, backend: str, images: Sequence[np.ndarray], roi: Seque
         result.update(backend=backend, calibration=calibration, calibration_windows=len(calib), window=list(roi),
                       precision=precision, runtime_precision=runtime_precision)  # fmt: skip
         (tmp / "check.json").write_text(json.dumps(result, indent=1))
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same export first: keep its copy
+            if not (folder / "check.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
