@@ -12,37 +12,18 @@ import json
 
 import pytest
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from local_hub import load_hub_script
-from monai.networks.nets import SwinUNETR
 from torch import nn
 
-from modeling_petct import PetCtForMaskedImageModeling
+from conftest import original_network
+from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling
 from modeling_petct.errors import PetCtInputError
 from modeling_petct.hub.convert import convert_checkpoint
-
-SWIN = {  # preset: (feature_size, depths, num_heads)
-    "swinunetr-v2-small": (24, (2, 2, 2, 2), (3, 6, 12, 24)),
-    "swinunetr-v2-base": (48, (2, 2, 6, 2), (3, 6, 12, 24)),
-    "swinunetr-v2-large": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
-    "tiny-swin": (12, (1, 1, 1, 1), (1, 2, 2, 4)),
-}
-
 
 def authors_network(preset: str, downsample: str = "mergingv2") -> nn.Module:
     """The authors' definitions (METHOD.md; their notebooks build downsample='mergingv2'), out_channels=2: the MAE
     reconstructs both channels. downsample="merging" is MONAI's default, the variant a converter must not confuse."""
-    if preset in SWIN:
-        feature_size, depths, heads = SWIN[preset]
-        return SwinUNETR(in_channels=2, out_channels=2, feature_size=feature_size, depths=depths, num_heads=heads,
-                         window_size=4 if preset == "tiny-swin" else 7, norm_name="instance",
-                         downsample=downsample, use_v2=True, dropout_path_rate=0.05, normalize=True)
-    return PlainConvUNet(
-        input_channels=2, n_stages=6, features_per_stage=(32, 64, 128, 256, 320, 320), conv_op=nn.Conv3d,
-        kernel_sizes=3, strides=(1, 2, 2, 2, 2, 2), n_conv_per_stage=2, num_classes=2, n_conv_per_stage_decoder=2,
-        conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
-        nonlin=nn.LeakyReLU, nonlin_kwargs={"negative_slope": 1e-2, "inplace": True}, deep_supervision=False,
-    )
+    return original_network(PetCtConfig.from_preset(preset), downsample=downsample)
 
 
 # the ways a training script saves: bare, DataParallel, nested with training state

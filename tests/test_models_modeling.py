@@ -6,12 +6,11 @@ import logging
 
 import pytest
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
-from monai.networks.nets import SwinUNETR
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModel, AutoModelForMaskedImageModeling, AutoModelForSemanticSegmentation
 
+from conftest import original_network
 from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling, PetCtForSegmentation, PetCtModel
 from modeling_petct.models.backbones import convert_original_state_dict
 
@@ -23,27 +22,11 @@ def tiny(name: str, **overrides) -> PetCtConfig:
     return PetCtConfig.from_preset(name, **overrides)
 
 
-def original_network(config: PetCtConfig) -> nn.Module:
-    """The network as the authors / nnU-Net build it, straight from the libraries."""
-    if config.is_swin:
-        return SwinUNETR(in_channels=2, out_channels=2, feature_size=config.feature_size, depths=config.depths,
-                         num_heads=config.num_heads, window_size=config.window_size, norm_name="instance",
-                         downsample="mergingv2", use_v2=True, dropout_path_rate=config.drop_path_rate, normalize=True)
-    cls, blocks = ((PlainConvUNet, "n_conv_per_stage") if config.backbone == "plain-conv-unet"
-                   else (ResidualEncoderUNet, "n_blocks_per_stage"))
-    net = cls(input_channels=2, n_stages=4, features_per_stage=config.features_per_stage, conv_op=nn.Conv3d,
-              kernel_sizes=3, strides=config.strides, num_classes=2, conv_bias=True, norm_op=nn.InstanceNorm3d,
-              norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True},
-              n_conv_per_stage_decoder=config.decoder_convs_per_stage, **{blocks: config.blocks_per_stage})
-    net.apply(net.initialize)
-    return net
-
-
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_backbone_keeps_library_init_and_converted_original_weights_reproduce_its_output(name):
     config = tiny(name)
     torch.manual_seed(0)
-    original = original_network(config).eval()
+    original = original_network(config, initialize=True).eval()
     torch.manual_seed(0)
     model = PetCtForMaskedImageModeling(config).eval()
     converted = convert_original_state_dict(original.state_dict(), config, "reconstruction_head")
