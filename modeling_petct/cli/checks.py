@@ -164,9 +164,8 @@ def verbosity(*, quiet: bool = False, verbose: bool = False):
         hf_logging = sys.modules["transformers"].utils.logging
         hf_logging.set_verbosity(logging.INFO if verbose else logging.ERROR)
         hf_logging.enable_progress_bar() if bars == "0" else hf_logging.disable_progress_bar()
-    if "datasets" in sys.modules:
-        datasets = sys.modules["datasets"]
-        datasets.enable_progress_bars() if bars == "0" else datasets.disable_progress_bars()
+    if "datasets" in sys.modules and bars == "1":  # (enabling again would fight datasets' own env switch)
+        sys.modules["datasets"].disable_progress_bars()
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING)
     with contextlib.ExitStack() as stack:
