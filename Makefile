@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[demo,test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[demo,test,cpu-fast]"
 	# Its timm/torchvision requirements would replace the pinned torch; the Plain/ResEnc UNets need neither.
 	$(BIN)/pip install -q --no-deps "dynamic-network-architectures>=0.4,<0.5"
 	touch $(STAMP)
