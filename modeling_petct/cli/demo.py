@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 QUICKSTART_OUTPUT = Path("petct-quickstart")  # `petct quickstart`'s default output folder
@@ -39,7 +40,10 @@ def run(args) -> int:
         except OSError as err:
             raise PetCtInputError(models[first], f"cannot load the model ({err})") from None
         print(shelf.describe(first).replace("**", "").replace("`", ""))
-    launch(build_demo(shelf), server_name=args.host, server_port=args.port, share=args.share == "yes")
+    try:
+        launch(build_demo(shelf), server_name=args.host, server_port=args.port, share=args.share == "yes")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (launch turns it into one): a requested stop, not a failure
+        print("petct demo: stopped; the demo's files were removed", file=sys.stderr)
     return 0
 
 
