@@ -84,10 +84,6 @@ def _check_config(folder: Path) -> None:
 def _from_pretrained(folder: Path):
     from transformers import AutoModelForSemanticSegmentation
 
-    from .. import _register_configs, _register_models
-
-    _register_configs()  # whatever the import order was (lazy attributes, hooks), the installed classes are known:
-    _register_models()  # a folder with an auto_map must not fall back to asking about remote code
     try:
         # the installed petct-fm classes, never code shipped inside a (downloaded) model folder
         model, info = AutoModelForSemanticSegmentation.from_pretrained(folder, output_loading_info=True,
