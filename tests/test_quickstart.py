@@ -41,6 +41,15 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
     for cell in cells:  # selection on validation, test split never used for training
         assert not set(cell["split"]["test"]) & set(cell["split"]["train"] + cell["split"]["val"])
         assert set(cell["split"]["test"]) == set((splits / "test.txt").read_text().split())
+    from modeling_petct.training.segmentation import MIN_LESION_ML_CANDIDATES
+
+    for cell in cells:  # the post-processing volume: chosen on validation, stored with the model it scores
+        assert cell["min_lesion_ml"] in MIN_LESION_ML_CANDIDATES
+        assert [float(k) for k in cell["min_lesion_ml_scores"]] == list(MIN_LESION_ML_CANDIDATES)
+        scores = {float(k): v for k, v in cell["min_lesion_ml_scores"].items()}
+        assert scores[cell["min_lesion_ml"]] == max(scores.values())
+        config = json.loads((Path(cell["selected_model"]) / "config.json").read_text())
+        assert config["min_lesion_ml"] == cell["min_lesion_ml"]
 
 
 def test_quickstart_mask_is_on_the_native_pet_grid(quickstart):
@@ -89,3 +98,22 @@ def test_quickstart_refuses_to_replace_a_foreign_folder(tmp_path):
     with pytest.raises(PetCtInputError, match="not an earlier quickstart"):
         run_quickstart(tmp_path, tiny=True)
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_cells_train_in_parallel_processes_each_once(quickstart, tmp_path):
+    from modeling_petct.experiments.quickstart import TINY, Recipe, study_arguments
+    from modeling_petct.experiments.cohort import Cohort
+    from modeling_petct.data.cache import StudyCache
+    from modeling_petct.experiments.study import run_cells, run_study
+
+    splits = quickstart / "data" / "splits"
+    cohort = Cohort(StudyCache(quickstart / "data" / "cache"), {}, {},
+                    {role: splits / f"{role}.txt" for role in ("train", "val", "test")})
+    part = study_arguments(tmp_path, cohort, TINY, Recipe(), steps=2, fractions=[1.0], seeds=[5, 6],
+                           pretrained=["none"], probe_k=0)
+    logs = []
+    run_cells([part, part], workers=2, log=logs.append)  # the same cells twice: each trains once
+    assert sum("done" in line and "earlier" not in line for line in logs) == 2 and "2 at a time" in logs[0]
+    results = run_study(part, log=logs.append)["results"]
+    assert sorted(r.split_seed for r in results) == [5, 6] and all(r.steps == 2 for r in results)
+    assert sum("done earlier" in line for line in logs) == 2

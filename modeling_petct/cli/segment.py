@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--dicom-seg", metavar="DCM", help="write a DICOM Segmentation referencing the PET series (DICOM PET only)")
     p.add_argument("--fast", action="store_true", help="no window overlap: fastest, slightly less accurate at seams")
     p.add_argument("--tta", action="store_true", help="average over in-plane flips (4x the compute)")
+    p.add_argument("--min-lesion-ml", type=_volume_ml, metavar="ML", help="drop lesion components smaller than this "
+                   "(ml); default: the model's own (config.min_lesion_ml, chosen on validation in training); 0 keeps all")
     suv = p.add_argument_group("PET in Bq/ml (NIfTI/MHA/NRRD): convert to SUVbw (recorded in the JSON totals)")
     suv.add_argument("--weight-kg", type=float, help="patient weight in kg")
     suv.add_argument("--dose-mbq", type=float, help="injected F-18 activity in MBq (at --injection-time)")
@@ -54,6 +56,19 @@ def register(sub) -> None:
     p.add_argument("--suppress-physiological", action="store_true", help="drop lesions with >= 90%% of their voxels "
                    "in brain, urinary bladder or kidneys (off by default; needs organs)")
     p.set_defaults(run=run)
+
+
+def _volume_ml(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a volume >= 0 in ml, got {text!r}")
+    return value
 
 
 CONVERSION_FLAGS = ("weight_kg", "dose_mbq", "injection_time", "scan_time")
@@ -184,7 +199,8 @@ def _segment(args, model, device, pet, ct, conversion):
         organs = run_totalsegmentator(ct, device=device)
     with _progress_bar(args) as progress:
         return segment_study(pet, ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress,
-                             organs=organs, suppress_physiological=args.suppress_physiological, backend=args.backend)
+                             organs=organs, suppress_physiological=args.suppress_physiological, backend=args.backend,
+                             min_lesion_ml=args.min_lesion_ml)
 
 
 def _converted_pet(path, conversion: dict):

@@ -39,11 +39,12 @@ class Recipe:
     transfer: str = "whole"
     selection_metric: str = "val_dice_fp"  # lesion-free validation studies count: false positives cost
     select_on: str = "val"
+    min_lesion_ml: str = "auto"  # drop predicted specks under a volume chosen on validation (0 to 1 ml)
     pretrain_on_test: bool = False
 
 
 FAITHFUL = Recipe(schedule="epochs", warmup_steps=0, head_steps=0, head_init="random", head_lr_factor=1.0, transfer="whole",
-                  selection_metric="val_dice", select_on="test", pretrain_on_test=True)
+                  selection_metric="val_dice", select_on="test", min_lesion_ml="0", pretrain_on_test=True)
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,13 @@ class Budget:
     eval_every: int = 80
     batch_dice: bool = True
     val_crops: int = 8
+    mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
+    parallel_cells: int = 2  # cells trained at once, sharing the CPU threads
 
 
 TINY = Budget(cohort=CohortPlan(train=4, val=2, test=2, held_out_test=1, unlabelled=(("B", 2),)),
               crop_size=(32, 32, 32), mae_steps=2, separated_mae_steps=1, finetune_steps=2, fractions=(0.5, 1.0),
-              claim_seeds=(0, 1), probe_k=1, probe_steps=1, eval_every=2, val_crops=2)
+              claim_seeds=(0, 1), probe_k=1, probe_steps=1, eval_every=2, val_crops=2, parallel_cells=1)
 
 
 def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: bool = False, seed: int = 0,
@@ -100,24 +103,25 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     from .cohort import build_cohort
 
     plan = budget.cohort
-    log(f"1/7 multi-centre synthetic cohort: {sum(p[2] for p in plan.pools(seed))} PET/CT studies (NIfTI) -> cache")
+    log(f"1/6 multi-centre synthetic cohort: {sum(p[2] for p in plan.pools(seed))} PET/CT studies (NIfTI) -> cache")
     cohort = build_cohort(out / "data", plan, seed, spacing=budget.spacing)
     stage("cohort")
 
-    log(f"2/7 MAE pretraining ({budget.preset}: joint {budget.mae_steps} steps, PET-only and CT-only "
+    log(f"2/6 MAE pretraining ({budget.preset}: joint {budget.mae_steps} steps, PET-only and CT-only "
         f"{budget.separated_mae_steps} each; {'test studies INCLUDED (faithful)' if recipe.pretrain_on_test else 'test studies excluded'})")
     maes = _pretrain_all(out, cohort, budget, recipe, seed)
     stage("pretraining")
 
-    log(f"3/7 fine-tuning at label fractions {list(budget.fractions)}, MAE vs scratch ({protocol} protocol)")
-    results = _label_efficiency(out, cohort, maes, budget, recipe, seed, log)
-    stage("fine-tuning + evaluation")
+    log(f"3/6 fine-tuning at label fractions {list(budget.fractions)}, MAE vs scratch ({protocol} protocol), and "
+        f"{budget.probe_k}-shot linear probes: joint MAE, PET-only + CT-only MAEs, random features")
+    from .study import run_cells, run_study
 
-    log(f"4/7 {budget.probe_k}-shot linear probes: joint MAE, PET-only + CT-only MAEs, random features")
-    results += _probes(out, cohort, maes, budget, recipe, seed, log)
-    stage("probes")
+    parts = _label_efficiency(out, cohort, maes, budget, recipe, seed) + _probes(out, cohort, maes, budget, recipe, seed)
+    run_cells(parts, workers=budget.parallel_cells, log=lambda msg: log("    " + msg))
+    results = list({r.selected_model: r for part in parts for r in run_study(part, log=lambda msg: None)["results"]}.values())
+    stage("fine-tuning, probes and their evaluation")
 
-    log("5/7 scoring the held-out centre and segmenting the median test study with both arms")
+    log("4/6 scoring the held-out centre and segmenting the median test study with both arms")
     from .quickstart_report import held_out_centre, summarise_study
 
     study = summarise_study(out / "study", results)
@@ -125,13 +129,13 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     cases = _segment_examples(out, cohort, study)
     stage("held-out centre + segmentation")
 
-    log("6/7 writing the report")
+    log("5/6 writing the report")
     from .quickstart_report import write_report
 
     report = write_report(out, budget=budget, recipe=recipe, protocol=protocol, cohort=cohort, maes=maes, study=study,
                           centre=centre, cases=cases, timings=timings, total_s=time.perf_counter() - t0)
     stage("report")
-    log(f"7/7 done in {time.perf_counter() - t0:.0f} s. Report: {report}")
+    log(f"6/6 done in {time.perf_counter() - t0:.0f} s. Report: {report}")
     return report
 
 
@@ -182,6 +186,7 @@ def _pretrain(run_dir: Path, cohort, train_ids: Path, budget: Budget, seed: int,
                       crop_size=list(budget.crop_size), num_workers=0, val_crops_per_study=budget.val_crops),
         TrainArguments(output_dir=str(run_dir), seed=seed, max_steps=steps, per_device_batch_size=budget.batch_size,
                        learning_rate=budget.learning_rate, warmup_steps=min(20, steps // 10),
+                       mixed_precision=budget.mixed_precision,
                        eval_steps=max(1, steps // 2), checkpointing_steps=steps, checkpoints_total_limit=1,
                        logging_steps=10, report_to="tensorboard", progress_bar=False),
     )
@@ -199,31 +204,25 @@ def study_arguments(out: Path, cohort, budget: Budget, recipe: Recipe, *, steps:
         schedule=recipe.schedule, equal_steps=steps, num_epochs=epochs, per_device_batch_size=budget.batch_size,
         learning_rate=budget.learning_rate, warmup_steps=recipe.warmup_steps, head_steps=recipe.head_steps,
         head_init=recipe.head_init, head_lr_factor=recipe.head_lr_factor, transfer=recipe.transfer, selection_metric=recipe.selection_metric,
-        select_on=recipe.select_on, crop_size=list(budget.crop_size), eval_steps=budget.eval_every,
+        select_on=recipe.select_on, min_lesion_ml=recipe.min_lesion_ml, crop_size=list(budget.crop_size),
+        eval_steps=budget.eval_every, mixed_precision=budget.mixed_precision, parallel_cells=budget.parallel_cells,
         checkpointing_steps=steps, num_workers=0, sw_overlap=0.0, progress_bar=False, report_to="none", **grid)
 
 
-def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int, log) -> list:
-    """Every seed where a claim is tested (MAE and scratch at the lowest fraction, scratch at the highest), one seed
-    elsewhere; cells already run (same folder) are skipped by the study."""
-    from .study import run_study
-
+def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:
+    """The fine-tuning grid as studies: every seed where a claim is tested (MAE and scratch at the lowest fraction,
+    scratch at the highest), one seed elsewhere (a cell in two parts runs once)."""
     seeds = [seed + s for s in budget.claim_seeds]
     lo, hi = budget.fractions[0], budget.fractions[-1]
     mae = str(maes["joint"].model_dir)
     parts = [([lo], seeds, mae), ([hi], seeds, "none"), (list(budget.fractions), seeds[:1], mae)]
-    results = {}
-    for fractions, grid_seeds, source in parts:
-        args = study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
-                               seeds=grid_seeds, pretrained=[source], probe_k=0)
-        for r in run_study(args, log=lambda msg: log("    " + msg))["results"]:
-            results[r.selected_model] = r
-    return list(results.values())
+    return [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
+                            seeds=grid_seeds, pretrained=[source], probe_k=0) for fractions, grid_seeds, source in parts]
 
 
-def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int, log) -> list:
+def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:
+    """The k-shot probes (joint MAE, PET-only + CT-only MAEs, random features) as one study, if any."""
     from ..training.segmentation import PROBE_LR_FACTOR
-    from .study import run_study
 
     if not budget.probe_k:
         return []
@@ -233,7 +232,7 @@ def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed:
                            separated_pretrained=[str(maes["pet"].model_dir), str(maes["ct"].model_dir)])
     args.train.eval_steps = budget.probe_steps
     args.train.learning_rate = budget.learning_rate * PROBE_LR_FACTOR  # a lone 1x1x1 conv learns slowly
-    return run_study(args, log=lambda msg: log("    " + msg))["results"]
+    return [args]
 
 
 def _overrides(budget: Budget, **fields) -> str:

@@ -57,7 +57,8 @@ def held_out_centre(out: Path, cohort, study: dict, budget) -> dict:
     from ..training.segmentation import build_segmenter, score_studies  # noqa: F401  (same scoring as the test split)
     from .. import PetCtForSegmentation
 
-    accelerator = make_accelerator(TrainArguments(output_dir=str(out / "held_out_centre"), report_to="none"))
+    accelerator = make_accelerator(TrainArguments(output_dir=str(out / "held_out_centre"), report_to="none",
+                                                  mixed_precision=budget.mixed_precision))  # one per process
     seg = SegArguments(sw_overlap=0.0)
     scored = {}
     for arm, cell in best_by_arm(study["results"]).items():

@@ -38,6 +38,7 @@ class StudyGrid:
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds (training and subject-wise subset draw)."})
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
+    parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread cells make ~1.3x the steps per second of one 2-thread cell, measured). Results do not depend on it beyond floating-point order."})
 
 
 def _without_per_cell(cls):
@@ -172,24 +173,14 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
     from ..data.cache import open_cache
     from ..errors import PetCtInputError
-    from ..training.segmentation import finetune
     from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
 
     if not args.train.output_dir:
         raise PetCtInputError("--output_dir", "required: where the cells and the table go")
     open_cache(args.data.cache_dir, labelled=True)
     out = Path(args.train.output_dir)
-    results = []
-    cells = grid(args)
-    for i, cell in enumerate(cells, 1):
-        model, data, train, seg = cell_arguments(args, cell)
-        done = Path(train.output_dir) / RESULTS_FILE
-        if done.exists():
-            log(f"[{i}/{len(cells)}] {cell.name}: done earlier, skipped")
-        else:
-            log(f"[{i}/{len(cells)}] {cell.name}")
-            finetune(model, data, train, seg)
-        results.append(RunResult.load(done))
+    run_cells([args], workers=args.grid.parallel_cells, log=log)
+    results = [RunResult.load(Path(cell_arguments(args, cell)[2].output_dir)) for cell in grid(args)]
     rows, tests = aggregate_results(results), paired_tests(results)
     table = out / "table.md"
     table.write_text(markdown_table(rows, tests))
@@ -201,6 +192,40 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
         "tests": tests,
         "results": results,
     }
+
+
+def run_cells(studies: list[StudyArguments], *, workers: int = 1, log=print) -> None:
+    """Train every cell of these studies that has no results.json yet (a cell shared by two studies runs once),
+    ``workers`` at a time in spawned processes that share out this process's torch threads."""
+    import torch
+
+    from ..training.segmentation import finetune
+
+    todo = {}
+    for args in studies:
+        for cell in grid(args):
+            arguments = cell_arguments(args, cell)
+            if (Path(arguments[2].output_dir) / RESULTS_FILE).exists():
+                log(f"{cell.name}: done earlier, skipped")
+            else:
+                todo.setdefault(arguments[2].output_dir, (cell.name, arguments))
+    jobs = list(todo.values())
+    if workers <= 1 or len(jobs) <= 1:
+        for i, (name, arguments) in enumerate(jobs, 1):
+            log(f"[{i}/{len(jobs)}] {name}")
+            finetune(*arguments)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")  # fork after OpenMP threads have run can deadlock
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        running = {pool.submit(finetune, *arguments): name for name, arguments in jobs}
+        log(f"{len(jobs)} cells, {workers} at a time ({threads} thread{'s' * (threads > 1)} each)")
+        for i, future in enumerate(as_completed(running), 1):
+            future.result()
+            log(f"[{i}/{len(jobs)}] {running[future]} done")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -28,6 +28,7 @@ class InferenceSettings:
     tta: bool = False  # average over in-plane flips (none, left-right, anterior-posterior, both)
     sw_batch_size: int = 1
     backend: str = "auto"  # CPU runtime (inference/backends.py): auto, torch, openvino, openvino-int8
+    min_lesion_ml: float | None = None  # drop lesion components under this volume; None = the model's config.min_lesion_ml
 
     @classmethod
     def reference(cls) -> "InferenceSettings":

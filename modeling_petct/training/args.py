@@ -66,7 +66,7 @@ class TrainArguments:
     weight_decay: float = 1e-5
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
-    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (fp16 needs a GPU)."})
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (fp16 needs a GPU) | auto (bf16 where the device has fast bf16 kernels: CUDA, CPUs with AVX512-BF16/AMX; else no)."})
     gradient_checkpointing: bool = False
     channels_last: bool = field(default=False, metadata={"help": "channels_last_3d memory format (faster convolutions on GPU)."})
     torch_compile: bool = False
@@ -103,6 +103,7 @@ class SegArguments:
     head_lr_factor: float = field(default=1.0, metadata={"help": "From a pretrained start: the output head's lr = this x the lr (a new layer learns faster; the authors: 1)."})
     zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})
     selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | val_dice_fp (Dice less 0.05 per false-positive lesion on a lesion-free study: false positives count)."})
+    min_lesion_ml: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_ml): predicted lesion components under this volume (ml) are dropped from every mask it makes; auto = the candidate among MIN_LESION_ML_CANDIDATES (0-1 ml) that scores best by --selection_metric on the selection split, chosen after the checkpoint (the authors: 0)."})
     select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})
 
 

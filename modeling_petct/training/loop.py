@@ -93,7 +93,7 @@ def make_accelerator(args: TrainArguments):
         total_limit=args.checkpoints_total_limit,
     )
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, args.cpu),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         project_config=project,
         log_with=None if args.report_to in ("", "none") else args.report_to,
@@ -103,6 +103,17 @@ def make_accelerator(args: TrainArguments):
     )
     set_seed(args.seed)
     return accelerator
+
+
+def resolve_mixed_precision(mixed_precision: str, cpu: bool) -> str:
+    """``auto``: bf16 where the training device runs it fast (the inference rule: on AVX2-only CPUs bf16 convolutions
+    are ~25x slower than fp32, on AVX512-BF16 ones ~1.5x faster for a training step, measured), else no."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    from ..inference.sliding_window import use_bf16
+
+    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+    return "bf16" if use_bf16("auto", device) else "no"
 
 
 HEAD_PREFIXES = ("segmentation_head.", "organ_head.")  # the output 1x1x1 convs of a segmentation model

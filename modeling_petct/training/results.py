@@ -51,6 +51,8 @@ class RunResult:
     test_cases: dict = field(default_factory=dict)  # study id -> autoPET metrics
     cache_dir: str = ""  # the harmonised cache the run read
     data_sources: dict = field(default_factory=dict)  # study source (cache sidecar "source") -> studies in train+val+test
+    min_lesion_ml: float = 0.0  # the selected model's post-processing (config.min_lesion_ml)
+    min_lesion_ml_scores: dict = field(default_factory=dict)  # candidate ml -> selection score, when chosen ("auto")
 
     @property
     def label(self) -> str:

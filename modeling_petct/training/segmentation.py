@@ -69,24 +69,44 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
                   ) -> dict[str, dict]:
     """Per-study autoPET metrics (harmonised grid, or the native PET grid where the label file allows); studies are
     shared out over the ranks and gathered."""
-    from accelerate.utils import gather_object
-
-    from ..inference import InferenceSettings, predict_probabilities, to_native_mask
     from ..evaluation import case_metrics
+    from ..inference import to_native_mask
+
+    mine = {}
+    for study_id, study, probs in predicted_studies(accelerator, model, cache, ids, seg_args):
+        label = native_label(study) if native else None
+        if label is None:
+            mine[study_id] = {**harmonised_case_metrics(study, probs, model.config.min_lesion_ml), "grid": "harmonised"}
+        else:
+            mask = to_native_mask(study, probs, model.config.min_lesion_ml)
+            mine[study_id] = {**case_metrics(mask, label.array, label.voxel_volume_ml), "grid": "native"}
+    return _gathered(mine)
+
+
+def predicted_studies(accelerator, model, cache, ids: list[str], seg_args: SegArguments):
+    """(study id, cached study, class probabilities on its harmonised grid) for this rank's share of ``ids``."""
+    from ..inference import InferenceSettings, predict_probabilities
 
     settings = InferenceSettings(overlap=seg_args.sw_overlap, sw_batch_size=seg_args.sw_batch_size,
                                  precision="bf16" if accelerator.mixed_precision == "bf16" else "fp32")
-    mine = {}
     for study_id in ids[accelerator.process_index :: accelerator.num_processes]:
         study = cache.load(study_id)
-        probs = predict_probabilities(model, study.image, settings, device=accelerator.device)
-        label = native_label(study) if native else None
-        if label is None:
-            voxel_ml = float(np.prod(study.spacing)) / 1000.0
-            mine[study_id] = {**case_metrics(probs.argmax(0), np.asarray(study.label), voxel_ml), "grid": "harmonised"}
-        else:
-            mine[study_id] = {**case_metrics(to_native_mask(study, probs), label.array, label.voxel_volume_ml),
-                              "grid": "native"}
+        yield study_id, study, predict_probabilities(model, study.image, settings, device=accelerator.device)
+
+
+def harmonised_case_metrics(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
+    """autoPET metrics of the argmax on the harmonised grid against the cached label."""
+    from ..evaluation import case_metrics
+    from ..inference import drop_small_lesions
+
+    voxel_ml = float(np.prod(study.spacing)) / 1000.0
+    mask = drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml)
+    return case_metrics(mask, np.asarray(study.label), voxel_ml)
+
+
+def _gathered(mine: dict) -> dict:
+    from accelerate.utils import gather_object
+
     merged = {}
     for part in gather_object([mine]):
         merged.update(part)
@@ -140,13 +160,42 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     head = (seg_args.head_steps, seg_args.head_lr_factor) if transfer else (0, 1.0)  # LP-FT, faster new head
     fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args, *head)
     selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
+    scores = set_min_lesion_ml(accelerator, selected, fitted.model_dir, cache, split, seg_args)
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
     result.cache_dir, result.data_sources = str(cache.root), data_sources(cache, split)
+    result.min_lesion_ml, result.min_lesion_ml_scores = selected.config.min_lesion_ml, scores
     if accelerator.is_main_process:
         result.save(train_args.output_dir)
     accelerator.wait_for_everyone()
     return result
+
+
+MIN_LESION_ML_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)  # ml; 0.2 ml is 3 voxels at 4 mm, 11 at 3x2x2 mm
+
+
+def set_min_lesion_ml(accelerator, model, model_dir: Path, cache, split: Split, seg_args: SegArguments) -> dict:
+    """Store the post-processing volume in the selected model's config.json: the given one, or ("auto") the
+    candidate scoring best by the selection metric on the selection split (ties: the smaller). Returns
+    {candidate: score} when chosen."""
+    scores = {}
+    if seg_args.min_lesion_ml == "auto":
+        ids = split.test if seg_args.select_on == "test" else split.val
+        if not ids:
+            from ..errors import PetCtInputError
+
+            raise PetCtInputError("--min_lesion_ml auto", "needs a validation split to choose on")
+        studies = list(predicted_studies(accelerator, model, cache, ids, seg_args))
+        for candidate in MIN_LESION_ML_CANDIDATES:
+            cases = _gathered({sid: harmonised_case_metrics(study, probs, candidate) for sid, study, probs in studies})
+            scores[candidate] = summarize(cases, "val")[seg_args.selection_metric]
+        model.config.min_lesion_ml = max(scores, key=lambda c: (scores[c], -c))
+    else:
+        model.config.min_lesion_ml = float(seg_args.min_lesion_ml)
+    if accelerator.is_main_process:
+        model.config.save_pretrained(model_dir)
+    accelerator.wait_for_everyone()
+    return scores
 
 
 def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
@@ -161,6 +210,13 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
                                  ("--select_on", seg_args.select_on, ("val", "test"))):
         if value not in allowed:
             raise PetCtInputError(flag, f"must be one of {', '.join(allowed)}, got {value!r}")
+    if seg_args.min_lesion_ml != "auto":
+        try:
+            valid = 0.0 <= float(seg_args.min_lesion_ml) < math.inf
+        except ValueError:
+            valid = False
+        if not valid:
+            raise PetCtInputError("--min_lesion_ml", f"must be auto or a volume >= 0 ml, got {seg_args.min_lesion_ml!r}")
     if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0 or seg_args.head_lr_factor <= 0:
         raise PetCtInputError("--head_steps/--zoom_prob/--head_lr_factor",
                               "head_steps must be >= 0, zoom_prob in [0, 1], head_lr_factor > 0")

@@ -1,0 +1,84 @@
+"""Post-processing stored in the model: lesion components under config.min_lesion_ml are dropped from every mask it
+makes (`petct segment`, training's scoring), counted with autoPET's 18-connectivity on the grid the mask lies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modeling_petct.inference import drop_small_lesions
+
+
+def _mask_with_components(sizes: list[int]) -> np.ndarray:
+    mask = np.zeros((40, 12, 12), np.uint8)
+    for i, n in enumerate(sizes):
+        mask[4 * i + 1, 2 : 2 + n, 3] = 1  # a line of n voxels, 3 slices from the next
+    return mask
+
+
+@pytest.mark.parametrize("voxel_ml, min_ml, kept", [(0.064, 0.2, [4, 6]), (0.064, 0.192, [3, 4, 6]),
+                                                     (0.012, 0.05, [6]), (0.064, 0.0, [1, 2, 3, 4, 6])])
+def test_components_smaller_than_the_volume_are_dropped(voxel_ml, min_ml, kept):
+    mask = _mask_with_components([1, 2, 3, 4, 6])
+    out = drop_small_lesions(mask, voxel_ml, min_ml)
+    import cc3d
+
+    labels, n = cc3d.connected_components(out, connectivity=18, return_N=True)
+    assert sorted(int((labels == i).sum()) for i in range(1, n + 1)) == kept
+    assert out.dtype == mask.dtype and not (out & ~mask).any()  # only removes
+
+
+def test_diagonal_neighbours_count_as_one_lesion_as_autopet_counts_them():
+    mask = np.zeros((8, 8, 8), np.uint8)
+    mask[2, 2, 2] = mask[3, 3, 2] = 1  # edge neighbours (18-connected), not face neighbours
+    assert drop_small_lesions(mask, 0.1, 0.2).sum() == 2
+    mask[3, 3, 2], mask[3, 3, 3] = 0, 1  # corner neighbours: one lesion under 26-connectivity, two one-voxel ones here
+    assert drop_small_lesions(mask, 0.1, 0.2).sum() == 0
+
+
+def test_segment_uses_the_models_volume_and_the_setting_overrides_it(phantom_study, monkeypatch):
+    from dataclasses import replace
+
+    from modeling_petct import PetCtConfig, PetCtForSegmentation
+    from modeling_petct.inference import InferenceSettings, segment, segment_study
+
+    def speckled(model, image, settings, **kwargs):  # lesion probability 0.9 on a random 10% of voxels: specks
+        p = (np.random.default_rng(0).random(image.shape[1:]) < 0.1) * 0.8 + 0.1
+        return np.stack([1 - p, p]).astype(np.float32), None
+
+    monkeypatch.setattr(segment, "predict_with_organs", speckled)
+    model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", target_spacing=(4.0, 4.0, 4.0))).eval()
+    pet, ct = phantom_study / "PET.nii.gz", phantom_study / "CT.nii.gz"
+    settings = InferenceSettings(precision="fp32", backend="torch")
+    noisy = segment_study(pet, ct, model, settings=settings).mask.array  # config.min_lesion_ml = 0: all kept
+    model.config.min_lesion_ml = 0.3
+    cleaned = segment_study(pet, ct, model, settings=settings).mask.array
+    forced = segment_study(pet, ct, model, settings=replace(settings, min_lesion_ml=0.0)).mask.array
+    assert np.array_equal(forced, noisy) and noisy.sum() > cleaned.sum() > 0
+    assert np.array_equal(cleaned, drop_small_lesions(noisy, 0.064, 0.3))  # the PET's 4 mm voxels: 5 or more kept
+
+
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
+def test_config_refuses_a_negative_or_infinite_volume(value):
+    from modeling_petct import PetCtConfig
+
+    with pytest.raises(ValueError, match="min_lesion_ml"):
+        PetCtConfig.from_preset("tiny-unet", min_lesion_ml=value)
+
+
+@pytest.mark.parametrize("value", ["-0.5", "big", "inf"])
+def test_training_refuses_a_bad_volume(value):
+    from modeling_petct.errors import PetCtInputError
+    from modeling_petct.training.args import SegArguments, TrainArguments
+    from modeling_petct.training.segmentation import check_arguments
+
+    with pytest.raises(PetCtInputError, match="min_lesion_ml"):
+        check_arguments(TrainArguments(output_dir="x"), SegArguments(min_lesion_ml=value))
+
+
+def test_auto_mixed_precision_follows_the_inference_rule():
+    from modeling_petct.inference import use_bf16
+    from modeling_petct.training.loop import resolve_mixed_precision
+
+    assert resolve_mixed_precision("auto", cpu=True) == ("bf16" if use_bf16("auto", "cpu") else "no")
+    assert resolve_mixed_precision("no", cpu=True) == "no" and resolve_mixed_precision("bf16", cpu=True) == "bf16"
