@@ -64,11 +64,9 @@ def train(cache_root: Path, out: Path, ids: dict, *, organ_aware: bool, seed: in
 
 
 def score(model_dir: Path, cache, test_ids: list[str]) -> dict[str, dict]:
-    import cc3d
-
     from modeling_petct import PetCtForSegmentation
-    from modeling_petct.data.organs import PHYSIOLOGICAL_UPTAKE, organ_names
-    from modeling_petct.evaluation import case_metrics
+    from modeling_petct.data.organs import organ_names
+    from modeling_petct.evaluation import case_metrics, physiological_fpv_ml
     from modeling_petct.inference import InferenceSettings, predict_probabilities
 
     model = PetCtForSegmentation.from_pretrained(model_dir).eval()
@@ -76,15 +74,10 @@ def score(model_dir: Path, cache, test_ids: list[str]) -> dict[str, dict]:
     for sid in test_ids:
         study = cache.load(sid)
         pred = predict_probabilities(model, study.image, InferenceSettings(overlap=0.25)).argmax(0).astype(np.uint8)
-        gt = np.asarray(study.label) > 0
         voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        names = organ_names(study.organ_names)
-        physiological = np.isin(np.asarray(study.organs), [names.index(o) + 1 for o in PHYSIOLOGICAL_UPTAKE])
-        comps = cc3d.connected_components(pred, connectivity=18)
-        touching = np.unique(comps[gt & (comps > 0)])
-        false_pos = (comps > 0) & ~np.isin(comps, touching)
-        out[sid] = {**case_metrics(pred, gt, voxel_ml),
-                    "fpv_physiological_ml": float((false_pos & physiological).sum() * voxel_ml)}
+        out[sid] = {**case_metrics(pred, study.label, voxel_ml),
+                    "fpv_physiological_ml": physiological_fpv_ml(pred, study.label, study.organs,
+                                                                 organ_names(study.organ_names), voxel_ml)}
     return out
 
 

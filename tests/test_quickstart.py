@@ -32,7 +32,13 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
         assert claim in text
     assert "Held-out centre" in text and "median under the best cell by validation" in text
     cells = json.loads((quickstart / "study" / "results.json").read_text())["cells"]
-    assert {c["arm"] for c in cells} == {"pretrained", "scratch", "probe", "probe-separated", "probe-random"}
+    assert {c["arm"] for c in cells} == {"pretrained", "scratch", "scratch-organs", "probe", "probe-separated",
+                                         "probe-random"}
+    organ_cells = [c for c in cells if c["arm"] == "scratch-organs"]
+    organ_rows = [r for r in json.loads((quickstart / "study" / "results.json").read_text())["rows"]
+                  if r["arm"] == "scratch-organs"]
+    assert len(organ_cells) == 2 and len(organ_rows) == 1 and organ_rows[0]["fpv_physiological_ml"] >= 0
+    assert "## Organ-aware arm (issue 12)" in text and "FPV in physiological organs" in text
     seeds = [c["seed"] for c in cells if c["arm"] == "scratch"]
     assert len(set(seeds)) == len(seeds) == 4  # scratch at 0.5 and 1.0, claim seeds 0 and 1: one draw per cell
     splits = quickstart / "data" / "splits"

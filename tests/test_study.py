@@ -26,6 +26,43 @@ def test_grid_covers_backbones_starts_fractions_seeds_and_the_probe():
     assert "a/probe/5shot/seed1" in names and "a/pretrained/frac0.1/seed0" in names
 
 
+def test_the_organ_aware_arm_repeats_every_fine_tuning_cell_with_organ_labels_and_the_same_draw():
+    import json
+
+    from modeling_petct.data.organs import ORGANS
+    from modeling_petct.experiments.study import cell_seed
+
+    args = StudyArguments(backbones=["a"], pretrained=["mae_a"], fractions=[0.1, 1.0], seeds=[0], probe_k=0,
+                          organ_aware=True, config_overrides='{"batch_dice": true}')
+    cells = grid(args)
+    assert sorted(c.arm for c in cells) == sorted(["pretrained", "scratch", "pretrained-organs", "scratch-organs"] * 2)
+    for organ_cell in (c for c in cells if c.arm.endswith("-organs")):
+        twin = next(c for c in cells if c.arm == organ_cell.arm[: -len("-organs")] and c.fraction == organ_cell.fraction)
+        model, _, train, seg = cell_arguments(args, organ_cell)
+        assert json.loads(model.config_overrides) == {"batch_dice": True, "organ_labels": list(ORGANS),
+                                                      "organ_loss_weight": 1.0}
+        assert model.pretrained == twin.pretrained and cell_seed(organ_cell) == cell_seed(twin)
+        assert json.loads(cell_arguments(args, twin)[0].config_overrides) == {"batch_dice": True}
+
+
+def test_physiological_fpv_counts_false_positive_voxels_inside_uptake_organs_only():
+    import numpy as np
+
+    from modeling_petct.evaluation import physiological_fpv_ml
+
+    organs, names = np.zeros((10, 10, 10), np.uint8), ("brain", "liver")
+    organs[:5] = 1  # brain (physiological uptake) above, liver below
+    organs[5:] = 2
+    gt = np.zeros_like(organs)
+    gt[7, 7, 7] = 1
+    pred = np.zeros_like(organs)
+    pred[3:7, 1, 1] = 1  # a false positive: 2 voxels in brain, 2 in liver
+    pred[7, 7, 6:8] = 1  # touches the lesion: not a false positive even where it spills over
+    assert physiological_fpv_ml(pred, gt, organs, names, 0.5) == 1.0
+    assert physiological_fpv_ml(pred, gt, organs, names, 0.5, physiological=("liver",)) == 1.0
+    assert physiological_fpv_ml(pred, gt, organs, ("spleen", "liver"), 0.5) == 0.0
+
+
 def _result(arm, fraction, seed, dice_by_case):
     cases = {c: {"dice": d, "fpv_ml": 0.0, "fnv_ml": 0.0 if d == d else math.nan, "gt_lesions": int(d == d),
                  "detected_lesions": int(d == d and d > 0), "pred_components": 1, "false_positive_components": 0}

@@ -82,3 +82,17 @@ def autopet_case_metrics(pred, gt, voxel_volume_ml: float) -> dict:
     """autoPET Dice, false-positive volume and false-negative volume (ml) of one case."""
     m = case_metrics(pred, gt, voxel_volume_ml)
     return {k: m[k] for k in ("dice", "fpv_ml", "fnv_ml")}
+
+
+def physiological_fpv_ml(pred, gt, organs, organ_names, voxel_volume_ml: float, physiological=None) -> float:
+    """False-positive volume (ml) inside physiological-uptake organs: voxels of predicted components touching no true
+    lesion (autoPET's FPV rule) that lie in ``physiological`` (default data.organs.PHYSIOLOGICAL_UPTAKE: brain,
+    urinary bladder, kidneys, heart), read from an organ map whose label i + 1 is ``organ_names[i]``."""
+    from ..data.organs import PHYSIOLOGICAL_UPTAKE
+
+    pred, gt = _binary(pred), _binary(gt)
+    wanted = [i + 1 for i, name in enumerate(organ_names) if name in (physiological or PHYSIOLOGICAL_UPTAKE)]
+    labels = cc3d.connected_components(pred.astype(np.uint8), connectivity=CONNECTIVITY)
+    touching = np.unique(labels[gt & (labels > 0)])
+    false_positive = (labels > 0) & ~np.isin(labels, touching)
+    return float(np.count_nonzero(false_positive & np.isin(np.asarray(organs), wanted))) * voxel_volume_ml

@@ -47,7 +47,9 @@ def aggregate(per_case: dict[str, dict], *, n_boot: int = 2000, seed: int = 0) -
     """Means over cases (NaNs left out, as autoPET does) with bootstrap 95% CIs; lesion sensitivity and FP per case."""
     cases = list(per_case.values())
     out: dict = {"n_cases": len(cases), "n_lesion_positive": sum(c["gt_lesions"] > 0 for c in cases)}
-    for key in ("dice", "fpv_ml", "fnv_ml"):
+    keys = ("dice", "fpv_ml", "fnv_ml") + (("fpv_physiological_ml",) if cases and all(
+        "fpv_physiological_ml" in c for c in cases) else ())
+    for key in keys:
         col = np.array([c[key] for c in cases], dtype=float)
         finite = col[np.isfinite(col)]
         out[key] = float(finite.mean()) if finite.size else math.nan

@@ -72,6 +72,7 @@ class Budget:
     eval_every: int = 80
     batch_dice: bool = True
     val_crops: int = 8
+    organ_aware: bool = True  # the organ-aware arm (issue 12) at the highest fraction, claim seeds
     mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
     parallel_cells: int = 2  # cells trained at once, sharing the CPU threads
 
@@ -211,13 +212,15 @@ def study_arguments(out: Path, cohort, budget: Budget, recipe: Recipe, *, steps:
 
 def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:
     """The fine-tuning grid as studies: every seed where a claim is tested (MAE and scratch at the lowest fraction,
-    scratch at the highest), one seed elsewhere (a cell in two parts runs once)."""
+    scratch at the highest, and there the organ-aware arm), one seed elsewhere (a cell in two parts runs once)."""
     seeds = [seed + s for s in budget.claim_seeds]
     lo, hi = budget.fractions[0], budget.fractions[-1]
     mae = str(maes["joint"].model_dir)
-    parts = [([lo], seeds, mae), ([hi], seeds, "none"), (list(budget.fractions), seeds[:1], mae)]
+    parts = [([lo], seeds, mae, False), ([hi], seeds, "none", budget.organ_aware),
+             (list(budget.fractions), seeds[:1], mae, False)]
     return [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
-                            seeds=grid_seeds, pretrained=[source], probe_k=0) for fractions, grid_seeds, source in parts]
+                            seeds=grid_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
+            for fractions, grid_seeds, source, organs in parts]
 
 
 def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:

@@ -37,8 +37,8 @@ def aggregate_results(results: list[RunResult], *, n_boot: int = 1000) -> list[d
 
 
 # Arms compared case by case: (arm, reference arm)
-COMPARISONS = (("pretrained", "scratch"), ("probe", "probe-separated"), ("probe", "probe-random"),
-               ("probe-separated", "probe-random"))
+COMPARISONS = (("pretrained", "scratch"), ("scratch-organs", "scratch"), ("pretrained-organs", "pretrained"),
+               ("probe", "probe-separated"), ("probe", "probe-random"), ("probe-separated", "probe-random"))
 
 
 def paired_tests(results: list[RunResult]) -> list[dict]:

@@ -12,12 +12,13 @@ itself (`PER_CELL`: preset, starting model, seed, label amount, probing, resume)
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
-from ..training.results import RESULTS_FILE, RunResult
+from ..training.results import ORGANS_SUFFIX, RESULTS_FILE, RunResult
 
 # Options of train_seg.py that each cell sets from the grid, per dataclass.
 PER_CELL = {
@@ -38,6 +39,7 @@ class StudyGrid:
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds (training and subject-wise subset draw)."})
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
+    organ_aware: bool = field(default=False, metadata={"help": "Add the organ-aware arm: every fine-tuning cell again with organ labels (data.organs.ORGANS, the automatic TotalSegmentator vocabulary) and the organ loss, same seed and subset (arms pretrained-organs, scratch-organs); the cache must hold organ maps."})
     parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread cells make ~1.3x the steps per second of one 2-thread cell, measured). Results do not depend on it beyond floating-point order."})
 
 
@@ -97,7 +99,7 @@ def parse_study_arguments(argv: list[str] | None, prog: str | None = None) -> St
 @dataclass(frozen=True)
 class Cell:
     preset: str
-    arm: str  # pretrained | scratch | probe | probe-separated
+    arm: str  # pretrained | scratch (+ "-organs": organ-aware) | probe | probe-separated | probe-random
     pretrained: str | None
     fraction: float | None
     k_shot: int | None
@@ -121,9 +123,9 @@ def grid(args: StudyArguments) -> list[Cell]:
         source = None if source.lower() == "none" else source
         for seed in g.seeds:
             for fraction in g.fractions:
-                if source:
-                    cells.append(Cell(preset, "pretrained", source, fraction, None, seed))
-                cells.append(Cell(preset, "scratch", None, fraction, None, seed))
+                starts = [("pretrained", source)] * bool(source) + [("scratch", None)]
+                for arm, start in starts + [(a + ORGANS_SUFFIX, st) for a, st in starts] * g.organ_aware:
+                    cells.append(Cell(preset, arm, start, fraction, None, seed))
             if source and g.probe_k:
                 cells.append(Cell(preset, "probe", source, None, g.probe_k, seed))
             if pair and g.probe_k:
@@ -153,6 +155,10 @@ def cell_arguments(args: StudyArguments, cell: Cell):
     replace = dataclasses.replace
     model = replace(args.model, preset=cell.preset, pretrained=cell.pretrained,
                     separated_pretrained=list(cell.separated or []))
+    if cell.arm.endswith(ORGANS_SUFFIX):
+        from ..data.organs import organ_aware_overrides
+
+        model = replace(model, config_overrides=json.dumps({**model.overrides(), **organ_aware_overrides()}))
     out = Path(args.train.output_dir) / "cells" / cell.name
     train = replace(args.train, output_dir=str(out), seed=cell_seed(cell), resume=True,
                     checkpoints_total_limit=min(args.train.checkpoints_total_limit, CELL_CHECKPOINTS))

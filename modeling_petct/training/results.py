@@ -15,16 +15,18 @@ from pathlib import Path
 from ..atomic import atomic_path
 
 RESULTS_FILE = "results.json"
-ARMS = ("pretrained", "scratch", "probe", "probe-separated")
+ARMS = ("pretrained", "scratch", "pretrained-organs", "scratch-organs", "probe", "probe-separated", "probe-random")
+ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels, issue 12)
 
 
-def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool) -> str:
-    """How a run started: fine-tuned from a pretrained model or from scratch, or a (separated-modality) probe."""
+def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool, organ_aware: bool = False) -> str:
+    """How a run started: fine-tuned from a pretrained model or from scratch (lesion-only, or organ-aware), or a
+    (separated-modality) probe."""
     if separated:
         return "probe-separated"
     if linear_probe:
         return "probe" if pretrained else "probe-random"  # a probe of random features: the control
-    return "pretrained" if pretrained else "scratch"
+    return ("pretrained" if pretrained else "scratch") + (ORGANS_SUFFIX if organ_aware else "")
 
 
 @dataclass

@@ -80,7 +80,22 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
         else:
             mask = to_native_mask(study, probs, model.config.min_lesion_ml)
             mine[study_id] = {**case_metrics(mask, label.array, label.voxel_volume_ml), "grid": "native"}
+        mine[study_id].update(organ_false_positives(study, probs, model.config.min_lesion_ml))
     return _gathered(mine)
+
+
+def organ_false_positives(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
+    """FPV inside physiological-uptake organs (harmonised grid, the cached organ map), when the study has one."""
+    if study.organs is None:
+        return {}
+    from ..data.organs import organ_names
+    from ..evaluation import physiological_fpv_ml
+    from ..inference import drop_small_lesions
+
+    voxel_ml = float(np.prod(study.spacing)) / 1000.0
+    mask = drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml)
+    return {"fpv_physiological_ml": physiological_fpv_ml(mask, study.label, study.organs,
+                                                         organ_names(study.organ_names), voxel_ml)}
 
 
 def predicted_studies(accelerator, model, cache, ids: list[str], seg_args: SegArguments):
@@ -303,7 +318,8 @@ def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: flo
     separated = bool(model_args.separated_pretrained)
     return RunResult(
         network=model.config.backbone, preset=getattr(model.config, "preset", None),
-        arm=arm_of(pretrained=bool(model_args.pretrained), linear_probe=seg_args.linear_probe, separated=separated),
+        arm=arm_of(pretrained=bool(model_args.pretrained), linear_probe=seg_args.linear_probe, separated=separated,
+                   organ_aware=bool(getattr(model.config, "organ_labels", ()))),
         pretrained=list(model_args.separated_pretrained) if separated else model_args.pretrained,
         linear_probe=seg_args.linear_probe, schedule=seg_args.schedule, k_shot=seg_args.k_shot,
         label_fraction=seg_args.label_fraction, n_train=len(split.train), seed=train_args.seed,
