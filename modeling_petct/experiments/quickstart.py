@@ -63,13 +63,13 @@ class Budget:
     batch_size: int = 2
     mae_steps: int = 240
     separated_mae_steps: int = 120  # each of the PET-only and CT-only MAEs: equal pretraining compute in total
-    finetune_steps: int = 160
+    finetune_steps: int = 400
     fractions: tuple = (0.1, 0.3, 1.0)
     claim_seeds: tuple = (0, 1, 2)
     probe_k: int = 5
     probe_steps: int = 60
     learning_rate: float = 5e-3
-    eval_every: int = 80
+    eval_every: int = 200
     batch_dice: bool = True
     val_crops: int = 8
     organ_aware: bool = True  # the organ-aware arm (issue 12) at the highest fraction, claim seeds

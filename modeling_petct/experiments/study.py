@@ -40,7 +40,7 @@ class StudyGrid:
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
     organ_aware: bool = field(default=False, metadata={"help": "Add the organ-aware arm: every fine-tuning cell again with organ labels (data.organs.ORGANS, the automatic TotalSegmentator vocabulary) and the organ loss, same seed and subset (arms pretrained-organs, scratch-organs); the cache must hold organ maps."})
-    parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread cells make ~1.3x the steps per second of one 2-thread cell, measured). Results do not depend on it beyond floating-point order."})
+    parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread tiny-unet cells make 1.1-1.2x the training steps per second of one 2-thread cell, measured, and run their single-threaded evaluation side by side). Results do not depend on it beyond floating-point order."})
 
 
 def _without_per_cell(cls):
