@@ -350,7 +350,7 @@ def test_segment_cli_organ_flags(phantom, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(inference, "load_segmentation_model", lambda path, device: aware if path == "aware" else model)
     common = ["segment", "--pet", str(d / "PET.nii.gz"), "--ct", str(d / "CT.nii.gz"), "--fast", "--device", "cpu"]
     monkeypatch.setattr("modeling_petct.inference.segment.to_native_mask",
-                        lambda h, p: (brain_on_pet | (study.label.array > 0)).astype(np.uint8))  # brain 'lesion'
+                        lambda h, p, min_ml=0.0: (brain_on_pet | (study.label.array > 0)).astype(np.uint8))  # brain 'lesion'
     code = main([*common, "-o", str(tmp_path / "a.nii.gz"), "--model", "x", "--organs", str(d / "organs.nii.gz"),
                  "--stats", str(tmp_path / "a.csv"), "--stats-json"])
     assert code == 0

@@ -82,3 +82,14 @@ def test_auto_mixed_precision_follows_the_inference_rule():
 
     assert resolve_mixed_precision("auto", cpu=True) == ("bf16" if use_bf16("auto", "cpu") else "no")
     assert resolve_mixed_precision("no", cpu=True) == "no" and resolve_mixed_precision("bf16", cpu=True) == "bf16"
+
+
+def test_runs_with_another_precision_follow_each_other_in_one_process(tmp_path):
+    """The quickstart's bf16 cells and then an fp32 run in one process: Accelerate's process-wide state is renewed."""
+    from modeling_petct.training.args import TrainArguments
+    from modeling_petct.training.loop import make_accelerator
+
+    for precision in ("bf16", "no", "bf16"):
+        args = TrainArguments(output_dir=str(tmp_path), mixed_precision=precision, cpu=True, report_to="none")
+        assert make_accelerator(args).mixed_precision == precision
+

@@ -59,7 +59,7 @@ def held_out_centre(out: Path, cohort, study: dict, budget) -> dict:
     from .. import PetCtForSegmentation
 
     accelerator = make_accelerator(TrainArguments(output_dir=str(out / "held_out_centre"), report_to="none",
-                                                  mixed_precision=budget.mixed_precision))  # one per process
+                                                  mixed_precision=budget.mixed_precision))  # as the cells scored
     seg = SegArguments(sw_overlap=0.0)
     scored = {}
     for arm, cell in best_by_arm(study["results"]).items():

@@ -92,8 +92,10 @@ def make_accelerator(args: TrainArguments):
         automatic_checkpoint_naming=True,
         total_limit=args.checkpoints_total_limit,
     )
+    mixed_precision = resolve_mixed_precision(args.mixed_precision, args.cpu)
+    _allow_new_precision(mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(args.mixed_precision, args.cpu),
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         project_config=project,
         log_with=None if args.report_to in ("", "none") else args.report_to,
@@ -103,6 +105,18 @@ def make_accelerator(args: TrainArguments):
     )
     set_seed(args.seed)
     return accelerator
+
+
+def _allow_new_precision(mixed_precision: str) -> None:
+    """Accelerate keeps one process-wide state and refuses a second Accelerator with another precision; a single
+    process running runs one after another (the quickstart's bf16 cells, then an fp32 run) starts a fresh state.
+    Under a distributed launch the state is the launcher's and is left alone."""
+    from accelerate.state import AcceleratorState, DistributedType
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, mixed_precision) and \
+            state.get("distributed_type") == DistributedType.NO:
+        AcceleratorState._reset_state()
 
 
 def resolve_mixed_precision(mixed_precision: str, cpu: bool) -> str:
