@@ -123,3 +123,27 @@ def test_cells_train_in_parallel_processes_each_once(quickstart, tmp_path):
     results = run_study(part, log=logs.append)["results"]
     assert sorted(r.split_seed for r in results) == [5, 6] and all(r.steps == 2 for r in results)
     assert sum("done earlier" in line for line in logs) == 2
+
+
+def test_the_hour_long_budget_runs_every_cell_over_three_seeds(tmp_path):
+    from types import SimpleNamespace
+
+    from modeling_petct.experiments.cohort import Cohort
+    from modeling_petct.experiments.quickstart import BUDGETS, Recipe, _label_efficiency
+    from modeling_petct.experiments.study import cell_arguments, grid
+
+    cohort = Cohort(SimpleNamespace(root=tmp_path), {}, {}, {r: tmp_path / f"{r}.txt" for r in ("train", "val", "test")})
+    maes = {"joint": SimpleNamespace(model_dir=tmp_path / "mae")}
+    for name, per_cell_seeds in (("phantom-1h", 3), ("10min", None)):
+        budget = BUDGETS[name]
+        parts = _label_efficiency(tmp_path, cohort, maes, budget, Recipe(), seed=0)
+        cells = {cell_arguments(p, c)[2].output_dir: c for p in parts for c in grid(p)}.values()
+        seeds = {}
+        for c in cells:
+            seeds.setdefault((c.arm, c.fraction), set()).add(c.seed)
+        if per_cell_seeds:
+            assert all(len(s) == per_cell_seeds for s in seeds.values()) and len(seeds) == 7  # 2 arms x 3 + organs
+        else:  # 10 min: 3 seeds only where a claim rests (MAE and scratch at 10%, scratch and organ-aware at 100%)
+            assert {k for k, s in seeds.items() if len(s) == 3} == {("pretrained", 0.1), ("scratch", 0.1),
+                                                                    ("scratch", 1.0), ("scratch-organs", 1.0)}
+    assert BUDGETS["phantom-1h"].mae_steps > BUDGETS["10min"].mae_steps

@@ -11,6 +11,9 @@ def register(sub) -> None:
                    help="corrected (default): test studies kept out of pretraining and selection, equal steps, LP-FT + "
                         "warm-up + zero head; faithful: the authors' notebooks (pretrain on every scan, epoch schedule, "
                         "random head, checkpoint chosen on the test set)")
+    p.add_argument("--budget", choices=("10min", "phantom-1h"), default="10min",
+                   help="10min (default): the claim cells over 3 seeds, 400 steps a cell; phantom-1h: ~1 hour on 2 "
+                        "cores, twice the unlabelled pool, 5x the pretraining, 1000 steps a cell, every cell over 3 seeds")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests): too small to learn anything")
     p.set_defaults(run=run)
 
@@ -18,6 +21,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..experiments.quickstart import run_quickstart
 
-    report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed, protocol=args.protocol)
+    report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed, protocol=args.protocol, budget=args.budget)
     print(report)
     return 0
