@@ -1,6 +1,7 @@
 """The label-efficiency study: {preset} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
 probe of each pretrained network and, given PET-only and CT-only MAEs, the same probe on their concatenated features
-("probe-separated": joint vs separated-modality pretraining). Each cell is one `finetune` run in its own folder; a
+("probe-separated": joint vs separated-modality pretraining); ``--organ-aware`` repeats each fine-tuning cell with
+organ labels (issue 12). Each cell is one `finetune` run in its own folder; a
 cell whose `results.json` exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running
 the command finishes a half-done grid.
 
@@ -124,7 +125,9 @@ def grid(args: StudyArguments) -> list[Cell]:
         for seed in g.seeds:
             for fraction in g.fractions:
                 starts = [("pretrained", source)] * bool(source) + [("scratch", None)]
-                for arm, start in starts + [(a + ORGANS_SUFFIX, st) for a, st in starts] * g.organ_aware:
+                if g.organ_aware:
+                    starts += [(arm + ORGANS_SUFFIX, start) for arm, start in starts]
+                for arm, start in starts:
                     cells.append(Cell(preset, arm, start, fraction, None, seed))
             if source and g.probe_k:
                 cells.append(Cell(preset, "probe", source, None, g.probe_k, seed))
