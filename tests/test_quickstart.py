@@ -147,3 +147,23 @@ def test_the_hour_long_budget_runs_every_cell_over_three_seeds(tmp_path):
             assert {k for k, s in seeds.items() if len(s) == 3} == {("pretrained", 0.1), ("scratch", 0.1),
                                                                     ("scratch", 1.0), ("scratch-organs", 1.0)}
     assert BUDGETS["phantom-1h"].mae_steps > BUDGETS["10min"].mae_steps
+
+
+@pytest.mark.parametrize("organ_fpv, verdict", [(0.0, "eliminated (0.400 -> 0 ml/study)"),
+                                                (0.2, "reduced 2.0x (0.400 -> 0.200 ml/study)")])
+def test_the_organ_aware_verdict_states_the_reduction(organ_fpv, verdict):
+    from modeling_petct.experiments.quickstart import TINY
+    from modeling_petct.experiments.quickstart_report import organ_aware_lines
+    from modeling_petct.training.results import RunResult
+
+    def cell(arm, seed, fpv, dice):
+        cases = {f"s{i}": {"dice": dice + 0.01 * i, "fpv_physiological_ml": fpv, "gt_lesions": 1} for i in range(6)}
+        return RunResult(network="plain-conv-unet", preset="tiny-unet", arm=arm, pretrained=None, linear_probe=False,
+                         schedule="equal_steps", k_shot=None, label_fraction=1.0, n_train=4, seed=seed, split_seed=seed,
+                         steps=2, learning_rate=1e-3, selected_model="m", selected_step=2, best_val_dice=0.5,
+                         test_cases=cases)
+
+    results = [cell("scratch", s, 0.4, 0.5) for s in (0, 1)] + [cell("scratch-organs", s, organ_fpv, 0.6) for s in (0, 1)]
+    text = "\n".join(organ_aware_lines(results, TINY))
+    assert f"Physiological FPV {verdict}" in text
+    assert ("**met**" in text) == (organ_fpv == 0.0)  # 5x or more, and Dice not lower

@@ -250,9 +250,15 @@ def organ_aware_lines(results: list, budget) -> list[str]:
             f"{format_value(fpv['diff'], fpv['ci'])} | {fpv['n']} ({fpv['seeds']}) | {format_value(fpv['p'])} |",
             f"| lesion Dice | {dice['mean_a']:.3f} | {dice['mean_b']:.3f} | {format_value(dice['diff'], dice['ci'])} | "
             f"{dice['n']} ({dice['seeds']}) | {format_value(dice['p'])} |", "",
-            f"Physiological FPV reduced {ratio:.1f}x; Dice {'not lower' if dice_ok else 'lower'} "
+            f"Physiological FPV {_reduction(fpv['mean_b'], fpv['mean_a'])}; Dice {'not lower' if dice_ok else 'lower'} "
             f"(difference {dice['diff']:+.3f}, p = {format_value(dice['p'])}). Issue 12's target (>= 5x less, Dice not "
             f"significantly lower) is **{'met' if met else 'not met'}** by this run."]
+
+
+def _reduction(before: float, after: float) -> str:
+    if after > 0:
+        return f"reduced {before / after:.1f}x ({before:.3f} -> {after:.3f} ml/study)"
+    return f"eliminated ({before:.3f} -> 0 ml/study)" if before > 0 else "zero in both arms"
 
 
 def _claims_table(rows: list[dict]) -> list[str]:
