@@ -128,11 +128,11 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
 
     log(f"3/6 fine-tuning at label fractions {list(budget.fractions)}, MAE vs scratch ({protocol} protocol), and "
         f"{budget.probe_k}-shot linear probes: joint MAE, PET-only + CT-only MAEs, random features")
-    from .study import run_cells, run_study
+    from .study import cell_results, run_cells
 
     parts = _label_efficiency(out, cohort, maes, budget, recipe, seed) + _probes(out, cohort, maes, budget, recipe, seed)
     run_cells(parts, workers=budget.parallel_cells, log=lambda msg: log("    " + msg))
-    results = list({r.selected_model: r for part in parts for r in run_study(part, log=lambda msg: None)["results"]}.values())
+    results = list({r.selected_model: r for part in parts for r in cell_results(part)}.values())  # one table: below
     stage("fine-tuning, probes and their evaluation")
 
     log("4/6 scoring the held-out centre and segmenting the median test study with both arms")

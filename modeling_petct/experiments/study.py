@@ -189,7 +189,7 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
     open_cache(args.data.cache_dir, labelled=True)
     out = Path(args.train.output_dir)
     run_cells([args], workers=args.grid.parallel_cells, log=log)
-    results = [RunResult.load(Path(cell_arguments(args, cell)[2].output_dir)) for cell in grid(args)]
+    results = cell_results(args)
     rows, tests = aggregate_results(results), paired_tests(results)
     table = out / "table.md"
     table.write_text(markdown_table(rows, tests))
@@ -201,6 +201,11 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
         "tests": tests,
         "results": results,
     }
+
+
+def cell_results(args: StudyArguments) -> list[RunResult]:
+    """The results record of every cell of the study, in grid order (the cells must have run)."""
+    return [RunResult.load(Path(cell_arguments(args, cell)[2].output_dir)) for cell in grid(args)]
 
 
 def run_cells(studies: list[StudyArguments], *, workers: int = 1, log=print) -> None:

@@ -90,10 +90,8 @@ def organ_false_positives(study, probs: np.ndarray, min_lesion_ml: float) -> dic
         return {}
     from ..data.organs import organ_names
     from ..evaluation import physiological_fpv_ml
-    from ..inference import drop_small_lesions
 
-    voxel_ml = float(np.prod(study.spacing)) / 1000.0
-    mask = drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml)
+    mask, voxel_ml = harmonised_mask(study, probs, min_lesion_ml)
     return {"fpv_physiological_ml": physiological_fpv_ml(mask, study.label, study.organs,
                                                          organ_names(study.organ_names), voxel_ml)}
 
@@ -109,13 +107,19 @@ def predicted_studies(accelerator, model, cache, ids: list[str], seg_args: SegAr
         yield study_id, study, predict_probabilities(model, study.image, settings, device=accelerator.device)
 
 
-def harmonised_case_metrics(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
-    """autoPET metrics of the argmax on the harmonised grid against the cached label."""
-    from ..evaluation import case_metrics
+def harmonised_mask(study, probs: np.ndarray, min_lesion_ml: float) -> tuple[np.ndarray, float]:
+    """The model's mask on the harmonised grid (argmax, components under ``min_lesion_ml`` dropped) and its voxel ml."""
     from ..inference import drop_small_lesions
 
     voxel_ml = float(np.prod(study.spacing)) / 1000.0
-    mask = drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml)
+    return drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml), voxel_ml
+
+
+def harmonised_case_metrics(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
+    """autoPET metrics of the mask on the harmonised grid against the cached label."""
+    from ..evaluation import case_metrics
+
+    mask, voxel_ml = harmonised_mask(study, probs, min_lesion_ml)
     return case_metrics(mask, np.asarray(study.label), voxel_ml)
 
 
