@@ -348,6 +348,10 @@ CASES = [
     Case("--dicom-seg on anonymised real DICOM", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"),
                                                                   pet=e["anonymised"], ct=e["ct_dicom"]),
          code=0, says="lesion(s)", check=_seg_algorithm_name),
+    Case("segment --min-lesion-ml -1", lambda e, t: seg(e, t, *out(t), "--min-lesion-ml", "-1"),
+         says="--min-lesion-ml: must be a volume >= 0 in ml"),
+    Case("segment --min-lesion-confidence 1.5", lambda e, t: seg(e, t, *out(t), "--min-lesion-confidence", "1.5"),
+         says="--min-lesion-confidence: must be a probability in [0, 1]"),
     # 7. tracebacks instead of one line
     Case("segment -o in a read-only folder", lambda e, t: seg(e, t, "-o", "/proc/petct/lesions.nii.gz"),
          says="cannot write into /proc"),

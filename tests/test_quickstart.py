@@ -47,15 +47,15 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
     for cell in cells:  # selection on validation, test split never used for training
         assert not set(cell["split"]["test"]) & set(cell["split"]["train"] + cell["split"]["val"])
         assert set(cell["split"]["test"]) == set((splits / "test.txt").read_text().split())
-    from modeling_petct.training.segmentation import MIN_LESION_ML_CANDIDATES
+    from modeling_petct.training.segmentation import MIN_LESION_CONFIDENCE_CANDIDATES, MIN_LESION_ML_CANDIDATES
 
-    for cell in cells:  # the post-processing volume: chosen on validation, stored with the model it scores
-        assert cell["min_lesion_ml"] in MIN_LESION_ML_CANDIDATES
-        assert [float(k) for k in cell["min_lesion_ml_scores"]] == list(MIN_LESION_ML_CANDIDATES)
-        scores = {float(k): v for k, v in cell["min_lesion_ml_scores"].items()}
-        assert scores[cell["min_lesion_ml"]] == max(scores.values())
+    for cell in cells:  # the post-processing: chosen on validation, jointly, stored with the model it scores
+        scores = {tuple(map(float, k.split(","))): v for k, v in cell["lesion_filter_scores"].items()}
+        assert set(scores) == {(ml, p) for ml in MIN_LESION_ML_CANDIDATES for p in MIN_LESION_CONFIDENCE_CANDIDATES}
+        chosen = (cell["min_lesion_ml"], cell["min_lesion_confidence"])
+        assert scores[chosen] == max(scores.values())
         config = json.loads((Path(cell["selected_model"]) / "config.json").read_text())
-        assert config["min_lesion_ml"] == cell["min_lesion_ml"]
+        assert (config["min_lesion_ml"], config["min_lesion_confidence"]) == chosen
 
 
 def test_quickstart_mask_is_on_the_native_pet_grid(quickstart):

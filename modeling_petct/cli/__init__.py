@@ -15,10 +15,17 @@ import sys
 COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A usage error is one line naming the command, the flag and the problem (exit 2); --help shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="petct", description="Whole-body FDG PET/CT foundation models.")
+    parser = _OneLineErrors(prog="petct", description="Whole-body FDG PET/CT foundation models.")
     parser.add_argument("--version", action="version", version=f"petct-fm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:

@@ -39,12 +39,14 @@ class Recipe:
     transfer: str = "whole"
     selection_metric: str = "val_dice_fp"  # lesion-free validation studies count: false positives cost
     select_on: str = "val"
-    min_lesion_ml: str = "auto"  # drop predicted specks under a volume chosen on validation (0 to 1 ml)
+    min_lesion_ml: str = "auto"  # drop predicted specks under a volume chosen on validation (0 to 1 ml) ...
+    min_lesion_confidence: str = "auto"  # ... or whose peak probability is under one chosen with it (0 to 0.99)
     pretrain_on_test: bool = False
 
 
 FAITHFUL = Recipe(schedule="epochs", warmup_steps=0, head_steps=0, head_init="random", head_lr_factor=1.0, transfer="whole",
-                  selection_metric="val_dice", select_on="test", min_lesion_ml="0", pretrain_on_test=True)
+                  selection_metric="val_dice", select_on="test", min_lesion_ml="0", min_lesion_confidence="0",
+                  pretrain_on_test=True)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,8 @@ def study_arguments(out: Path, cohort, budget: Budget, recipe: Recipe, *, steps:
         schedule=recipe.schedule, equal_steps=steps, num_epochs=epochs, per_device_batch_size=budget.batch_size,
         learning_rate=budget.learning_rate, warmup_steps=recipe.warmup_steps, head_steps=recipe.head_steps,
         head_init=recipe.head_init, head_lr_factor=recipe.head_lr_factor, transfer=recipe.transfer, selection_metric=recipe.selection_metric,
-        select_on=recipe.select_on, min_lesion_ml=recipe.min_lesion_ml, crop_size=list(budget.crop_size),
+        select_on=recipe.select_on, min_lesion_ml=recipe.min_lesion_ml,
+        min_lesion_confidence=recipe.min_lesion_confidence, crop_size=list(budget.crop_size),
         eval_steps=budget.eval_every, mixed_precision=budget.mixed_precision, parallel_cells=budget.parallel_cells,
         checkpointing_steps=steps, num_workers=0, sw_overlap=0.0, progress_bar=False, report_to="none", **grid)
 

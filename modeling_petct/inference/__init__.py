@@ -8,12 +8,12 @@ Nothing heavy (torch, MONAI) is imported until a function runs.
 
 from .loading import MODEL_HELP, load_segmentation_model
 from .memory import available_memory_bytes, check_memory, estimate_memory_bytes
-from .segment import SegmentationResult, drop_small_lesions, segment_study, to_native_mask
+from .segment import LesionFilter, SegmentationResult, segment_study, to_native_mask
 from .sliding_window import InferenceSettings, predict_probabilities, predict_with_organs, use_bf16, window_count
 
 __all__ = [
     "MODEL_HELP", "load_segmentation_model", "available_memory_bytes", "check_memory", "estimate_memory_bytes",
-    "SegmentationResult", "drop_small_lesions", "segment_study", "to_native_mask", "InferenceSettings", "predict_probabilities",
+    "SegmentationResult", "LesionFilter", "segment_study", "to_native_mask", "InferenceSettings", "predict_probabilities",
     "predict_with_organs", "use_bf16",
     "window_count",
 ]

@@ -25,10 +25,12 @@ class InferenceSettings:
     mode: str = "gaussian"  # MONAI blend mode: "gaussian" or "constant"
     precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 where the device runs it fast
     roi_size: tuple[int, int, int] | None = None
-    tta: bool = False  # average over in-plane flips (none, left-right, anterior-posterior, both)
+    tta: bool = False  # average over in-plane flips (none, left-right, anterior-posterior, both): only for models
+    # trained with flips; petct-fm's recipes do not flip, and on such a model it lowers Dice (BENCHMARKS.md)
     sw_batch_size: int = 1
     backend: str = "auto"  # CPU runtime (inference/backends.py): auto, torch, openvino, openvino-int8
     min_lesion_ml: float | None = None  # drop lesion components under this volume; None = the model's config.min_lesion_ml
+    min_lesion_confidence: float | None = None  # ... or whose peak probability is below this; None = the model's
 
     @classmethod
     def reference(cls) -> "InferenceSettings":

@@ -90,7 +90,8 @@ class PetCtConfig(PreTrainedConfig):
         protocol. organ_loss_weight: weight of the organ DiceCE added to the unchanged lesion loss.
     min_lesion_ml: predicted lesion components smaller than this volume (ml, on the native PET grid) are dropped from
         every mask the model makes (nnU-Net-style post-processing; train_seg.py's ``--min-lesion-ml auto`` chooses it
-        on validation); 0 keeps every component, the paper's protocol.
+        on validation); 0 keeps every component, the paper's protocol. min_lesion_confidence: likewise, components
+        whose peak lesion probability is below this are dropped (``--min-lesion-confidence auto``); 0 keeps all.
     preset: name of the preset the config was built from (informational).
     """
 
@@ -123,6 +124,7 @@ class PetCtConfig(PreTrainedConfig):
     organ_labels: list[str] | tuple[str, ...] = ()
     organ_loss_weight: float | int = 1.0
     min_lesion_ml: float | int = 0.0
+    min_lesion_confidence: float | int = 0.0
     preset: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -216,6 +218,8 @@ class PetCtConfig(PreTrainedConfig):
             _fail("organ_loss_weight", f"must be >= 0, got {self.organ_loss_weight}")
         if not 0 <= self.min_lesion_ml < math.inf:
             _fail("min_lesion_ml", f"must be a finite volume >= 0 ml, got {self.min_lesion_ml}")
+        if not 0 <= self.min_lesion_confidence <= 1:
+            _fail("min_lesion_confidence", f"must be a probability in [0, 1], got {self.min_lesion_confidence}")
         if self.num_labels < 2:
             _fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
 

@@ -104,6 +104,7 @@ class SegArguments:
     zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})
     selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | val_dice_fp (Dice less 0.05 per false-positive lesion on a lesion-free study: false positives count)."})
     min_lesion_ml: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_ml): predicted lesion components under this volume (ml) are dropped from every mask it makes; auto = the candidate among MIN_LESION_ML_CANDIDATES (0-1 ml) that scores best by --selection_metric on the selection split, chosen after the checkpoint (the authors: 0)."})
+    min_lesion_confidence: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_confidence): predicted lesion components whose peak lesion probability is below this are dropped; auto = chosen among MIN_LESION_CONFIDENCE_CANDIDATES (0-0.99) like --min_lesion_ml, jointly with it when both are auto (the authors: 0)."})
     select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})
 
 

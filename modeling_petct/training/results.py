@@ -53,8 +53,9 @@ class RunResult:
     test_cases: dict = field(default_factory=dict)  # study id -> autoPET metrics
     cache_dir: str = ""  # the harmonised cache the run read
     data_sources: dict = field(default_factory=dict)  # study source (cache sidecar "source") -> studies in train+val+test
-    min_lesion_ml: float = 0.0  # the selected model's post-processing (config.min_lesion_ml)
-    min_lesion_ml_scores: dict = field(default_factory=dict)  # candidate ml -> selection score, when chosen ("auto")
+    min_lesion_ml: float = 0.0  # the selected model's post-processing (config.min_lesion_ml, inference.LesionFilter)
+    min_lesion_confidence: float = 0.0  # ... and config.min_lesion_confidence
+    lesion_filter_scores: dict = field(default_factory=dict)  # "<ml>,<confidence>" -> selection score, when chosen
 
     @property
     def label(self) -> str:

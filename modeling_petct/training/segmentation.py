@@ -70,28 +70,29 @@ def score_studies(accelerator, model, cache, ids: list[str], seg_args: SegArgume
     """Per-study autoPET metrics (harmonised grid, or the native PET grid where the label file allows); studies are
     shared out over the ranks and gathered."""
     from ..evaluation import case_metrics
-    from ..inference import to_native_mask
+    from ..inference import LesionFilter, to_native_mask
 
+    lesion_filter = LesionFilter.of(model.config)
     mine = {}
     for study_id, study, probs in predicted_studies(accelerator, model, cache, ids, seg_args):
         label = native_label(study) if native else None
         if label is None:
-            mine[study_id] = {**harmonised_case_metrics(study, probs, model.config.min_lesion_ml), "grid": "harmonised"}
+            mine[study_id] = {**harmonised_case_metrics(study, probs, lesion_filter), "grid": "harmonised"}
         else:
-            mask = to_native_mask(study, probs, model.config.min_lesion_ml)
+            mask = to_native_mask(study, probs, lesion_filter)
             mine[study_id] = {**case_metrics(mask, label.array, label.voxel_volume_ml), "grid": "native"}
-        mine[study_id].update(organ_false_positives(study, probs, model.config.min_lesion_ml))
+        mine[study_id].update(organ_false_positives(study, probs, lesion_filter))
     return _gathered(mine)
 
 
-def organ_false_positives(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
+def organ_false_positives(study, probs: np.ndarray, lesion_filter) -> dict:
     """FPV inside physiological-uptake organs (harmonised grid, the cached organ map), when the study has one."""
     if study.organs is None:
         return {}
     from ..data.organs import organ_names
     from ..evaluation import physiological_fpv_ml
 
-    mask, voxel_ml = harmonised_mask(study, probs, min_lesion_ml)
+    mask, voxel_ml = harmonised_mask(study, probs, lesion_filter)
     return {"fpv_physiological_ml": physiological_fpv_ml(mask, study.label, study.organs,
                                                          organ_names(study.organ_names), voxel_ml)}
 
@@ -107,20 +108,35 @@ def predicted_studies(accelerator, model, cache, ids: list[str], seg_args: SegAr
         yield study_id, study, predict_probabilities(model, study.image, settings, device=accelerator.device)
 
 
-def harmonised_mask(study, probs: np.ndarray, min_lesion_ml: float) -> tuple[np.ndarray, float]:
-    """The model's mask on the harmonised grid (argmax, components under ``min_lesion_ml`` dropped) and its voxel ml."""
-    from ..inference import drop_small_lesions
-
+def harmonised_mask(study, probs: np.ndarray, lesion_filter) -> tuple[np.ndarray, float]:
+    """The model's mask on the harmonised grid (argmax, then ``lesion_filter``, an inference.LesionFilter) and its
+    voxel ml."""
     voxel_ml = float(np.prod(study.spacing)) / 1000.0
-    return drop_small_lesions(probs.argmax(0).astype(np.uint8), voxel_ml, min_lesion_ml), voxel_ml
+    return lesion_filter.apply(probs.argmax(0).astype(np.uint8), 1.0 - probs[0], voxel_ml), voxel_ml
 
 
-def harmonised_case_metrics(study, probs: np.ndarray, min_lesion_ml: float) -> dict:
+def harmonised_case_metrics(study, probs: np.ndarray, lesion_filter) -> dict:
     """autoPET metrics of the mask on the harmonised grid against the cached label."""
     from ..evaluation import case_metrics
 
-    mask, voxel_ml = harmonised_mask(study, probs, min_lesion_ml)
+    mask, voxel_ml = harmonised_mask(study, probs, lesion_filter)
     return case_metrics(mask, np.asarray(study.label), voxel_ml)
+
+
+def candidate_case_metrics(study, probs: np.ndarray, candidates: list) -> list[dict]:
+    """autoPET metrics on the harmonised grid under each candidate LesionFilter; candidates keeping the same
+    components are scored once (most do: a 36-candidate choice costs a few evaluations per study)."""
+    from ..evaluation import case_metrics
+    from ..inference.segment import keep_components, lesion_components
+
+    mask, voxel_ml = probs.argmax(0).astype(np.uint8), float(np.prod(study.spacing)) / 1000.0
+    labels, voxels, peak = lesion_components(mask, 1.0 - probs[0])
+    label, scored = np.asarray(study.label), {}
+    for candidate in candidates:
+        kept = candidate.keeps(voxels, peak, voxel_ml)
+        if kept.tobytes() not in scored:
+            scored[kept.tobytes()] = case_metrics(keep_components(mask, labels, kept), label, voxel_ml)
+    return [scored[c.keeps(voxels, peak, voxel_ml).tobytes()] for c in candidates]
 
 
 def _gathered(mine: dict) -> dict:
@@ -179,11 +195,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     head = (seg_args.head_steps, seg_args.head_lr_factor) if transfer else (0, 1.0)  # LP-FT, faster new head
     fitted = train_and_select(accelerator, model, cache, split, lr, data_args, train_args, seg_args, *head)
     selected = type(model).from_pretrained(fitted.model_dir).to(accelerator.device).eval()
-    scores = set_min_lesion_ml(accelerator, selected, fitted.model_dir, cache, split, seg_args)
+    scores = set_lesion_filter(accelerator, selected, fitted.model_dir, cache, split, seg_args)
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
     result.cache_dir, result.data_sources = str(cache.root), data_sources(cache, split)
-    result.min_lesion_ml, result.min_lesion_ml_scores = selected.config.min_lesion_ml, scores
+    result.min_lesion_ml, result.min_lesion_confidence = selected.config.min_lesion_ml, selected.config.min_lesion_confidence
+    result.lesion_filter_scores = scores
     if accelerator.is_main_process:
         result.save(train_args.output_dir)
     accelerator.wait_for_everyone()
@@ -191,30 +208,43 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
 
 
 MIN_LESION_ML_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)  # ml; 0.2 ml is 3 voxels at 4 mm, 11 at 3x2x2 mm
+MIN_LESION_CONFIDENCE_CANDIDATES = (0.0, 0.8, 0.9, 0.95, 0.97, 0.99)  # peak lesion probability of a component
 
 
-def set_min_lesion_ml(accelerator, model, model_dir: Path, cache, split: Split, seg_args: SegArguments) -> dict:
-    """Store the post-processing volume in the selected model's config.json: the given one, or ("auto") the
-    candidate scoring best by the selection metric on the selection split (ties: the smaller). Returns
-    {candidate: score} when chosen."""
+def lesion_filter_candidates(seg_args: SegArguments) -> list:
+    """The LesionFilters to choose among: every candidate of each "auto" setting, the given value of the other."""
+    from ..inference import LesionFilter
+
+    def values(setting: str, candidates) -> tuple:
+        return candidates if setting == "auto" else (float(setting),)
+
+    return [LesionFilter(ml, confidence) for ml in values(seg_args.min_lesion_ml, MIN_LESION_ML_CANDIDATES)
+            for confidence in values(seg_args.min_lesion_confidence, MIN_LESION_CONFIDENCE_CANDIDATES)]
+
+
+def set_lesion_filter(accelerator, model, model_dir: Path, cache, split: Split, seg_args: SegArguments) -> dict:
+    """Store the post-processing (inference.LesionFilter) in the selected model's config.json: the given values, or
+    for each "auto" one the candidate scoring best by the selection metric on the selection split, chosen after the
+    checkpoint, both jointly (ties: the least filtering). Returns {"<ml>,<confidence>": score} when chosen."""
+    candidates = lesion_filter_candidates(seg_args)
     scores = {}
-    if seg_args.min_lesion_ml == "auto":
+    if len(candidates) > 1:
         ids = split.test if seg_args.select_on == "test" else split.val
         if not ids:
             from ..errors import PetCtInputError
 
-            raise PetCtInputError("--min_lesion_ml auto", "needs a validation split to choose on")
-        studies = list(predicted_studies(accelerator, model, cache, ids, seg_args))
-        for candidate in MIN_LESION_ML_CANDIDATES:
-            cases = _gathered({sid: harmonised_case_metrics(study, probs, candidate) for sid, study, probs in studies})
-            scores[candidate] = summarize(cases, "val")[seg_args.selection_metric]
-        model.config.min_lesion_ml = max(scores, key=lambda c: (scores[c], -c))
-    else:
-        model.config.min_lesion_ml = float(seg_args.min_lesion_ml)
+            raise PetCtInputError("--min_lesion_ml/--min_lesion_confidence auto", "needs a validation split to choose on")
+        mine = {sid: candidate_case_metrics(study, probs, candidates)
+                for sid, study, probs in predicted_studies(accelerator, model, cache, ids, seg_args)}
+        cases = _gathered(mine)
+        for k, candidate in enumerate(candidates):
+            scores[candidate] = summarize({sid: per[k] for sid, per in cases.items()}, "val")[seg_args.selection_metric]
+    chosen = max(candidates, key=lambda c: (scores.get(c, 0.0), -c.min_ml, -c.min_confidence))
+    model.config.min_lesion_ml, model.config.min_lesion_confidence = chosen.min_ml, chosen.min_confidence
     if accelerator.is_main_process:
         model.config.save_pretrained(model_dir)
     accelerator.wait_for_everyone()
-    return scores
+    return {f"{c.min_ml:g},{c.min_confidence:g}": score for c, score in scores.items()}
 
 
 def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
@@ -229,16 +259,22 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
                                  ("--select_on", seg_args.select_on, ("val", "test"))):
         if value not in allowed:
             raise PetCtInputError(flag, f"must be one of {', '.join(allowed)}, got {value!r}")
-    if seg_args.min_lesion_ml != "auto":
-        try:
-            valid = 0.0 <= float(seg_args.min_lesion_ml) < math.inf
-        except ValueError:
-            valid = False
-        if not valid:
-            raise PetCtInputError("--min_lesion_ml", f"must be auto or a volume >= 0 ml, got {seg_args.min_lesion_ml!r}")
+    for flag, value, top, what in (("--min_lesion_ml", seg_args.min_lesion_ml, math.inf, "a volume >= 0 ml"),
+                                   ("--min_lesion_confidence", seg_args.min_lesion_confidence, 1.0, "a probability in [0, 1]")):
+        if value != "auto" and not _number_in(value, top):
+            raise PetCtInputError(flag, f"must be auto or {what}, got {value!r}")
     if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0 or seg_args.head_lr_factor <= 0:
         raise PetCtInputError("--head_steps/--zoom_prob/--head_lr_factor",
                               "head_steps must be >= 0, zoom_prob in [0, 1], head_lr_factor > 0")
+
+
+def _number_in(text: str, top: float) -> bool:
+    """Whether ``text`` is a finite number in [0, top]."""
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and 0.0 <= value <= top
 
 
 TRANSFERS, HEAD_INITS = ("whole", "encoder"), ("random", "zero", "small")
