@@ -243,8 +243,8 @@ def organ_aware_lines(results: list, budget) -> list[str]:
     if not fpv.get("n") or not dice.get("n"):
         return ["(the organ-aware arm did not run)"]
     ratio = fpv["mean_b"] / fpv["mean_a"] if fpv["mean_a"] > 0 else math.inf
-    dice_ok = dice["ci"][0] > -0.05 or dice["diff"] >= 0
-    met = ratio >= 5 and (dice["p"] >= 0.05 or dice["diff"] > 0)
+    dice_ok = dice["p"] >= 0.05 or dice["diff"] > 0  # not significantly lower
+    met = ratio >= 5 and dice_ok
     return [f"Scratch at {hi} with organ labels (the phantom's exact TotalSegmentator-style maps, a second output head, "
             "organ DiceCE weight 1) against the same cells lesion-only, equal steps, same seeds, subsets and crops; "
             "FPV inside brain, urinary bladder, kidneys and heart on the harmonised grid:", "",
@@ -253,7 +253,7 @@ def organ_aware_lines(results: list, budget) -> list[str]:
             f"{format_value(fpv['diff'], fpv['ci'])} | {fpv['n']} ({fpv['seeds']}) | {format_value(fpv['p'])} |",
             f"| lesion Dice | {dice['mean_a']:.3f} | {dice['mean_b']:.3f} | {format_value(dice['diff'], dice['ci'])} | "
             f"{dice['n']} ({dice['seeds']}) | {format_value(dice['p'])} |", "",
-            f"Physiological FPV {_reduction(fpv['mean_b'], fpv['mean_a'])}; Dice {'not lower' if dice_ok else 'lower'} "
+            f"Physiological FPV {_reduction(fpv['mean_b'], fpv['mean_a'])}; Dice {'not ' * dice_ok}significantly lower "
             f"(difference {dice['diff']:+.3f}, p = {format_value(dice['p'])}). Issue 12's target (>= 5x less, Dice not "
             f"significantly lower) is **{'met' if met else 'not met'}** by this run."]
 

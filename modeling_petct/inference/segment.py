@@ -49,8 +49,8 @@ class LesionFilter:
     probability is below ``min_confidence``, are dropped.
 
     Why both: specks of one to three voxels are most of a briefly trained model's false-positive lesions, but so are
-    small true lesions; the peak probability tells them apart better than the size (measured on a separate phantom
-    cohort: at under 1 false positive per study, lesion sensitivity 0.75 by peak probability vs 0.64 by size)."""
+    small true lesions; the peak probability tells them apart better than the size (BENCHMARKS.md, "Post-processing
+    by peak probability")."""
 
     min_ml: float = 0.0
     min_confidence: float = 0.0

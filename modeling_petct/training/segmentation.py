@@ -117,10 +117,7 @@ def harmonised_mask(study, probs: np.ndarray, lesion_filter) -> tuple[np.ndarray
 
 def harmonised_case_metrics(study, probs: np.ndarray, lesion_filter) -> dict:
     """autoPET metrics of the mask on the harmonised grid against the cached label."""
-    from ..evaluation import case_metrics
-
-    mask, voxel_ml = harmonised_mask(study, probs, lesion_filter)
-    return case_metrics(mask, np.asarray(study.label), voxel_ml)
+    return candidate_case_metrics(study, probs, [lesion_filter])[0]
 
 
 def candidate_case_metrics(study, probs: np.ndarray, candidates: list) -> list[dict]:
