@@ -12,8 +12,9 @@ def register(sub) -> None:
                         "warm-up + zero head; faithful: the authors' notebooks (pretrain on every scan, epoch schedule, "
                         "random head, checkpoint chosen on the test set)")
     p.add_argument("--budget", choices=("10min", "phantom-1h"), default="10min",
-                   help="10min (default): the claim cells over 3 seeds, 400 steps a cell; phantom-1h: ~1 hour on 2 "
-                        "cores, twice the unlabelled pool, 5x the pretraining, 1000 steps a cell, every cell over 3 seeds")
+                   help="10min (default): ~10 minutes on 2 cores, the claim cells over 3 seeds; phantom-1h: ~1 hour on 2 "
+                        "cores, twice the unlabelled pool, 5x the pretraining, longer fine-tuning, every cell over 3 "
+                        "seeds (experiments/quickstart.py BUDGETS has the numbers)")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests): too small to learn anything")
     p.set_defaults(run=run)
 

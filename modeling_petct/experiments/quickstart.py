@@ -57,8 +57,9 @@ class Budget:
     others one seed. Every cell has its own training seed (study.cell_seed)."""
 
     # 10% of 40 scans was 4, often one lesion-positive scan: every arm stayed near Dice 0 there (measured); 80 gives 8.
-    # 20 validation studies (10 lesion-positive): with 10, checkpoint, post-processing and best arm rested on 5
-    cohort: CohortPlan = CohortPlan(train=80, val=20, test=20, held_out_test=10,
+    # 20 validation studies (10 lesion-positive): with 10, checkpoint, post-processing and best arm rested on 5.
+    # 30 test studies (15 lesion-positive): 10 left a +-0.1 CI on every Dice.
+    cohort: CohortPlan = CohortPlan(train=80, val=20, test=30, held_out_test=10,
                                     unlabelled=(("A", 60), ("B", 60), ("C", 60)))
     preset: str = "tiny-unet"
     spacing: tuple = (4.0, 4.0, 4.0)  # the phantom PET's own voxel size: whole-body context in small crops
@@ -66,32 +67,34 @@ class Budget:
     batch_size: int = 2
     mae_steps: int = 240
     separated_mae_steps: int = 120  # each of the PET-only and CT-only MAEs: equal pretraining compute in total
-    finetune_steps: int = 400
+    finetune_steps: int = 560  # a tiny-unet still improves at 1000 (BENCHMARKS.md); what 13 cells fit in ~10 min
     fractions: tuple = (0.1, 0.3, 1.0)
     claim_seeds: tuple = (0, 1, 2)
     probe_k: int = 5
     probe_steps: int = 60
     learning_rate: float = 5e-3
-    eval_every: int = 200
+    eval_every: int = 280  # validation at mid-run and at the end
     batch_dice: bool = True
     val_crops: int = 8
-    organ_aware: bool = True  # the organ-aware arm (issue 12) at the highest fraction, claim seeds
+    organ_aware_seeds: int = 1  # the organ-aware arm (issue 12) at the highest fraction, over this many claim seeds
     all_seeds: bool = False  # every cell over claim_seeds (not only the cells a claim rests on)
     mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
     parallel_cells: int = 2  # cells trained at once, sharing the CPU threads
+    channels_last: bool = True  # 1.1x a 1-thread tiny-unet step on this CPU (BENCHMARKS.md, "Training")
 
 
 TINY = Budget(cohort=CohortPlan(train=4, val=2, test=2, held_out_test=1, unlabelled=(("B", 2),)),
               crop_size=(32, 32, 32), mae_steps=2, separated_mae_steps=1, finetune_steps=2, fractions=(0.5, 1.0),
-              claim_seeds=(0, 1), probe_k=1, probe_steps=1, eval_every=2, val_crops=2, parallel_cells=1)
+              claim_seeds=(0, 1), probe_k=1, probe_steps=1, eval_every=2, val_crops=2, parallel_cells=1,
+              organ_aware_seeds=2)
 
 
 # The hour-long study on 2 CPU cores: 2x the unlabelled pool, 5x the pretraining, fine-tuning to the plateau measured
 # on a separate cohort (~1000 steps), every cell over 3 seeds.
-PHANTOM_1H = Budget(cohort=CohortPlan(train=80, val=20, test=20, held_out_test=10,
+PHANTOM_1H = Budget(cohort=CohortPlan(train=80, val=20, test=30, held_out_test=10,
                                       unlabelled=(("A", 120), ("B", 120), ("C", 120))),
                     mae_steps=1200, separated_mae_steps=600, finetune_steps=1000, eval_every=250, probe_steps=200,
-                    all_seeds=True)
+                    all_seeds=True, organ_aware_seeds=3)
 BUDGETS = {"10min": Budget(), "phantom-1h": PHANTOM_1H, "tiny": TINY}
 
 
@@ -224,6 +227,7 @@ def study_arguments(out: Path, cohort, budget: Budget, recipe: Recipe, *, steps:
         select_on=recipe.select_on, min_lesion_ml=recipe.min_lesion_ml,
         min_lesion_confidence=recipe.min_lesion_confidence, crop_size=list(budget.crop_size),
         eval_steps=budget.eval_every, mixed_precision=budget.mixed_precision, parallel_cells=budget.parallel_cells,
+        channels_last=budget.channels_last,
         checkpointing_steps=steps, num_workers=0, sw_overlap=0.0, progress_bar=False, report_to="none", **grid)
 
 
@@ -233,7 +237,8 @@ def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Rec
     seeds = [seed + s for s in budget.claim_seeds]
     lo, hi = budget.fractions[0], budget.fractions[-1]
     mae = str(maes["joint"].model_dir)
-    parts = [([lo], seeds, mae, False), ([hi], seeds, "none", budget.organ_aware),
+    parts = [([lo], seeds, mae, False), ([hi], seeds, "none", False),
+             ([hi], seeds[: budget.organ_aware_seeds], "none", bool(budget.organ_aware_seeds)),
              (list(budget.fractions), seeds if budget.all_seeds else seeds[:1], mae, False)]
     return [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
                             seeds=grid_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
@@ -262,14 +267,12 @@ def _overrides(budget: Budget, **fields) -> str:
 def _segment_examples(out: Path, cohort, study: dict) -> list[dict]:
     """The held-out example, by a stated rule: the best cell by validation score; the lesion-positive test study whose
     Dice under that cell is the median; segmented from its NIfTI files by the best cell of each arm."""
-    best_by_arm = {}
-    for cell in cells_by_validation(study["results"]):
-        if cell.arm in ("pretrained", "scratch"):
-            best_by_arm.setdefault(cell.arm, cell)
+    from .quickstart_report import best_by_arm
+
     best = cells_by_validation(study["results"])[0]
     positive = sorted((c["dice"], sid) for sid, c in best.test_cases.items() if c["gt_lesions"] and not math.isnan(c["dice"]))
     study_id = positive[(len(positive) - 1) // 2][1] if positive else sorted(best.test_cases)[0]
-    return [_segment_one(out, cohort, cell, study_id) for cell in best_by_arm.values()]
+    return [_segment_one(out, cohort, cell, study_id) for cell in best_by_arm(study["results"]).values()]
 
 
 def _segment_one(out: Path, cohort, cell, study_id: str) -> dict:
