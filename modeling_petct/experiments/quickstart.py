@@ -307,12 +307,13 @@ def cells_by_validation(results) -> list:
     dicts of a study's results.json path (what the demo reads)."""
     if isinstance(results, (str, Path)):
         results = json.loads(Path(results).read_text())["cells"]
+    return sorted(results, key=checkpoint_score, reverse=True)
 
-    def validation(cell) -> float:
-        value = cell.get("best_val_dice") if isinstance(cell, dict) else cell.best_val_dice
-        return -math.inf if value is None or math.isnan(value) else value
 
-    return sorted(results, key=validation, reverse=True)
+def checkpoint_score(cell) -> float:
+    """The validation score of a cell's selected checkpoint (a RunResult or a results.json cell dict); -inf when none."""
+    value = cell.get("best_val_dice") if isinstance(cell, dict) else cell.best_val_dice
+    return -math.inf if value is None or math.isnan(value) else value
 
 
 def _save_rgb(rgb, path: Path) -> None:

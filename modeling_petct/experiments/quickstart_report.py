@@ -238,10 +238,11 @@ def arm_candidates(study: dict) -> list[dict]:
 def validation_score(cell) -> float:
     """A cell's validation score after its post-processing (the best candidate's score where one was chosen), else
     its checkpoint's score; -inf when it has none."""
+    from .quickstart import checkpoint_score
+
     if cell.lesion_filter_scores:
         return float(max(cell.lesion_filter_scores.values()))
-    value = cell.best_val_dice
-    return -math.inf if value is None or value != value else float(value)
+    return float(checkpoint_score(cell))
 
 
 def target_met(summary: dict) -> bool:
