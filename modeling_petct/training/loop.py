@@ -8,8 +8,8 @@ gradient accumulation, checkpoint files, trackers) is Accelerate's.
 Reproducible resume rests on three things: (1) the data order is a permutation seeded by (seed, epoch), identical on
 every rank, sharded by Accelerate and skipped with `skip_first_batches`; (2) the dataset draws its augmentation from
 (seed, epoch, index) alone (`set_epoch`, as data/transforms.py does), never from a worker's RNG; (3) Accelerate's
-checkpoint restores model, optimizer, scheduler and the RNG states, and our `LoopState` (epoch, batch, step, best
-metric, history). The DataLoader gets its own generator so that creating an iterator draws nothing from the global RNG.
+checkpoint (training/checkpoint.py: JSON and safetensors, never a pickle) restores model, optimizer, scheduler, the
+RNG states and our `LoopState` (epoch, batch, step, best metric, history). The DataLoader gets its own generator so that creating an iterator draws nothing from the global RNG.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,9 +26,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..atomic import atomic_folder
+from ..errors import PetCtInputError
+from . import checkpoint as ckpt
 from .args import TrainArguments
-
-COMPLETE_MARKER = "COMPLETE"
 
 
 class EpochPermutationSampler(Sampler[int]):
@@ -51,7 +50,7 @@ class EpochPermutationSampler(Sampler[int]):
 
 @dataclass
 class LoopState:
-    """What Accelerate does not checkpoint for us; registered with `register_for_checkpointing`."""
+    """Where the loop stands: saved with every checkpoint beside model, optimizer, scheduler and RNG states."""
 
     epoch: int = 0
     batch: int = 0  # batches of `epoch` already consumed (per rank)
@@ -64,8 +63,8 @@ class LoopState:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        for key in asdict(self):
+            setattr(self, key, state[key])
 
 
 @dataclass
@@ -89,8 +88,6 @@ def make_accelerator(args: TrainArguments):
     project = ProjectConfiguration(
         project_dir=args.output_dir,
         logging_dir=os.path.join(args.output_dir, "logs"),
-        automatic_checkpoint_naming=True,
-        total_limit=args.checkpoints_total_limit,
     )
     mixed_precision = resolve_mixed_precision(args.mixed_precision, args.cpu)
     _allow_new_precision(mixed_precision)
@@ -190,22 +187,6 @@ class _WarmupCosine:
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Checkpoints whose save finished (a killed save leaves no marker), oldest first."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [d for d in root.iterdir() if d.name.startswith("checkpoint_") and (d / COMPLETE_MARKER).exists()]
-    return sorted(found, key=lambda d: int(d.name.rsplit("_", 1)[1]))
-
-
-def _drop_incomplete_checkpoints(output_dir: str | Path) -> None:
-    root = Path(output_dir) / "checkpoints"
-    for d in root.iterdir() if root.is_dir() else []:
-        if d.is_dir() and not (d / COMPLETE_MARKER).exists():
-            shutil.rmtree(d)
-
-
 def save_model(accelerator, model, directory: Path, extra: dict | None = None) -> None:
     """`save_pretrained` of the unwrapped model into `directory`, replaced atomically (main process only)."""
     accelerator.wait_for_everyone()
@@ -244,6 +225,7 @@ class _Run:
     dataset: Dataset
     total_steps: int
     state: LoopState = field(default_factory=LoopState)
+    next_checkpoint: int = 0  # number of the next checkpoints/checkpoint_N
     progress: object = None
     window: dict = field(default_factory=dict)
 
@@ -320,19 +302,15 @@ def _setup(accelerator, args: TrainArguments, model, dataset, learning_rate: flo
         total_steps = args.max_steps if args.max_steps > 0 else steps_per_epoch * args.num_epochs
     scheduler = accelerator.prepare(build_scheduler(optimizer, args, learning_rate, total_steps, accelerator.num_processes,
                                                     head_only_steps))
-    run = _Run(accelerator, args, model, optimizer, scheduler, loader, loader_generator, dataset, total_steps)
-    accelerator.register_for_checkpointing(run.state)
-    return run
+    return _Run(accelerator, args, model, optimizer, scheduler, loader, loader_generator, dataset, total_steps)
 
 
 def _resume_or_refuse(run: _Run) -> None:
     """--resume continues the newest complete checkpoint; without it, a folder with checkpoints is refused."""
     checkpoints = run.out / "checkpoints"
     if run.args.resume:
-        _resume(run.accelerator, run.out)
+        _resume(run)
     elif checkpoints.is_dir() and any(checkpoints.iterdir()):
-        from ..errors import PetCtInputError
-
         raise PetCtInputError(run.out, "holds checkpoints of an earlier run: add --resume to continue it, or choose "
                                        "another output_dir")
 
@@ -386,7 +364,7 @@ def _after_step(run: _Run, evaluate, selection: Selection, on_evaluate) -> None:
     if evaluate is not None and (due or last):
         _evaluate(run.accelerator, run.model, evaluate, selection, on_evaluate, state, run.out)
     if state.step % args.checkpointing_steps == 0 or last:
-        _checkpoint(run.accelerator)
+        _checkpoint(run)
 
 
 def _finish(run: _Run, selection: Selection) -> FitResult:
@@ -410,28 +388,54 @@ def _count(window: dict, loss: torch.Tensor, batch: dict, num_processes: int) ->
     window["samples"] += batch["pixel_values"].shape[0] * num_processes
 
 
-def _resume(accelerator, out: Path) -> None:
-    """Load the newest complete checkpoint and make the next automatic save number follow it."""
-    found = complete_checkpoints(out)
+def _resume(run: _Run) -> None:
+    """Load the newest complete checkpoint (JSON and safetensors only: a pickle planted in a run folder is never
+    read); the next save numbers on from it."""
+    accelerator, found = run.accelerator, ckpt.complete_checkpoints(run.out)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _drop_incomplete_checkpoints(out)
+        ckpt.drop_incomplete(run.out)
     accelerator.wait_for_everyone()
     if not found:
-        accelerator.print(f"--resume: no complete checkpoint in {out / 'checkpoints'}; starting fresh")
+        accelerator.print(f"--resume: no complete checkpoint in {run.out / 'checkpoints'}; starting fresh")
         return
     latest = found[-1]
-    accelerator.load_state(str(latest))
-    # Accelerate's load_state leaves the iteration counter at 0: the next save would collide with checkpoint_0.
-    accelerator.project_configuration.iteration = int(latest.name.rsplit("_", 1)[1]) + 1
+    training = ckpt.read_state(latest, "training")
+    try:
+        accelerator.unwrap_model(run.model).load_state_dict(ckpt.read_state(latest, "model"))
+        run.optimizer.load_state_dict(training["optimizer"])
+        run.scheduler.load_state_dict(training["scheduler"])
+        run.state.load_state_dict(training["loop"])
+        if accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(training["scaler"])
+        accelerator.step = training["accelerator_step"]
+        ckpt.set_rng_state(ckpt.read_state(latest, f"rng_{accelerator.process_index}"))
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise PetCtInputError(latest, f"does not fit this run ({str(err).splitlines()[0]}): resume with the "
+                                      "arguments that made it, or choose another output_dir") from None
+    run.next_checkpoint = int(latest.name.rsplit("_", 1)[1]) + 1
     accelerator.print(f"resumed from {latest}")
 
 
-def _checkpoint(accelerator) -> None:
-    location = accelerator.save_state()
+def _checkpoint(run: _Run) -> None:
+    """The full training state into checkpoints/checkpoint_N; COMPLETE is written last (a killed save is ignored)."""
+    accelerator = run.accelerator
+    folder = run.out / "checkpoints" / f"{ckpt.PREFIX}{run.next_checkpoint}"
+    run.next_checkpoint += 1
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        Path(location, COMPLETE_MARKER).write_text("ok\n")
+        folder.mkdir(parents=True, exist_ok=True)
+        ckpt.write_state(folder, "model", accelerator.unwrap_model(run.model).state_dict())
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        ckpt.write_state(folder, "training", {
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "loop": run.state.state_dict(), "accelerator_step": accelerator.step, "scaler": scaler})
+    accelerator.wait_for_everyone()
+    ckpt.write_state(folder, f"rng_{accelerator.process_index}", ckpt.rng_state())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (folder / ckpt.COMPLETE_MARKER).write_text("ok\n")
+        ckpt.keep_newest(run.out, run.args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
 
 
