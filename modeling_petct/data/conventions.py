@@ -9,3 +9,6 @@ HARMONISED_SPACING_MM = (3.0, 2.0, 2.0)  # (z, y, x): the paper's grid, PetCtCon
 NORMALIZATIONS = ("zscore", "clinical", "none")  # PET/CT intensity schemes of harmonisation (data/harmonize.py)
 DEFAULT_NORMALIZATION = "zscore"
 F18_HALF_LIFE_S = 6586.2  # fluorine-18, seconds (decay correction of the injected dose to scan start)
+# Click guidance maps (data/clicks.py): a Gaussian (sigma in model-grid voxels, the autoPET IV baseline) or a ball
+# valued by its internal distance transform, 1 at the click and 0 at the radius (LesionLocator's, measured better).
+GUIDANCE_ENCODINGS = ("gaussian", "ball")
