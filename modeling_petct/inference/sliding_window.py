@@ -101,17 +101,36 @@ def _counting(predict: Callable, total: int, on_window: Callable[[int, int], Non
 
 
 def predict_probabilities(model, image: np.ndarray, settings: InferenceSettings = InferenceSettings(), *, device="cpu",
-                          on_window: Callable[[int, int], None] | None = None) -> np.ndarray:
+                          on_window: Callable[[int, int], None] | None = None, guidance: np.ndarray | None = None
+                          ) -> np.ndarray:
     """Class probabilities (C, Z, Y, X) float32 on the harmonised grid from MONAI's sliding-window inferer.
 
     Logits are blended across windows (as the authors' recipe does), then soft-maxed once. ``on_window(done, total)``
-    is called after every batch of windows, so a progress bar can move while the network runs.
+    is called after every batch of windows, so a progress bar can move while the network runs. ``guidance``: the
+    click maps of a guidance model (see ``model_input``).
     """
-    return predict_with_organs(model, image, settings, device=device, on_window=on_window)[0]
+    return predict_with_organs(model, image, settings, device=device, on_window=on_window, guidance=guidance)[0]
+
+
+def model_input(config, image: np.ndarray, guidance: np.ndarray | None = None) -> np.ndarray:
+    """The network's input on the harmonised grid: the image channels the model takes, then its click maps
+    (data.clicks.encode_clicks; all zero when no click is given)."""
+    channels = image[config.input_channels]
+    if not config.guidance_channels:
+        if guidance is not None:
+            raise ValueError("clicks given, but this model takes no click guidance (config.guidance_channels is 0)")
+        return np.ascontiguousarray(channels)
+    if guidance is None:
+        guidance = np.zeros((config.guidance_channels, *image.shape[1:]), np.float32)
+    if guidance.shape != (config.guidance_channels, *image.shape[1:]):
+        raise ValueError(f"guidance maps {guidance.shape} do not match {config.guidance_channels} channels on the "
+                         f"grid {image.shape[1:]}")
+    return np.concatenate([channels, guidance.astype(np.float32, copy=False)])
 
 
 def predict_with_organs(model, image: np.ndarray, settings: InferenceSettings = InferenceSettings(), *, device="cpu",
-                        on_window: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                        on_window: Callable[[int, int], None] | None = None, guidance: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
     """Lesion probabilities as ``predict_probabilities`` plus, for organ-aware models, the organ map (uint8 (Z, Y, X),
     argmax of the blended organ logits: labels 1..len(config.organ_labels), 0 = other); None for lesion-only models.
     Both heads come from the same windows (one network pass)."""
@@ -122,7 +141,7 @@ def predict_with_organs(model, image: np.ndarray, settings: InferenceSettings = 
 
     device = torch.device(device)
     roi = tuple(int(r) for r in (settings.roi_size or model.config.crop_size))
-    x = torch.from_numpy(np.ascontiguousarray(image[model.config.input_channels]))[None]
+    x = torch.from_numpy(model_input(model.config, image, guidance))[None]
     forward, _ = window_forward(model, settings.backend, x[0].numpy(), roi, device, settings.precision)
     predict = _predictor(model, settings, device, forward)
     if on_window is not None:

@@ -97,14 +97,14 @@ def build_backbone(config: PetCtConfig) -> nn.Module:
     _require_all(config.backbone)  # all of them now: einops, say, is otherwise first needed in forward
     if config.is_swin:
         net = require(config.backbone, "monai.networks.nets").SwinUNETR(
-            in_channels=config.num_channels, out_channels=config.num_channels, feature_size=config.feature_size,
+            in_channels=config.in_channels, out_channels=config.num_channels, feature_size=config.feature_size,
             depths=config.depths, num_heads=config.num_heads, window_size=config.window_size, norm_name="instance",
             downsample=config.swin_downsample, use_v2=True, dropout_path_rate=config.drop_path_rate, normalize=True,
         )
         net.out = nn.Identity()  # so net(x) still runs and returns the decoder feature map
         return net
     common = dict(
-        input_channels=config.num_channels, n_stages=len(config.features_per_stage),
+        input_channels=config.in_channels, n_stages=len(config.features_per_stage),
         features_per_stage=config.features_per_stage, conv_op=nn.Conv3d, kernel_sizes=config.kernel_size,
         strides=config.strides, num_classes=config.num_channels,
         n_conv_per_stage_decoder=config.decoder_convs_per_stage, conv_bias=True, norm_op=nn.InstanceNorm3d,

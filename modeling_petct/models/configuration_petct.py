@@ -23,6 +23,8 @@ IMPUTATIONS = ("zero", "token")
 SWIN_DOWNSAMPLES = ("mergingv2", "merging")
 LESION_CLASSES = ("background", "lesion")  # id2label of the lesion head
 NORMALIZATIONS = ("zscore", "clinical", "none")
+GUIDANCE_ENCODINGS = ("gaussian", "ball")  # click maps (data/clicks.py): Gaussian, or distance-transform ball
+GUIDANCE_CHANNELS = (0, 2)  # none, or foreground + background click maps
 
 _SWIN = {"backbone": "swinunetr-v2", "num_heads": (3, 6, 12, 24), "window_size": 7, "drop_path_rate": 0.05}
 _CNN_6 = {"features_per_stage": (32, 64, 128, 256, 320, 320), "strides": (1, 2, 2, 2, 2, 2), "kernel_size": 3}
@@ -92,6 +94,12 @@ class PetCtConfig(PreTrainedConfig):
         every mask the model makes (nnU-Net-style post-processing; train_seg.py's ``--min-lesion-ml auto`` chooses it
         on validation); 0 keeps every component, the paper's protocol. min_lesion_confidence: likewise, components
         whose peak lesion probability is below this are dropped (``--min-lesion-confidence auto``); 0 keeps all.
+    guidance_channels: click-guidance input channels after the image channels: 0 (none, the default) or 2 (a map of
+        foreground clicks, then one of background clicks; the input is PET, CT, foreground, background).
+        guidance_encoding: how a click is drawn on the model grid, "gaussian" (the autoPET IV baseline) or "ball" (a
+        distance-transform ball, LesionLocator's); guidance_size: its sigma or radius, in voxels of the model grid.
+        Maps are never normalised: a click's voxel holds 1. A model without guidance loads into one with zero
+        guidance weights (PetCtPreTrainedModel.with_guidance), so at zero clicks it predicts exactly as before.
     preset: name of the preset the config was built from (informational).
     """
 
@@ -125,6 +133,9 @@ class PetCtConfig(PreTrainedConfig):
     organ_loss_weight: float | int = 1.0
     min_lesion_ml: float | int = 0.0
     min_lesion_confidence: float | int = 0.0
+    guidance_channels: int = 0
+    guidance_encoding: str = "gaussian"
+    guidance_size: float | int = 3.0
     preset: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -155,6 +166,11 @@ class PetCtConfig(PreTrainedConfig):
     @property
     def num_channels(self) -> int:
         return len(self.modalities)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the network takes: the image modalities, then the guidance (click) maps."""
+        return self.num_channels + self.guidance_channels
 
     @property
     def input_channels(self) -> list[int]:
@@ -222,6 +238,15 @@ class PetCtConfig(PreTrainedConfig):
             _fail("min_lesion_confidence", f"must be a probability in [0, 1], got {self.min_lesion_confidence}")
         if self.num_labels < 2:
             _fail("num_labels", f"segmentation needs at least 2 labels (background + lesion), got {self.num_labels}")
+
+    def validate_guidance(self) -> None:
+        if self.guidance_channels not in GUIDANCE_CHANNELS:
+            _fail("guidance_channels", f"must be 0 (no clicks) or 2 (foreground, background click maps), got "
+                                       f"{self.guidance_channels}")
+        if self.guidance_encoding not in GUIDANCE_ENCODINGS:
+            _fail("guidance_encoding", f"must be one of {GUIDANCE_ENCODINGS}, got {self.guidance_encoding!r}")
+        if not 0 < self.guidance_size < math.inf:
+            _fail("guidance_size", f"must be a finite size > 0 voxels, got {self.guidance_size}")
 
     def validate_network(self) -> None:
         """The backbone's own shape rules: Swin stages and heads, or one CNN entry per stage."""
@@ -303,6 +328,8 @@ class PetCtSeparatedConfig(PetCtConfig):
             _fail("freeze_backbone", "the separated-modality model is a linear probe; it must stay True", owner)
         if tuple(self.modalities) != ("PET", "CT"):
             _fail("modalities", f"must be ('PET', 'CT'), got {self.modalities}", owner)
+        if self.guidance_channels:
+            _fail("guidance_channels", "the separated-modality probe takes no click guidance", owner)
         for name, modality in (("pet_config", "PET"), ("ct_config", "CT")):
             sub = getattr(self, name)
             if sub is not None and tuple(sub.get("modalities", ())) != (modality,):

@@ -7,6 +7,7 @@ Shipped flat as Hub remote code: relative imports among the four model files onl
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from .configuration_petct import PetCtConfig
 from .masking import impute, random_block_mask, weighted_reconstruction_loss
 
 logger = logging.get_logger(__name__)
+
+GUIDANCE_FIELDS = ("guidance_channels", "guidance_encoding", "guidance_size")  # PetCtConfig's click-guidance fields
 
 
 @dataclass
@@ -96,14 +99,41 @@ class PetCtPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """transformers' from_pretrained, also logging which weights were freshly initialised (e.g. a segmentation
-        head on top of an MAE backbone) and applying config.freeze_backbone to segmentation models."""
+        head on top of an MAE backbone) and applying config.freeze_backbone to segmentation models. Guidance fields
+        among the overrides (``guidance_channels=2``, ...) go through ``with_guidance``, so a checkpoint without
+        click inputs loads into a model with them."""
         want_info = kwargs.pop("output_loading_info", False)
+        guidance = {name: kwargs.pop(name) for name in GUIDANCE_FIELDS if name in kwargs}
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         if info["missing_keys"]:
             logger.info("%s: newly initialised (not in the checkpoint): %s", cls.__name__, sorted(info["missing_keys"]))
+        if guidance:
+            model = model.with_guidance(**guidance)
         if model.config.freeze_backbone and hasattr(model, "freeze_backbone"):
             model.freeze_backbone()  # loading re-creates the parameters, trainable
         return (model, info) if want_info else model
+
+    def with_guidance(self, guidance_channels: int = 2, guidance_encoding: str | None = None,
+                      guidance_size: float | None = None) -> "PetCtPreTrainedModel":
+        """This model taking ``guidance_channels`` click maps after its image channels.
+
+        A model without click inputs gets new input weights of zero for them: every weight is kept, so at zero clicks
+        (all-zero maps) it predicts what it predicted before, and training moves the new weights from there. With
+        the same number of channels only the encoding fields change."""
+        config = copy.deepcopy(self.config)
+        config.guidance_channels = guidance_channels
+        config.guidance_encoding = guidance_encoding or config.guidance_encoding
+        config.guidance_size = guidance_size or config.guidance_size
+        config.validate()
+        if guidance_channels == self.config.guidance_channels:
+            self.config = config
+            return self
+        if self.config.guidance_channels:
+            raise ValueError(f"this model already takes {self.config.guidance_channels} guidance channels; it cannot "
+                             f"be changed to {guidance_channels}")
+        model = type(self)(config)
+        model.load_state_dict(_widened_inputs(self.state_dict(), model.state_dict(), self.config.in_channels))
+        return model.to(device=self.device, dtype=self.dtype).train(self.training)
 
 
 class PetCtModel(PetCtPreTrainedModel):
@@ -118,9 +148,10 @@ class PetCtModel(PetCtPreTrainedModel):
         self.post_init()
 
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> PetCtModelOutput:
-        if pixel_values.ndim != 5 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(f"pixel_values must be (B, {self.config.num_channels}, D, H, W) for modalities "
-                             f"{self.config.modalities}, got {tuple(pixel_values.shape)}")
+        if pixel_values.ndim != 5 or pixel_values.shape[1] != self.config.in_channels:
+            raise ValueError(f"pixel_values must be (B, {self.config.in_channels}, D, H, W) for modalities "
+                             f"{self.config.modalities} and {self.config.guidance_channels} guidance channels, got "
+                             f"{tuple(pixel_values.shape)}")
         spatial, divisor = tuple(pixel_values.shape[2:]), self.config.size_divisor
         if any(s % divisor for s in spatial) or math.prod(s // divisor for s in spatial) < 2:
             raise ValueError(f"spatial size {spatial} must be divisible by config.size_divisor={divisor} and leave "
@@ -138,6 +169,9 @@ class PetCtForMaskedImageModeling(PetCtPreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^(segmentation|organ)_head\."]
 
     def __init__(self, config: PetCtConfig):
+        if config.guidance_channels:
+            raise ValueError("PetCtConfig.guidance_channels: a masked autoencoder reconstructs images; it takes no "
+                             "click guidance")
         super().__init__(config)
         self.petct = PetCtModel(config)
         self.reconstruction_head = PetCtOutputConv(output_channels(config), config.num_channels)
@@ -239,6 +273,20 @@ class PetCtForSegmentation(PetCtPreTrainedModel):
                  if t is not None]
         return PetCtSegmentationOutput(loss=sum(terms) if terms else None, logits=logits, organ_logits=organ_logits,
                                        lesion_loss=lesion_loss, organ_loss=organ_loss)
+
+
+def _widened_inputs(source: dict, target: dict, source_channels: int) -> dict:
+    """``source`` weights in the shapes of ``target``: an input-layer weight with more input channels in ``target``
+    keeps its first ``source_channels`` and gets zeros for the rest; every other tensor must match exactly."""
+    out = {}
+    for key, tensor in target.items():
+        old = source[key]
+        if old.shape != tensor.shape:
+            if old.shape[1] != source_channels or old.shape[:1] + old.shape[2:] != tensor.shape[:1] + tensor.shape[2:]:
+                raise ValueError(f"{key}: shape {tuple(old.shape)} cannot become {tuple(tensor.shape)}")
+            old = torch.cat([old, old.new_zeros((old.shape[0], tensor.shape[1] - old.shape[1], *old.shape[2:]))], 1)
+        out[key] = old
+    return out
 
 
 def _channel_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
