@@ -106,6 +106,12 @@ class SegArguments:
     min_lesion_ml: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_ml): predicted lesion components under this volume (ml) are dropped from every mask it makes; auto = the candidate among MIN_LESION_ML_CANDIDATES (0-1 ml) that scores best by --selection_metric on the selection split, chosen after the checkpoint (the authors: 0)."})
     min_lesion_confidence: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_confidence): predicted lesion components whose peak lesion probability is below this are dropped; auto = chosen among MIN_LESION_CONFIDENCE_CANDIDATES (0-0.99) like --min_lesion_ml, jointly with it when both are auto (the authors: 0)."})
     select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})
+    # Interactive segmentation (training/interaction.py)
+    interactive: bool = field(default=False, metadata={"help": "Click-guided model: foreground and background click maps after PET and CT (zero input weights on a start without them), trained with simulated clicks (autoPET IV rules, 0..--max_clicks of each kind per crop, corrective clicks on the model's own errors). Validation scores the automatic pass (no clicks)."})
+    guidance_encoding: str = field(default="gaussian", metadata={"help": "Interactive: how a click is drawn, gaussian (the autoPET IV baseline) | ball (distance-transform ball, LesionLocator's)."})
+    guidance_size: float = field(default=3.0, metadata={"help": "Interactive: the Gaussian's sigma or the ball's radius, in voxels of the model grid."})
+    max_clicks: int = field(default=10, metadata={"help": "Interactive: each crop gets 0..max_clicks clicks of each kind, uniformly."})
+    corrective_prob: float = field(default=0.5, metadata={"help": "Interactive: probability that a batch also gets corrective clicks on the model's own largest miss and false positive."})
 
 
 def parse(dataclass_types, argv: list[str] | None = None, prog: str | None = None):

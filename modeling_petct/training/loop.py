@@ -228,6 +228,7 @@ class _Run:
     next_checkpoint: int = 0  # number of the next checkpoints/checkpoint_N
     progress: object = None
     window: dict = field(default_factory=dict)
+    prepare_batch: Callable | None = None
 
     @property
     def out(self) -> Path:
@@ -248,6 +249,7 @@ def fit(
     num_workers: int = 0,
     head_only_steps: int = 0,
     head_lr_factor: float = 1.0,
+    prepare_batch: Callable | None = None,
 ) -> FitResult:
     """Train `model` (whose forward(**batch) returns `.loss`) on `train_dataset`; see the module docstring.
 
@@ -255,10 +257,12 @@ def fit(
     goes to `output_dir/best`, the final weights to `output_dir/last` (`FitResult.model_dir`: best, else last).
     `total_steps` overrides the epoch budget (equal-steps control); epochs then repeat as needed.
     `head_only_steps` > 0: only the output heads learn for that many steps, then everything (LP-FT); the heads'
-    lr is `head_lr_factor` x `learning_rate`.
+    lr is `head_lr_factor` x `learning_rate`. `prepare_batch(model, batch, step, rank)` may change a batch before its
+    training step (corrective clicks from the model's own prediction, training/interaction.py).
     """
     run = _setup(accelerator, args, prepare_model(model, args), train_dataset, learning_rate, total_steps, num_workers,
                  head_only_steps, head_lr_factor)
+    run.prepare_batch = prepare_batch
     _resume_or_refuse(run)
     if args.report_to not in ("", "none"):
         accelerator.init_trackers("petct", config=_flat_config(args, learning_rate, run.total_steps))
@@ -343,6 +347,8 @@ def _train_batch(run: _Run, batch: dict) -> torch.Tensor:
     accelerator, args = run.accelerator, run.args
     if args.channels_last:
         batch = {k: _channels_last(v) for k, v in batch.items()}
+    if run.prepare_batch is not None:
+        batch = run.prepare_batch(run.model, batch, run.state.step, accelerator.process_index)
     with accelerator.accumulate(run.model):
         loss = run.model(**batch).loss
         accelerator.backward(loss)

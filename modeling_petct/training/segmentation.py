@@ -184,6 +184,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     accelerator = make_accelerator(train_args)
     split = make_split(cache, data_args, seg_args)
     model = build_segmenter(model_args, data_args.crop_size, seg_args.linear_probe)
+    if seg_args.interactive:
+        model = model.with_guidance(2, seg_args.guidance_encoding, seg_args.guidance_size)
     apply_transfer_recipe(model, model_args, seg_args)
     lr = learning_rate(model, train_args, seg_args)
     accelerator.print(f"segmentation: {len(split.train)} labelled train / {len(split.val)} val / {len(split.test)} test "
@@ -260,6 +262,11 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
                                    ("--min_lesion_confidence", seg_args.min_lesion_confidence, 1.0, "a probability in [0, 1]")):
         if value != "auto" and not _number_in(value, top):
             raise PetCtInputError(flag, f"must be auto or {what}, got {value!r}")
+    if seg_args.interactive and seg_args.linear_probe:
+        raise PetCtInputError("--interactive", "needs a trained network, not a linear probe (its click weights would "
+                                               "stay frozen at zero)")
+    if seg_args.max_clicks < 0 or not 0.0 <= seg_args.corrective_prob <= 1.0:
+        raise PetCtInputError("--max_clicks/--corrective_prob", "max_clicks must be >= 0, corrective_prob in [0, 1]")
     if seg_args.head_steps < 0 or not 0.0 <= seg_args.zoom_prob <= 1.0 or seg_args.head_lr_factor <= 0:
         raise PetCtInputError("--head_steps/--zoom_prob/--head_lr_factor",
                               "head_steps must be >= 0, zoom_prob in [0, 1], head_lr_factor > 0")
@@ -314,12 +321,25 @@ def learning_rate(model, train_args: TrainArguments, seg_args: SegArguments) -> 
 
 def training_crops(cache, ids: list[str], model, data_args: DataArguments, train_args: TrainArguments,
                    seg_args: SegArguments):
-    """Lesion-oversampled random crops with the input channels the model takes (PET-only/CT-only models too)."""
+    """Lesion-oversampled random crops with the input channels the model takes (PET-only/CT-only models too), and the
+    simulated click maps of a guidance model."""
     from ..data.transforms import SegCropDataset
+    from .interaction import ClickCrops
 
     crops = SegCropDataset(cache, ids, crop_size=tuple(data_args.crop_size), augment=True, fg_prob=seg_args.fg_prob,
                            seed=train_args.seed, zoom_prob=seg_args.zoom_prob, organ_labels=getattr(model.config, "organ_labels", ()))  # + organ maps
-    return ModalitySelect(crops, model.config.input_channels)
+    config = model.config
+    crops = ModalitySelect(crops, config.input_channels)
+    if not config.guidance_channels:
+        return crops
+    pet_channel = config.input_channels.index(0) if 0 in config.input_channels else None
+    return ClickCrops(crops, click_simulation(config, seg_args), pet_channel, seed=train_args.seed)
+
+
+def click_simulation(config, seg_args: SegArguments):
+    from .interaction import ClickSimulation
+
+    return ClickSimulation.of(config, max_clicks=seg_args.max_clicks, corrective_prob=seg_args.corrective_prob)
 
 
 def train_and_select(accelerator, model, cache, split: Split, lr: float, data_args: DataArguments,
@@ -335,9 +355,16 @@ def train_and_select(accelerator, model, cache, split: Split, lr: float, data_ar
 
     total_steps = seg_args.equal_steps if seg_args.schedule == "equal_steps" else None
     crops = training_crops(cache, split.train, model, data_args, train_args, seg_args)
+    corrective = None
+    if model.config.guidance_channels:
+        from .interaction import CorrectiveClicks
+
+        corrective = CorrectiveClicks(click_simulation(model.config, seg_args), model.config.guidance_channels,
+                                      seed=train_args.seed)
     return fit(accelerator, train_args, model, crops, learning_rate=lr, evaluate=evaluate,
                selection=Selection(seg_args.selection_metric, greater_is_better=True), total_steps=total_steps,
-               num_workers=data_args.num_workers, head_only_steps=head_only_steps, head_lr_factor=head_lr_factor)
+               num_workers=data_args.num_workers, head_only_steps=head_only_steps, head_lr_factor=head_lr_factor,
+               prepare_batch=corrective)
 
 
 def data_sources(cache, split: Split) -> dict[str, int]:
