@@ -267,6 +267,39 @@ def _cache_modes(e, tmp):
         assert stat.S_IMODE(f.stat().st_mode) == ((0o777 if f.is_dir() else 0o666) & ~umask), f
 
 
+def _first_study(e) -> Path:
+    return e["cohort"] / sorted(os.listdir(e["cohort"]))[0]
+
+
+def _cache_over_user_folder(e, tmp):
+    """-o CACHE already holding the user's own folder named like a study (no cache sidecar)."""
+    mine = tmp / "cache" / _first_study(e).name
+    mine.mkdir(parents=True)
+    (mine / "raw.txt").write_text("the user's own copy")
+    return ["harmonize", "--input", str(e["cohort"]), "-o", str(tmp / "cache")]
+
+
+def _user_folder_kept(e, tmp):
+    mine = tmp / "cache" / _first_study(e).name
+    assert [p.name for p in mine.iterdir()] == ["raw.txt"] and (mine / "raw.txt").read_text() == "the user's own copy"
+    assert [p.name for p in (tmp / "cache").iterdir()] == [mine.name], "the refused run wrote into the cache"
+
+
+def _studies_named(*names):
+    """segment -i over copies of one study in folders with these names."""
+    def argv(e, tmp):
+        for name in names:
+            shutil.copytree(_first_study(e), tmp / "studies" / name)
+        return ["segment", "-i", str(tmp / "studies"), "-o", str(tmp / "out"), "--model", str(e["model"]), "--fast",
+                "--device", "cpu"]
+    return argv
+
+
+def _one_study(e, *extra):
+    first = _first_study(e)
+    return ["harmonize", "--pet", str(first / "PET.nii.gz"), "--ct", str(first / "CT.nii.gz"), *extra]
+
+
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 
 
@@ -393,6 +426,16 @@ CASES = [
     Case("--version", lambda e, t: ["--version"], code=0, says="petct-fm "),
     Case("-q prints nothing", lambda e, t: seg(e, t, *out(t), "-q"), code=0, says="", stream="silent"),
     Case("segment --help lists NRRD", lambda e, t: ["segment", "--help"], code=0, says="NRRD"),
+    # 9. lost data: a user's folder replaced, two studies written into one folder or into the output root
+    Case("harmonize -o over a user's folder named like a study", _cache_over_user_folder,
+         says="was not written by `petct harmonize`", check=_user_folder_kept),
+    Case("segment -i: 'a b' and 'a_b' collide", _studies_named("a b", "a_b"), says="both get the study id 'a_b'"),
+    Case("segment -i: '___' gives no id", _studies_named("___", "ok"), says="'___' gives an empty study id"),
+    Case("segment -i: '+++' gives no id", _studies_named("+++"), says="'+++' gives an empty study id"),
+    Case("harmonize --study-id ../x", lambda e, t: _one_study(e, "--study-id", "../x", "-o", str(t / "out")),
+         says="'../x' is not a safe folder name"),
+    Case("harmonize --shard of an empty shard", lambda e, t: _one_study(e, "--shard", "1/2", "-o", str(t / "out")),
+         says="shard 1 would be empty"),
     Case("a DICOM .zip as --pet", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"), pet=e["zip"],
                                                    ct=e["ct_dicom"]), code=0, says="lesion(s)",
          check=_seg_algorithm_name),

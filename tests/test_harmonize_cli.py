@@ -73,3 +73,6 @@ def test_shards_split_the_rows_between_nodes(tmp_path):
     for shard in ("0/2", "1/2"):
         assert main(["harmonize", "--input", str(src), "-o", str(out), "--shard", shard, "--no-progress"]) == 0
         assert len(StudyCache(out).ids()) == int(shard[0]) + 1
+    for shard in (0, 1):  # each node keeps its own summary: the last one to finish does not erase the other's
+        summary = json.loads((out / f"_harmonize_summary_shard{shard}of2.json").read_text())
+        assert summary["written"] == [f"study{shard}"]

@@ -44,7 +44,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..atomic import atomic_path
-    from ..data.adapters import safe_id
+    from ..data.adapters import check_study_ids, safe_id
     from ..data.cache import StudyCache, harmonize_many
     from ..data.manifest import build_manifest, load_manifest, save_manifest
     from ..errors import PetCtInputError
@@ -75,18 +75,19 @@ def run(args) -> int:
         row = {"study_id": study_id, "source": "folder", "subject": study_id, "study": study_id, "pet_path": args.pet,
                "ct_path": args.ct, "label_path": args.label or "", "suv_status": "", "organ_path": args.organs or ""}
         manifest = build_manifest(rows=[row])
+    check_study_ids(manifest, args.manifest or args.input or "--study-id")
     if args.shard:
-        try:
-            index, count = (int(v) for v in args.shard.split("/"))
-            assert 0 <= index < count
-        except (ValueError, AssertionError):
-            raise PetCtInputError("--shard", f"expected I/N with 0 <= I < N, got {args.shard!r}") from None
+        index, count = _shard(args.shard)
+        if count > len(manifest):
+            raise PetCtInputError("--shard", f"{count} shards of {len(manifest)} studies: shard {index} would be "
+                                             f"empty; use at most {len(manifest)} shards")
         manifest = manifest.shard(num_shards=count, index=index, contiguous=True)
     if len(manifest) == 0:
         raise PetCtInputError(args.manifest or args.input, "no studies to harmonise")
     for row in manifest.select_columns(["pet_path", "ct_path", "label_path"]):  # a cache over a source deletes it
         check_not_over_inputs(out, [row["pet_path"], row["ct_path"], row["label_path"] or None])
     cache = StudyCache(out)
+    cache.check_replaceable(manifest["study_id"])
     out.mkdir(parents=True, exist_ok=True)
     if not args.manifest and not args.shard:
         save_manifest(manifest, out / MANIFEST_DIR)
@@ -97,7 +98,27 @@ def run(args) -> int:
                              progress=not args.no_progress and progress_wanted(args.quiet))
     record = {"written": summary.written, "already_done": summary.already_done, "failed": summary.failed,
               "normalization": args.normalization, "spacing": list(args.spacing), "dtype": args.dtype}
-    with atomic_path(out / SUMMARY_FILE) as tmp:
+    with atomic_path(out / _summary_name(args.shard)) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     print(summary.report())
     return 1 if summary.failed else 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from ..errors import PetCtInputError
+
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise PetCtInputError("--shard", f"expected I/N with 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _summary_name(shard: str | None) -> str:
+    """Each shard of a multi-node run keeps its own summary (one file would hold only the last node's failures)."""
+    if not shard:
+        return SUMMARY_FILE
+    index, count = _shard(shard)
+    return SUMMARY_FILE.replace(".json", f"_shard{index}of{count}.json")

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
+from .conventions import SAFE_STUDY_ID
 from .volume import Volume
 
 SOURCES = ("autopet", "deeppsma", "spade", "vimed", "folder")
@@ -55,7 +56,26 @@ def discover(root, source: str, organs_dir=None) -> list[dict]:
             "vimed": vimed_studies, "folder": folder_studies}[source](root)
     if not rows:
         raise PetCtInputError(root, f"no studies found in the {source!r} layout (see modeling_petct.data.adapters)")
+    check_study_ids(rows, root)
     return attach_organs(rows, organs_dir)
+
+
+def check_study_ids(rows, where) -> None:
+    """Each study id names its own output folder: an empty id would write into the output root, a repeated one over
+    another study (folders ``a b`` and ``a_b`` both become ``a_b``), an unsafe one outside the output."""
+    seen = {}
+    for r in rows:
+        sid, name = r["study_id"], r.get("study") or r.get("pet_path")
+        if not sid:
+            raise PetCtInputError(where, f"study {name!r} gives an empty study id (ids keep letters, digits, "
+                                         "'.', '_' and '-'): rename its folder")
+        if not re.match(SAFE_STUDY_ID, sid):
+            raise PetCtInputError(where, f"study id {sid!r} is not a safe folder name (letters, digits, '.', '_', "
+                                         "'-', starting with a letter or digit)")
+        if sid in seen:
+            raise PetCtInputError(where, f"studies {seen[sid]!r} and {name!r} both get the study id {sid!r}: rename "
+                                         "one of them")
+        seen[sid] = name
 
 
 def attach_organs(rows: list[dict], organs_dir=None) -> list[dict]:

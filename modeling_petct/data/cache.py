@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
+from ..errors import PetCtInputError
+from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, SAFE_STUDY_ID
 from .harmonize import HarmonizedStudy
 
 SIDECAR = "study.json"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_ID = re.compile(SAFE_STUDY_ID)
 MAX_FOREGROUND_POINTS = 200_000
 LESION_CROP_PROB = 0.5  # chance a segmentation training crop is centred on a lesion voxel (the one default)
 
@@ -35,8 +36,17 @@ class StudyCache:
 
     def path(self, study_id: str) -> Path:
         if not _SAFE_ID.match(study_id):
-            raise ValueError(f"study id {study_id!r} is not a safe folder name (letters, digits, . _ -)")
+            raise PetCtInputError(study_id, "is not a safe study id (a folder name of letters, digits, . _ -)")
         return self.root / study_id
+
+    def check_replaceable(self, study_ids) -> None:
+        """A folder in the cache named like a study but without the cache's sidecar is the user's (a raw copy):
+        refused, never deleted to make room for the harmonised study."""
+        for study_id in study_ids:
+            folder = self.path(study_id)
+            if folder.exists() and not (folder / SIDECAR).is_file():
+                raise PetCtInputError(folder, f"exists and was not written by `petct harmonize` (no {SIDECAR}): it "
+                                              "is never replaced; move it or choose another output folder")
 
     def __contains__(self, study_id: str) -> bool:
         return (self.path(study_id) / SIDECAR).is_file()
@@ -53,6 +63,7 @@ class StudyCache:
 
         check_storable(study.image, dtype, study.meta.get("pet_source") or study_id)  # float16 Inf never stored
         dest = self.path(study_id)
+        self.check_replaceable([study_id])
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = public(tempfile.mkdtemp(prefix=f".tmp-{study_id}-{socket.gethostname()}-{os.getpid()}-", dir=self.root))
         try:
@@ -108,8 +119,6 @@ class StudyCache:
 def open_cache(root: str | os.PathLike, *, labelled: bool = False) -> StudyCache:
     """The cache at ``root`` for training or a study, refused (PetCtInputError) when it is missing or holds no study
     (no labelled study when ``labelled``): training on nothing would otherwise "succeed" with an empty table."""
-    from ..errors import PetCtInputError
-
     if not str(root).strip():
         raise PetCtInputError("--cache_dir", "required: a folder written by `petct harmonize`")
     cache = StudyCache(root)

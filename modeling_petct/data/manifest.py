@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
-from .adapters import SPADE_SPACING_ZYX, attach_organs, discover
+from .adapters import SPADE_SPACING_ZYX, attach_organs, check_study_ids, discover
 
 COLUMNS = ("study_id", "source", "subject", "study", "pet_path", "ct_path", "label_path", "spacing", "shape", "suv_status",
            "has_label", "split", "in_10pct", "in_30pct", "in_100pct", "organ_path")
@@ -47,10 +47,7 @@ def build_manifest(*inputs, rows=None, splits_csv=None, exclude_test: bool = Fal
         spacing, shape = probe_geometry(r["pet_path"], r.get("source")) if probe else ([], [])
         r.update(spacing=spacing, shape=shape, has_label=bool(r.get("label_path")))
         table.append({k: r.get(k, "") for k in COLUMNS})
-    ids = [r["study_id"] for r in table]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise PetCtInputError(inputs[0][1] if inputs else "manifest", f"duplicate study ids {dup}")
+    check_study_ids(table, inputs[0][1] if inputs else "manifest")
     features = datasets.Features({
         **{k: datasets.Value("string") for k in ("study_id", "source", "subject", "study", "pet_path", "ct_path",
                                                  "label_path", "suv_status", "split", "organ_path")},
