@@ -1,4 +1,4 @@
-"""Organ-aware arm vs lesion-only at equal steps on the phantom cohort (issue 12's 'done when').
+"""Organ-aware arm vs lesion-only at equal steps on the phantom cohort.
 
 Both arms train the same network from scratch with train_seg.py's own code (training.segmentation.finetune), the same
 studies, crops, seeds and optimizer steps; the organ-aware arm only adds `organ_labels` (the default PET vocabulary)

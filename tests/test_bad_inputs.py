@@ -1,4 +1,4 @@
-"""Issue 13: every hostile or careless input, one row each in ONE parametrised suite (add rows, not tests).
+"""Every hostile or careless input, one row each in ONE parametrised suite (add rows, not tests).
 
 Each row runs one command (or one API call) and states the exit code and the text it must print: a refusal is one
 line on stderr naming the file and the problem (exit 2), never a traceback, with nothing left at the outputs; the rows

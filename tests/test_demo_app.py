@@ -48,7 +48,7 @@ def study(tmp_path_factory) -> tuple[Path, Path]:
 def _tiny_models(root: Path) -> dict[str, str]:
     import torch
 
-    from modeling_petct import PetCtForSegmentation  # noqa: I001  (the model class first: see the lead's notes)
+    from modeling_petct import PetCtForSegmentation  # noqa: I001  (the model class first)
     from modeling_petct import PetCtConfig
 
     (root / ".petct-quickstart").write_text("a quickstart output: trained on synthetic phantoms\n")

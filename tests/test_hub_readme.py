@@ -1,4 +1,4 @@
-"""README's "Publishing on the Hugging Face Hub" section, run as written: every bash command and Python snippet in
+"""The "Publish, step by step" section of docs/hub.md, run as written: every bash command and Python snippet in
 order, in a folder holding the files the commands name, against a local Hub (HF_ENDPOINT)."""
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.training.results import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Publishing on the Hugging Face Hub"
+GUIDE = ROOT / "docs" / "hub.md"
+SECTION = "## Publish, step by step"
 
 
-def readme_steps(readme: Path = ROOT / "README.md") -> list[tuple[str, str]]:
-    """("bash", one command) / ("python", a snippet) in the order the Hub section shows them."""
-    text = readme.read_text()
-    section = text[text.index(SECTION):]
-    section = section[: section.index("\n## ", len(SECTION))]
+def readme_steps(guide: Path = GUIDE) -> list[tuple[str, str]]:
+    """("bash", one command) / ("python", a snippet) in the order the section shows them (it ends at the next one)."""
+    text = guide.read_text()
+    section = text[text.index(SECTION):].split("\n## ")[0]
     steps = []
     for lang, block in re.findall(r"```(bash|python)\n(.*?)```", section, re.S):
         if lang == "python":

@@ -1,4 +1,4 @@
-"""Organ maps (issue 12): TotalSegmentator's two output forms, organ geometry through harmonisation, cache and crops
+"""Organ maps: TotalSegmentator's two output forms, organ geometry through harmonisation, cache and crops
 exactly like lesion labels, the organ-aware model's second head and loss, and the lesion table's organ column."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
     organ_rows = [r for r in json.loads((quickstart / "study" / "results.json").read_text())["rows"]
                   if r["arm"] == "scratch-organs"]
     assert len(organ_cells) == 2 and len(organ_rows) == 1 and organ_rows[0]["fpv_physiological_ml"] >= 0
-    assert "## Organ-aware arm (issue 12)" in text and "FPV in physiological organs" in text
+    assert "## Organ-aware arm" in text and "FPV in physiological organs" in text
     seeds = [c["seed"] for c in cells if c["arm"] == "scratch"]
     assert len(set(seeds)) == len(seeds) == 4  # scratch at 0.5 and 1.0, claim seeds 0 and 1: one draw per cell
     splits = quickstart / "data" / "splits"

@@ -1,6 +1,6 @@
-"""PET-only and CT-only MAEs, pretrained by train_mae.py, fine-tune and probe with train_seg.py end to end (issue 10,
-failure 1: the segmentation crops used to keep both channels and crashed at step 1); the run folder then loads as a
-model for `petct segment` (failure 3)."""
+"""PET-only and CT-only MAEs, pretrained by train_mae.py, fine-tune and probe with train_seg.py end to end (the
+segmentation crops used to keep both channels and crashed at step 1); the run folder then loads as a model for
+`petct segment`."""
 
 from __future__ import annotations
 

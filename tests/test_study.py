@@ -102,7 +102,7 @@ def test_study_parses_train_segs_own_options_with_the_same_defaults():
     assert (args.train.num_epochs, args.train.per_device_batch_size, args.seg.fg_prob) == (3, 5, 0.2)
     (cell,) = [c for c in grid(args) if c.fraction == 0.1]
     model, data, train, seg = cell_arguments(args, cell)
-    # the training seed is the cell's own (issue 11: one seed for every cell made the head draw the result)
+    # the training seed is the cell's own (one seed for every cell made the head draw the result)
     from modeling_petct.experiments.study import cell_seed
 
     assert (model.preset, train.seed, train.resume, seg.label_fraction, seg.split_seed) == ("tiny-unet", cell_seed(cell), True, 0.1, 1)

@@ -1,4 +1,4 @@
-"""The transfer recipe (issue 11): head initialisation, encoder-only transfer, LP-FT schedule, selection that counts
+"""The transfer recipe: head initialisation, encoder-only transfer, LP-FT schedule, selection that counts
 false positives on lesion-free studies, a seed per cell, the random-feature probe, and MAE data never holding test."""
 
 from __future__ import annotations

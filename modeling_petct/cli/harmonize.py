@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--ct", help="one study: CT file or DICOM folder")
     p.add_argument("--label", help="one study: lesion mask on the PET grid (optional)")
     p.add_argument("--study-id", help="one study: its id in the cache (default: the PET's folder name)")
-    # organ maps (HO, issue 12): found beside each PET by default (organs.nii.gz or a TotalSegmentator folder)
+    # organ maps: found beside each PET by default (organs.nii.gz or a TotalSegmentator folder)
     p.add_argument("--organs", help="one study: TotalSegmentator output for its CT (multilabel file or mask folder)")
     p.add_argument("--organs-dir", help="with --input: organ maps as ORGANS_DIR/<study_id>.nii.gz or <study_id>/")
     p.add_argument("-o", "--output", required=True, help="cache folder (created; finished studies are skipped)")

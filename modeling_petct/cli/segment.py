@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "openvino", "openvino-int8"), default="auto",
                    help="CPU runtime. auto: the fastest exported one that passed its accuracy check against PyTorch "
                         "(needs pip install 'petct-fm[cpu-fast]'; exported once per model), else torch")
-    # organs (HO, issue 12): where each lesion lies; see modeling_petct/data/organs.py
+    # organs: where each lesion lies; see modeling_petct/data/organs.py
     p.add_argument("--organs", metavar="FILE_OR_FOLDER", help="TotalSegmentator output for this CT (multilabel "
                    "file or its folder of masks), or 'auto' to run TotalSegmentator if installed; default: the "
                    "organ-aware model's own organ map. Adds organ/physiological columns to the lesion table")

@@ -76,7 +76,7 @@ class Budget:
     eval_every: int = 280  # validation at mid-run and at the end
     batch_dice: bool = True
     val_crops: int = 8
-    organ_aware_seeds: int = 1  # the organ-aware arm (issue 12) at the highest fraction, over this many claim seeds
+    organ_aware_seeds: int = 1  # the organ-aware arm at the highest fraction, over this many claim seeds
     all_seeds: bool = False  # every cell over claim_seeds (not only the cells a claim rests on)
     mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
     parallel_cells: int = 2  # cells trained at once, sharing the CPU threads

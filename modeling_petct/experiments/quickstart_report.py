@@ -147,7 +147,7 @@ def write_report(out: Path, *, budget, recipe, protocol: str, cohort, maes: dict
         "## The paper's claims on this cohort", "",
         "Per-case test Dice paired by (seed, study); mean difference, bootstrap 95% CI, two-sided Wilcoxon p.", "",
         *_claims_table(claims(results, budget)), "",
-        "## Organ-aware arm (issue 12)", "",
+        "## Organ-aware arm", "",
         *organ_aware_lines(results, budget), "",
         "## Held-out centre", "",
         *_centre_lines(centre, cohort), "",
@@ -218,7 +218,7 @@ def _rows_table(rows: list[dict]) -> list[str]:
 
 
 FINE_TUNING_ARMS = ("pretrained", "scratch", "pretrained-organs", "scratch-organs")
-TARGET = {"dice": 0.60, "lesion_sensitivity": 0.70, "fp_per_case": 1.0}  # issue 11's bar for the best arm
+TARGET = {"dice": 0.60, "lesion_sensitivity": 0.70, "fp_per_case": 1.0}  # the project's bar for the best arm
 
 
 def arm_candidates(study: dict) -> list[dict]:
@@ -260,13 +260,13 @@ def _best_arm_lines(candidates: list[dict]) -> list[str]:
             f"validation score {format_value(best['val'])}): test Dice {format_value(best['dice'], best['dice_ci95'])}, "
             f"lesion sensitivity {format_value(best['lesion_sensitivity'], digits=2)}, "
             f"{format_value(best['fp_per_case'], digits=2)} false-positive lesions per study (post-processing per cell, "
-            f"minimum ml / peak probability: {', '.join(f'{ml:g} / {p:g}' for ml, p in filters)}); the issue's target "
+            f"minimum ml / peak probability: {', '.join(f'{ml:g} / {p:g}' for ml, p in filters)}); the target "
             f"(Dice >= {TARGET['dice']:.2f}, sensitivity >= {TARGET['lesion_sensitivity']:.2f}, <= "
             f"{TARGET['fp_per_case']:.1f} FP/case) is **{'met' if target_met(best) else 'not met'}** by this run."]
 
 
 def organ_aware_lines(results: list, budget) -> list[str]:
-    """Issue 12's test: the organ-aware arm against lesion-only at equal steps, same seeds, subsets and crops: FPV in
+    """The organ-aware test: the organ-aware arm against lesion-only at equal steps, same seeds, subsets and crops: FPV in
     physiological-uptake organs (target: 5x less) and lesion Dice (target: not lower), paired by (seed, study)."""
     hi = f"{budget.fractions[-1]:g}"
     a, b = ("scratch-organs", hi), ("scratch", hi)
@@ -285,7 +285,7 @@ def organ_aware_lines(results: list, budget) -> list[str]:
             f"| lesion Dice | {dice['mean_a']:.3f} | {dice['mean_b']:.3f} | {format_value(dice['diff'], dice['ci'])} | "
             f"{dice['n']} ({dice['seeds']}) | {format_value(dice['p'])} |", "",
             f"Physiological FPV {_reduction(fpv['mean_b'], fpv['mean_a'])}; Dice {'not ' * dice_ok}significantly lower "
-            f"(difference {dice['diff']:+.3f}, p = {format_value(dice['p'])}). Issue 12's target (>= 5x less, Dice not "
+            f"(difference {dice['diff']:+.3f}, p = {format_value(dice['p'])}). The organ-aware target (>= 5x less, Dice not "
             f"significantly lower) is **{'met' if met else 'not met'}** by this run."]
 
 

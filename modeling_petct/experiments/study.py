@@ -1,7 +1,7 @@
 """The label-efficiency study: {preset} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
 probe of each pretrained network and, given PET-only and CT-only MAEs, the same probe on their concatenated features
 ("probe-separated": joint vs separated-modality pretraining); ``--organ-aware`` repeats each fine-tuning cell with
-organ labels (issue 12). Each cell is one `finetune` run in its own folder; a
+organ labels. Each cell is one `finetune` run in its own folder; a
 cell whose `results.json` exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running
 the command finishes a half-done grid.
 

@@ -31,7 +31,7 @@ from ..errors import PetCtInputError
 
 BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 FASTEST_FIRST = ("openvino-int8", "openvino")
-AGREEMENT_FLOOR = 0.98  # foreground Dice vs eager PyTorch on held-out windows (issue 16's mask-agreement target)
+AGREEMENT_FLOOR = 0.98  # foreground Dice vs eager PyTorch on held-out windows (the mask-agreement target)
 AUTO_MIN_PARAMETERS = 1_000_000  # smaller networks run a window in well under a second: export would cost more
 CALIBRATION_WINDOWS = 8
 CHECK_WINDOWS = 2

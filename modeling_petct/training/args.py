@@ -96,7 +96,7 @@ class SegArguments:
     sw_overlap: float = field(default=0.5, metadata={"help": "Sliding-window overlap for validation/test inference."})
     sw_batch_size: int = 2
     test_ids: str | None = field(default=None, metadata={"help": "Text file of test study ids (evaluated once, at the end)."})
-    # The transfer recipe (issue 11). Defaults are the authors' protocol; experiments/quickstart.py names both recipes.
+    # The transfer recipe. Defaults are the authors' protocol; experiments/quickstart.py names both recipes.
     transfer: str = field(default="whole", metadata={"help": "What a pretrained start keeps: whole (encoder + decoder, the authors') | encoder (decoder re-initialised)."})
     head_init: str = field(default="random", metadata={"help": "Output 1x1x1 head of a pretrained start or probe: random (the authors') | zero (weights 0) | small (random x 0.01); zero/small start p(lesion) at 1%."})
     head_steps: int = field(default=0, metadata={"help": "LP-FT: from a pretrained start, only the output head learns for this many steps (the backbone's lr is 0), then the whole network; counted in the total."})

@@ -16,7 +16,7 @@ from ..atomic import atomic_path
 
 RESULTS_FILE = "results.json"
 ARMS = ("pretrained", "scratch", "pretrained-organs", "scratch-organs", "probe", "probe-separated", "probe-random")
-ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels, issue 12)
+ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels)
 
 
 def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool, organ_aware: bool = False) -> str:

@@ -1,0 +1,63 @@
+"""The user-facing documents stay honest: a short README, commands and scripts that exist, links that resolve, and no
+tracker references (issue numbers) in what users read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from modeling_petct.cli import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [*GUIDES, ROOT / "BENCHMARKS.md"]
+TRACKER = re.compile(r"\bissues? ?#?\d+", re.I)
+
+
+def _names(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_readme_is_a_short_guide():
+    assert (ROOT / "README.md").stat().st_size < 15_000
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
+def test_every_petct_command_named_exists(doc):
+    named = set(re.findall(r"(?<![\w.-])petct ([a-z][\w-]*)", doc.read_text()))
+    assert named <= set(COMMANDS), f"{doc.name} names unknown commands: {sorted(named - set(COMMANDS))}"
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
+def test_every_script_named_exists(doc):
+    scripts = set(re.findall(r"\b((?:benchmarks|hub_scripts|demo)/\w+\.py|train_\w+\.py)", doc.read_text()))
+    assert {s for s in scripts if not (ROOT / s).is_file()} == set()
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
+def test_relative_links_resolve(doc):
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+        assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_benchmarks_name_a_script_for_their_figures():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    assert "/tmp/" not in text  # every figure's command is in the repository
+    for section in text.split("\n## ")[1:]:
+        assert re.search(r"benchmarks/\w+\.py|petct \w+|make \w+", section), section.splitlines()[0]
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
+def test_no_tracker_references_in_documents(doc):
+    assert TRACKER.findall(doc.read_text()) == []
+
+
+def test_no_tracker_references_in_cli_help():
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0]  # argparse keeps the sub-parsers only here
+    texts = [parser.description or "", *(action.help or "" for action in sub._choices_actions)]
+    for command in sub.choices.values():
+        texts += [command.description or "", *(action.help or "" for action in command._actions)]
+    assert [t for t in texts if TRACKER.search(t)] == []
