@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_petct.training.interaction import (BACKGROUND, FOREGROUND, ClickCrops, ClickSimulation,
-                                                 CorrectiveClicks, centre, error_clicks, ground_truth_clicks)
+from modeling_petct.data.simulated_clicks import BACKGROUND, FOREGROUND, centre, error_clicks, ground_truth_clicks
+from modeling_petct.training.interaction import ClickCrops, ClickSimulation, CorrectiveClicks
 
 
 def _crop():
@@ -41,7 +41,8 @@ def test_the_centre_of_a_non_convex_component_lies_inside_it():
     ring = np.zeros((5, 21, 21), bool)
     yy, xx = np.ogrid[:21, :21]
     ring[:, ((yy - 10) ** 2 + (xx - 10) ** 2 <= 64) & ((yy - 10) ** 2 + (xx - 10) ** 2 >= 25)] = True
-    assert ring[centre(ring)] and not ring[2, 10, 10]  # the centre of mass would be in the hole
+    box = tuple(slice(0, n) for n in ring.shape)
+    assert ring[centre((box, ring))] and not ring[2, 10, 10]  # the centre of mass would be in the hole
 
 
 def test_error_clicks_mark_the_largest_miss_and_the_largest_false_positive():

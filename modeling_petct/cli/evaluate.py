@@ -1,4 +1,5 @@
-"""`petct evaluate`: autoPET Dice / FPV / FNV per case and aggregated, lesion-wise detection, bootstrap 95% CIs."""
+"""`petct evaluate`: autoPET Dice / FPV / FNV per case and aggregated, lesion-wise detection, bootstrap 95% CIs; with
+--model, the interactive protocols of a click-guided model on harmonised studies (evaluation/interactive.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,79 @@ def register(sub) -> None:
                     "ml, as autoPET III's evaluation_metrics.py computes them. On a lesion-free case Dice and FNV are "
                     "undefined: NaN there too (null in --json), and left out of the aggregate means. Predictions must "
                     "be integer label maps (0 background, 1 lesion); labels > 1 are scored as lesion, with a warning.")
-    p.add_argument("--pred", required=True, help="predicted mask file, or folder of masks / per-study folders")
-    p.add_argument("--gt", required=True, help="ground-truth mask file or folder, matched to --pred by case name")
+    p.add_argument("--pred", help="predicted mask file, or folder of masks / per-study folders")
+    p.add_argument("--gt", help="ground-truth mask file or folder, matched to --pred by case name")
     p.add_argument("--json", metavar="OUT", help="write {case: {dice, fpv_ml, fnv_ml, ...}, ..., aggregate: {...}}")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
+    clicks = p.add_argument_group(
+        "interactive protocols (instead of --pred/--gt)",
+        "A click-guided model on harmonised studies with labels, step by step: Dice, FPV, FNV and lesion F1 (IoU >= "
+        "0.1) after the last step, their area under the curve over the steps, and a Dice-vs-clicks plot.")
+    clicks.add_argument("--model", help="click-guided model folder, training run or Hub id")
+    clicks.add_argument("--cache-dir", help="harmonised studies with labels (`petct harmonize`)")
+    clicks.add_argument("--ids", help="text file of study ids to score (default: every labelled study)")
+    clicks.add_argument("--protocol", nargs="+", default=["autopet-iv", "error-driven"],
+                        help="autopet-iv (step s: s foreground and s background clicks simulated from the ground "
+                             "truth) and/or error-driven (each step one click on the largest remaining miss or false "
+                             "positive); default both")
+    clicks.add_argument("--steps", type=int, default=11, help="steps, the first without clicks (default 11: 0..10)")
+    clicks.add_argument("--out", help="folder for interactive.json and dice_vs_clicks.png")
+    clicks.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from ..errors import PetCtInputError
+
+    if args.model:
+        return run_interactive(args)
+    if not (args.pred and args.gt):
+        raise PetCtInputError("--pred/--gt", "both are needed to score masks (or --model and --cache-dir for the "
+                                             "interactive protocols)")
+    return run_masks(args)
+
+
+def run_interactive(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..atomic import atomic_path
+    from ..data.cache import open_cache
+    from ..errors import PetCtInputError
+    from ..evaluation.interactive import PROTOCOLS, evaluate_interactive, plot_dice_vs_clicks
+    from ..inference import load_segmentation_model
+    from ..training.args import read_id_file
+    from .checks import check_output_folder, resolve_device
+
+    unknown = [p for p in args.protocol if p not in PROTOCOLS]
+    if unknown or args.steps < 1 or not (args.cache_dir and args.out):
+        raise PetCtInputError("--protocol/--steps/--cache-dir/--out", f"protocols among {', '.join(PROTOCOLS)} "
+                              f"(got {' '.join(args.protocol)}), steps >= 1, and --cache-dir and --out are needed")
+    check_output_folder(args.out, inputs=(args.cache_dir,))
+    device = resolve_device(args.device)
+    cache = open_cache(args.cache_dir, labelled=True)
+    ids = read_id_file(args.ids) or [i for i in cache.ids() if cache.info(i).get("has_label")]
+    model = load_segmentation_model(args.model, device)
+    if not model.config.guidance_channels:
+        raise PetCtInputError(args.model, "takes no clicks (config.guidance_channels is 0): train one with "
+                                          "train_seg.py --interactive")
+    results = evaluate_interactive(model, cache, ids, args.protocol, args.steps, device=device, progress=print)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "interactive.json") as tmp:
+        tmp.write_text(json.dumps(_nan_to_null(results), indent=1))
+    with atomic_path(out / "dice_vs_clicks.png") as tmp:
+        plot_dice_vs_clicks(results, tmp)
+    for protocol, result in results.items():
+        s = result["summary"]
+        final = s["final"]
+        print(f"{protocol} ({s['n_cases']} studies, {args.steps} steps): after the last step Dice {final['dice']:.4f}  "
+              f"FPV {final['fpv_ml']:.2f} ml  FNV {final['fnv_ml']:.2f} ml  lesion F1 {final['lesion_f1']:.3f};  AUC "
+              f"Dice {s['auc_dice']:.2f}  FPV {s['auc_fpv_ml']:.2f}  FNV {s['auc_fnv_ml']:.2f}")
+    return 0
+
+
+def run_masks(args) -> int:
     import json
 
     from ..atomic import atomic_path

@@ -84,6 +84,30 @@ def autopet_case_metrics(pred, gt, voxel_volume_ml: float) -> dict:
     return {k: m[k] for k in ("dice", "fpv_ml", "fnv_ml")}
 
 
+DETECTION_IOU = 0.1  # autoPET V's lesion-level detection: a match needs intersection over union >= 0.1
+
+
+def lesion_f1(pred, gt, min_iou: float = DETECTION_IOU) -> float:
+    """Lesion-level F1: a ground-truth lesion is found, and a predicted component is right, when some component of
+    the other mask overlaps it with IoU >= ``min_iou`` (18-connected components). NaN when both masks are empty."""
+    pred, gt = _binary(pred), _binary(gt)
+    gt_labels, n_gt = cc3d.connected_components(gt.astype(np.uint8), connectivity=CONNECTIVITY, return_N=True)
+    pred_labels, n_pred = cc3d.connected_components(pred.astype(np.uint8), connectivity=CONNECTIVITY, return_N=True)
+    if n_gt == 0 and n_pred == 0:
+        return math.nan
+    if n_gt == 0 or n_pred == 0:
+        return 0.0
+    both = gt & pred
+    pairs = np.bincount(gt_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both],
+                        minlength=(n_gt + 1) * (n_pred + 1)).reshape(n_gt + 1, n_pred + 1)[1:, 1:]
+    gt_sizes = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
+    matched = pairs >= min_iou * (gt_sizes[:, None] + pred_sizes[None, :] - pairs)
+    matched &= pairs > 0
+    recall, precision = matched.any(1).mean(), matched.any(0).mean()
+    return float(0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision))
+
+
 def physiological_fpv_ml(pred, gt, organs, organ_names, voxel_volume_ml: float, physiological=None) -> float:
     """False-positive volume (ml) inside physiological-uptake organs: voxels of predicted components touching no true
     lesion (autoPET's FPV rule) that lie in ``physiological`` (default data.organs.PHYSIOLOGICAL_UPTAKE: brain,

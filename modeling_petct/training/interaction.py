@@ -1,16 +1,9 @@
-"""Training with simulated interaction: clicks drawn from the ground truth by autoPET IV's rules, corrective clicks on
-the model's own errors, and a random number of clicks of each kind (0 to ``max_clicks``) per crop, so the model also
-works with none (one trained on 10 clicks only scores 0 at 0 clicks).
-
-The rules, on one crop of the harmonised grid:
-- foreground: the centre (deepest voxel, by the distance transform) of each ground-truth lesion component, largest
-  first in a random order of components; more clicks than components fall on random voxels of the components;
-- background: the centres of hot non-lesion regions (PET above the crop's ``hot_quantile`` outside the lesions),
-  else random non-lesion voxels;
-- corrective (with probability ``corrective_prob`` per batch): the model predicts with the simulated clicks, and one
-  foreground click goes to the centre of its largest missed lesion part, one background click to the centre of its
-  largest false positive, before the training step (training on its own errors: +0.07 Dice in autoPET V).
-Click maps are stamped by data.clicks.encode_voxels, the encoding inference uses.
+"""Training with simulated interaction: clicks drawn from each crop's ground truth by autoPET IV's rules
+(data/simulated_clicks.py), a random number of each kind (0 to ``max_clicks``) per crop, so the model also works with
+none (one trained on 10 clicks only scores 0 at 0 clicks), and corrective clicks: with probability
+``corrective_prob`` per batch the model predicts with its simulated clicks and each crop gets a click on the largest
+miss and on the largest false positive before the training step (training on its own errors: +0.07 Dice in
+autoPET V). Click maps are stamped by data.clicks.encode_voxels, the encoding inference uses.
 """
 
 from __future__ import annotations
@@ -20,10 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.clicks import CLICK_KINDS, encode_voxels
-from ..data.geometry import LESION_CONNECTIVITY
-
-FOREGROUND, BACKGROUND = range(len(CLICK_KINDS))
+from ..data.clicks import encode_voxels
+from ..data.simulated_clicks import error_clicks, ground_truth_clicks
 
 
 @dataclass(frozen=True)
@@ -42,61 +33,6 @@ class ClickSimulation:
 
     def maps(self, clicks, shape) -> np.ndarray:
         return encode_voxels(clicks, shape, self.encoding, self.size)
-
-
-def components(mask: np.ndarray) -> list[np.ndarray]:
-    """Boolean masks of the 18-connected components of ``mask`` (autoPET's lesions), largest first."""
-    import cc3d
-
-    labels, n = cc3d.connected_components(mask.astype(np.uint8), connectivity=LESION_CONNECTIVITY, return_N=True)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    return [labels == k + 1 for k in np.argsort(-sizes, kind="stable")]
-
-
-def centre(component: np.ndarray) -> tuple[int, int, int]:
-    """The component's deepest voxel (largest distance to its outside): inside it even when it is not convex."""
-    from scipy import ndimage
-
-    box = ndimage.find_objects(component.astype(np.uint8))[0]
-    depth = ndimage.distance_transform_edt(np.pad(component[box], 1))[1:-1, 1:-1, 1:-1]
-    return tuple(int(i + s.start) for i, s in zip(np.unravel_index(np.argmax(depth), depth.shape), box))
-
-
-def _clicks_in(parts: list[np.ndarray], n: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-    """``n`` clicks: the centres of the parts in a random order, then random voxels of random parts."""
-    if not parts or n <= 0:
-        return []
-    order = rng.permutation(len(parts))
-    clicks = [centre(parts[i]) for i in order[:n]]
-    for _ in range(n - len(clicks)):
-        voxels = np.argwhere(parts[int(rng.integers(len(parts)))])
-        clicks.append(tuple(int(v) for v in voxels[rng.integers(len(voxels))]))
-    return clicks
-
-
-def ground_truth_clicks(label: np.ndarray, pet: np.ndarray | None, n_fg: int, n_bg: int, rng: np.random.Generator,
-                        hot_quantile: float = 0.99) -> list[tuple[int, tuple[int, int, int]]]:
-    """(channel, (z, y, x)) clicks on a crop by autoPET IV's rules (see the module docstring)."""
-    lesion = label > 0
-    clicks = [(FOREGROUND, c) for c in _clicks_in(components(lesion), n_fg, rng)]
-    outside = ~lesion
-    hot = []
-    if pet is not None and outside.any():
-        hot = components(outside & (pet > np.quantile(pet[outside], hot_quantile)))
-    if len(hot) < n_bg and outside.any():  # not enough hot regions: the rest anywhere outside the lesions
-        hot = hot + [outside] * (n_bg - len(hot))
-    return clicks + [(BACKGROUND, c) for c in _clicks_in(hot, n_bg, rng)]
-
-
-def error_clicks(prediction: np.ndarray, label: np.ndarray) -> list[tuple[int, tuple[int, int, int]]]:
-    """One foreground click at the centre of the largest missed lesion part and one background click at the centre
-    of the largest false positive (each where there is one)."""
-    truth, predicted = label > 0, prediction > 0
-    clicks = []
-    for channel, error in ((FOREGROUND, truth & ~predicted), (BACKGROUND, predicted & ~truth)):
-        if error.any():
-            clicks.append((channel, centre(components(error)[0])))
-    return clicks
 
 
 class ClickCrops(torch.utils.data.Dataset):
