@@ -152,3 +152,63 @@ def test_pipeline_runs_the_same_code(study, model_dir):
     out = seg({"pet": str(study / "PET.nii.gz"), "ct": str(study / "CT.mha")}, fast=True)
     assert isinstance(out["mask"], Volume) and out["mask"].shape == (40, 32, 24)
     assert out["totals"]["lesion_count"] == len(out["lesions"])
+
+
+@pytest.fixture(scope="module")
+def guided_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("guided")
+    config = PetCtConfig.from_preset("tiny-unet", features_per_stage=(4, 8, 8, 8), guidance_channels=2,
+                                     guidance_encoding="ball", guidance_size=2.0)
+    PetCtForSegmentation(config).save_pretrained(path)
+    return path
+
+
+def test_segment_with_clicks_stamps_them_where_the_file_says(tmp_path, study, guided_dir, monkeypatch, capsys):
+    """The click file's (i, j, k) reaches the network as a ball on the model grid that maps back onto that voxel."""
+    from modeling_petct.data.clicks import clicks_from_points, write_clicks
+    from modeling_petct.data.io import read_volume
+    from modeling_petct.inference import segment
+
+    seen = {}
+    real = segment.predict_with_organs
+
+    def spy(model, image, settings, **kw):
+        seen["guidance"] = kw["guidance"]
+        return real(model, image, settings, **kw)
+
+    monkeypatch.setattr(segment, "predict_with_organs", spy)
+    pet = read_volume(study / "PET.nii.gz")
+    clicks = clicks_from_points([("tumor", (20, 10, 12)), ("background", (5, 25, 3))], pet.affine, pet.shape)
+    path = write_clicks(tmp_path / "clicks.json", clicks, pet.affine)
+    out = tmp_path / "refined.nii.gz"
+    code = main(["segment", "--pet", str(study / "PET.nii.gz"), "--ct", str(study / "CT.mha"), "-o", str(out),
+                 "--model", str(guided_dir), "--device", "cpu", "--fast", "--clicks", str(path)])
+    assert code == 0, capsys.readouterr().err
+    assert nib.load(out).shape == pet.shape
+    from modeling_petct.data.harmonize import harmonize
+
+    study_grid = harmonize(pet, read_volume(study / "CT.mha"))
+    for channel, ijk in ((0, (20, 10, 12)), (1, (5, 25, 3))):
+        native = study_grid.to_native((seen["guidance"][channel] == 1).astype(np.uint8))
+        hit = np.argwhere(native > 0)
+        assert len(hit) and np.abs(hit - ijk).max() <= 1  # the model voxel of the click covers the clicked voxel
+
+
+def test_segment_refuses_clicks_it_cannot_use_in_one_line(tmp_path, study, model_dir, guided_dir, capsys):
+    base = ["segment", "--pet", str(study / "PET.nii.gz"), "--ct", str(study / "CT.mha"), "--device", "cpu"]
+    good = tmp_path / "clicks.json"
+    good.write_text('{"type": "Multiple points", "points": [{"point": [1, 2, 3], "name": "tumor"}]}')
+    far = tmp_path / "far.json"
+    far.write_text('{"type": "Multiple points", "points": [{"point": [1, 2, 300], "name": "tumor"}]}')
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "Multiple points", "points": [{"point": [1, 2, 3], "name": "lesion"}]}')
+    cases = [((model_dir, good), "takes no clicks"), ((guided_dir, bad), "point 0: name"),
+             ((guided_dir, far), "outside the PET image")]
+    for (model, clicks), problem in cases:
+        out = tmp_path / "out.nii.gz"
+        code = main([*base, "-o", str(out), "--model", str(model), "--clicks", str(clicks)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and problem in err and err.count("\n") == 0 and not out.exists(), err
+    code = main(["segment", "-i", str(study.parent), "-o", str(tmp_path / "many"), "--model", str(guided_dir),
+                 "--clicks", str(good)])
+    assert code == 2 and "--clicks" in capsys.readouterr().err

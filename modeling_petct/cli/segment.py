@@ -59,6 +59,11 @@ def register(sub) -> None:
                    "organ-aware model's own organ map. Adds organ/physiological columns to the lesion table")
     p.add_argument("--organs-out", metavar="FILE", help="write the organ map on the PET grid (labels as in the JSON "
                    "totals' organ_labels; organ-aware model or --organs)")
+    p.add_argument("--clicks", metavar="JSON", help="click-guided model: a Grand Challenge 'Multiple points' file "
+                   "(points named tumor or background, autoPET IV's format) refining the mask; one study only")
+    p.add_argument("--clicks-space", choices=("voxel", "world", "world-lps"), default="voxel",
+                   help="coordinates of --clicks: PET voxel indices in the file's array order (i, j, k; nibabel's, "
+                        "the default), world RAS mm (NIfTI), or world LPS mm (DICOM/ITK)")
     p.add_argument("--suppress-physiological", action="store_true", help="drop lesions with >= 90%% of their voxels "
                    "in brain, urinary bladder or kidneys (off by default; needs organs)")
     p.set_defaults(run=run)
@@ -111,10 +116,14 @@ def _check_single_outputs(args) -> dict:
     check_inputs_exist(args.pet, args.ct)
     organs = args.organs if args.organs not in (None, "auto") else None
     check_inputs_exist(organs)
+    if args.clicks:
+        from ..data.clicks import load_click_file
+
+        load_click_file(args.clicks, args.clicks_space)  # a broken click file stops here, before the model loads
     outputs = {"-o": args.output, "--stats": args.stats, "--stats-json": _stats_json_path(args),
                "--dicom-seg": args.dicom_seg, "--organs-out": args.organs_out}
     suffixes = {"--stats": (".csv",), "--stats-json": (".json",), "--dicom-seg": (".dcm",)}
-    inputs = (args.pet, args.ct, organs, args.model)
+    inputs = (args.pet, args.ct, organs, args.model, args.clicks)
     for flag, path in outputs.items():
         check_output_file(path, suffixes=suffixes.get(flag, IMAGE_OUTPUTS), inputs=inputs,
                           what=f"{flag} output")
@@ -171,6 +180,9 @@ def _load_model(args):
     device = resolve_device(args.device)
     require_backend(args.backend, device)  # before the model loads: the extra may be missing
     model = load_segmentation_model(args.model, device)
+    if args.clicks and not model.config.guidance_channels:
+        raise PetCtInputError("--clicks", f"{args.model} takes no clicks (config.guidance_channels is 0): use a "
+                                          "click-guided model (train_seg.py --interactive)")
     if (args.organs_out or args.suppress_physiological) and not args.organs and not model.config.organ_labels:
         raise PetCtInputError("--organs-out" if args.organs_out else "--suppress-physiological",
                               "needs an organ-aware model or --organs FILE (this model segments lesions only)")
@@ -213,7 +225,8 @@ def _segment(args, model, device, pet, ct, conversion):
     with _progress_bar(args) as progress:
         return segment_study(pet, ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress,
                              organs=organs, suppress_physiological=args.suppress_physiological, backend=args.backend,
-                             min_lesion_ml=args.min_lesion_ml, min_lesion_confidence=args.min_lesion_confidence)
+                             min_lesion_ml=args.min_lesion_ml, min_lesion_confidence=args.min_lesion_confidence,
+                             clicks=args.clicks, clicks_space=args.clicks_space)
 
 
 def _converted_pet(path, conversion: dict):
@@ -262,7 +275,8 @@ def _run_folder(args) -> int:
     from ..errors import PetCtInputError
     from .checks import check_inputs_exist, check_output_folder
 
-    single = [f for f in ("stats", "stats_json", "dicom_seg", "organs_out", *CONVERSION_FLAGS) if getattr(args, f)]
+    single = [f for f in ("stats", "stats_json", "dicom_seg", "organs_out", "clicks", *CONVERSION_FLAGS)
+              if getattr(args, f)]
     if single:
         raise PetCtInputError(f"--{single[0].replace('_', '-')}", "is for one study (--pet/--ct); with -i every "
                                                                   "study gets lesions.nii.gz, lesions.csv and lesions.json")

@@ -46,6 +46,11 @@ class Click:
 def read_clicks(path, pet_affine: np.ndarray, pet_shape, space: str = "voxel") -> list[Click]:
     """The clicks of a Grand Challenge "Multiple points" file, placed in the world through the PET grid; a point off
     the PET image, an unknown name or a malformed file is a PetCtInputError naming the file."""
+    return clicks_from_points(load_click_file(path, space), pet_affine, pet_shape, space, path)
+
+
+def load_click_file(path, space: str = "voxel") -> list[tuple[str, list[float]]]:
+    """(name, coordinates) of each point of a click file, checked without any image (before voxels are read)."""
     if space not in CLICK_SPACES:
         raise PetCtInputError("--clicks-space", f"must be one of {', '.join(CLICK_SPACES)}, got {space!r}")
     path = Path(path)
@@ -55,7 +60,7 @@ def read_clicks(path, pet_affine: np.ndarray, pet_shape, space: str = "voxel") -
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PetCtInputError(path, f"not a JSON click file ({err})") from None
-    return clicks_from_points(_points(record, path), pet_affine, pet_shape, space, path)
+    return _points(record, path)
 
 
 def _points(record, source) -> list[tuple[str, list[float]]]:

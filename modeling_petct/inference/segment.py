@@ -122,6 +122,8 @@ def segment_study(
     backend: str = "auto",
     min_lesion_ml: float | None = None,
     min_lesion_confidence: float | None = None,
+    clicks=None,
+    clicks_space: str = "voxel",
 ) -> SegmentationResult:
     """Segment lesions of one study; ``pet``/``ct`` are paths (NIfTI, MHA, DICOM folder) or Volumes.
 
@@ -131,6 +133,9 @@ def segment_study(
     ``organs``: TotalSegmentator output (multilabel file or folder, data/organs.py) or an organ-label Volume (default
     vocabulary), used instead of an organ-aware model's own organ map. ``suppress_physiological``: drop lesion
     components lying almost entirely in brain, bladder or kidneys (``outputs.lesions.suppress_physiological``).
+    ``clicks``: for a click-guided model, a Grand Challenge "Multiple points" file (coordinates in ``clicks_space``,
+    data/clicks.py: PET voxel indices by default) or a list of data.clicks.Click; stamped on the model grid as the
+    model was trained.
     """
     from ..data.harmonize import harmonize
     from ..data.io import read_ct, read_pet
@@ -145,10 +150,15 @@ def segment_study(
     for value in (pet, ct, organs):
         if value is not None and not isinstance(value, Volume) and not Path(value).exists():
             raise PetCtInputError(value, "no such file or folder")
+    points = _click_points(clicks, clicks_space, config)
     check_memory(pet, ct, config)  # paths: from the headers, before any voxel is read
     pet = pet if isinstance(pet, Volume) else read_pet(pet)
     ct = ct if isinstance(ct, Volume) else read_ct(ct)
     check_pet_ct(pet, ct)  # SUV and HU from the voxels: Bq/ml, swapped or empty inputs stop here
+    if points is not None:
+        from ..data.clicks import clicks_from_points
+
+        clicks = clicks_from_points(points, pet.affine, pet.shape, clicks_space, clicks)
     timings["read_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -158,8 +168,14 @@ def segment_study(
 
     t = time.perf_counter()
     report(0.2, "inference")
+    guidance = None
+    if clicks is not None:
+        from ..data.clicks import encode_clicks
+
+        guidance = encode_clicks(clicks, study.grid_affine, study.shape, config.guidance_encoding,
+                                 config.guidance_size)
     probs, organ_zyx = predict_with_organs(
-        model, study.image, settings, device=device,
+        model, study.image, settings, device=device, guidance=guidance,
         on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
     timings["inference_s"] = time.perf_counter() - t
 
@@ -180,6 +196,21 @@ def segment_study(
     report(1.0, "done")
     return SegmentationResult(mask, pet, study, probs if keep_probabilities else None, timings, organ_map, names,
                               source, suppressed)
+
+
+def _click_points(clicks, space: str, config):
+    """The points of a click file, read and checked before any voxel (None for no file); a model without click
+    inputs refuses clicks."""
+    if clicks is None:
+        return None
+    if not config.guidance_channels:
+        raise PetCtInputError("--clicks", "this model takes no clicks (config.guidance_channels is 0): use a "
+                                          "click-guided model (train_seg.py --interactive)")
+    if isinstance(clicks, list):
+        return None
+    from ..data.clicks import load_click_file
+
+    return load_click_file(clicks, space)
 
 
 def _organ_map(organs, organ_zyx, study, pet: Volume, config):
