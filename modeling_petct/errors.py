@@ -8,3 +8,7 @@ class PetCtInputError(ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class PetCtWarning(UserWarning):
+    """Input that works but may mislead (part of the PET outside the CT, labels above 1): one line on the CLI."""

@@ -51,8 +51,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("backend", ["openvino", "openvino-int8"])
-def test_backend_mask_matches_torch_within_tolerance(backend, phantom, torch_result, cache):
+def test_backend_mask_matches_torch_within_tolerance(backend, phantom, torch_result, cache, monkeypatch):
     pytest.importorskip("openvino", reason=EXTRA)
+    monkeypatch.setattr(backends, "AGREEMENT_FLOOR", 0.0)  # a random tiny network: measured here against TOLERANCE
     if backend == "openvino-int8":
         pytest.importorskip("nncf", reason=EXTRA.replace("openvino", "nncf"))
     result = segment_study(phantom.pet, phantom.ct, tiny_model(), settings=InferenceSettings(backend=backend),
@@ -105,7 +106,22 @@ def test_auto_takes_the_fastest_backend_that_passed(cache, monkeypatch):
     assert backends.window_forward(model, "auto", image, (32, 64, 64))[1] == "openvino"
     set_passed("openvino", False)
     assert backends.window_forward(model, "auto", image, (32, 64, 64))[1] == "torch"
-    assert backends.window_forward(model, "openvino-int8", image, (32, 64, 64))[1] == "openvino-int8"  # explicit
+    with pytest.raises(backends.BackendError, match="failed its accuracy check"):  # asked for by name: refused
+        backends.window_forward(model, "openvino-int8", image, (32, 64, 64))
+    set_passed("openvino-int8", True)
+    assert backends.window_forward(model, "openvino-int8", image, (32, 64, 64))[1] == "openvino-int8"
+
+
+def test_a_corrupt_export_cache_is_rebuilt_or_named(cache):
+    pytest.importorskip("openvino", reason=EXTRA)
+    model, image = tiny_model(), np.random.default_rng(0).normal(size=(2, 32, 64, 64)).astype(np.float32)
+    folder = backends.export_backend(model, "openvino", [image], precision="fp32")
+    (folder / "check.json").write_text('{"passed": tr')  # killed mid-write
+    assert backends.window_forward(model, "openvino", image, (32, 64, 64), precision="fp32")[1] == "openvino"
+    assert json.loads((folder / "check.json").read_text())["passed"] in (True, False)  # exported anew
+    (folder / "model.xml").write_text("<net><broken")
+    with pytest.raises(backends.BackendError, match=f"{folder.name} cannot be loaded.*delete that folder"):
+        backends.window_forward(model, "openvino", image, (32, 64, 64), precision="fp32")
 
 
 def test_auto_keeps_small_networks_and_other_devices_on_torch(monkeypatch):

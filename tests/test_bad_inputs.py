@@ -158,7 +158,24 @@ def env(tmp_path_factory, real_sts):
     e["hot_ct"] = _study_folder(root / "hot_ct" / "s1", cohort_pet, hot_ct)
     e["a_file"] = root / "a_file.txt"
     e["a_file"].write_text("not a folder")
+    e.update(_partial_views(root, e["cohort"] / sorted(os.listdir(e["cohort"]))[0]))
     return e
+
+
+def _partial_views(root: Path, study: Path) -> dict:
+    """Headers that read fine but cover the wrong part: a CT of the PET's last 40 (or 86) of 96 slices, a PET of one
+    slice, an organ map moved 2 m away from the PET."""
+    ct, pet, organs = (nib.load(study / f) for f in ("CT.nii.gz", "PET.nii.gz", "organs.nii.gz"))
+    out = {"ct_40_of_96": root / "ct_40_of_96.nii.gz", "ct_86_of_96": root / "ct_86_of_96.nii.gz",
+           "pet_one_slice": root / "pet_one_slice.nii.gz", "organs_far": root / "organs_far.nii.gz",
+           "study_pet": study / "PET.nii.gz", "study_ct": study / "CT.nii.gz"}
+    nib.save(ct.slicer[:, :, 56:], out["ct_40_of_96"])
+    nib.save(ct.slicer[:, :, 10:], out["ct_86_of_96"])
+    nib.save(pet.slicer[:, :, 48:49], out["pet_one_slice"])
+    far = organs.affine.copy()
+    far[2, 3] += 2000.0
+    nib.save(nib.Nifti1Image(np.asarray(organs.dataobj), far), out["organs_far"])
+    return out
 
 
 def _hash_tree(*roots) -> dict:
@@ -179,7 +196,7 @@ class Case:
     says: str | Callable = ""  # text the message must hold (stderr when code != 0, else stdout); or (env) -> text
     check: Callable | None = None  # (env, tmp) -> None: further assertions on what was (not) written
     setenv: dict = field(default_factory=dict)
-    stream: str | None = None  # where `says` is looked for, when not the default
+    stream: str | None = None  # where `says` is looked for, when not the default ("stderr": a warning on exit 0)
 
 
 def seg(e, tmp, *extra, pet=None, ct=None, model="model"):
@@ -265,6 +282,10 @@ def _cache_modes(e, tmp):
     os.umask(umask)
     for f in (tmp / "cache").rglob("*"):
         assert stat.S_IMODE(f.stat().st_mode) == ((0o777 if f.is_dir() else 0o666) & ~umask), f
+
+
+def _conversion_flags(injection: str, scan: str) -> list[str]:
+    return ["--weight-kg", "71", "--dose-mbq", str(STS_DOSE_MBQ), "--injection-time", injection, "--scan-time", scan]
 
 
 def _first_study(e) -> Path:
@@ -436,6 +457,38 @@ CASES = [
          says="'../x' is not a safe folder name"),
     Case("harmonize --shard of an empty shard", lambda e, t: _one_study(e, "--shard", "1/2", "-o", str(t / "out")),
          says="shard 1 would be empty"),
+    # 10. silent wrong results: clock times, partial views, organ maps elsewhere, probability maps as truth
+    Case("Bq/ml flags with UTC offsets", lambda e, t: seg(e, t, *out(t), "--stats", str(t / "out" / "s.csv"),
+                                                        "--stats-json", pet=e["bqml"], ct=e["ct_dicom"])
+         + ["--weight-kg", "71", "--dose-mbq", str(STS_DOSE_MBQ), "--injection-time", "2026-06-12T12:35:00+02:00",
+            "--scan-time", "2026-06-12T12:20:11+01:00"], code=0, says="45.18 min after injection",
+         check=_suv_conversion_recorded),
+    Case("Bq/ml flags: a date-time beside a clock time", lambda e, t: seg(e, t, *out(t), pet=e["bqml"])
+         + _conversion_flags("2026-06-12T08:26", "09:23:07"), says="not one of each"),
+    Case("Bq/ml flags: an offset on one only", lambda e, t: seg(e, t, *out(t), pet=e["bqml"])
+         + _conversion_flags("2026-06-12T08:26+02:00", "2026-06-12T09:23"), says="only one carries a UTC offset"),
+    Case("Bq/ml flags: HH:MM across midnight", lambda e, t: seg(e, t, *out(t), pet=e["bqml"])
+         + _conversion_flags("23:40", "00:37"), says="across midnight, give both as date-times"),
+    Case("CT of 40 of the PET's 96 slices", lambda e, t: seg(e, t, *out(t), pet=e["study_pet"], ct=e["ct_40_of_96"]),
+         says="lies outside the CT's field of view: only what the CT covers is segmented"),
+    Case("CT of 86 of the PET's 96 slices warns", lambda e, t: seg(e, t, *out(t), pet=e["study_pet"],
+                                                                   ct=e["ct_86_of_96"]),
+         code=0, says="lesions there are not segmented", stream="stderr"),
+    Case("PET of one slice", lambda e, t: seg(e, t, *out(t), pet=e["pet_one_slice"], ct=e["study_ct"]),
+         says="1 slice(s) along an axis"),
+    Case("segment --organs elsewhere", lambda e, t: seg(e, t, *out(t), "--organs", str(e["organs_far"]),
+                                                        pet=e["study_pet"], ct=e["study_ct"]),
+         says="PET and organ map fields of view do not overlap"),
+    Case("harmonize --organs elsewhere",
+         lambda e, t: ["harmonize", "--pet", str(e["study_pet"]), "--ct", str(e["study_ct"]), "--organs",
+                       str(e["organs_far"]), "-o", str(t / "cache")], code=1,
+         says="PET and organ map fields of view do not overlap"),
+    Case("evaluate a probability map as ground truth",
+         lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["prob"])],
+         says="not an integer ground-truth label map"),
+    Case("evaluate ground-truth labels 2 warn",
+         lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["labels_two"]), "--bootstrap", "10"],
+         code=0, says="labels_two.nii.gz: labels up to 2; every label > 0 is taken as lesion", stream="stderr"),
     Case("a DICOM .zip as --pet", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"), pet=e["zip"],
                                                    ct=e["ct_dicom"]), code=0, says="lesion(s)",
          check=_seg_algorithm_name),
@@ -465,6 +518,8 @@ def test_bad_input(case, env, tmp_path, capsys, monkeypatch, real_sts):
     assert code == case.code, f"exit {code}\nstdout: {stdout[-800:]}\nstderr: {stderr[-800:]}"
     if case.stream == "silent":
         assert stdout == "", stdout
+    elif case.stream == "stderr":
+        assert says in stderr and stderr.count(says) == 1 and "Traceback" not in stderr, stderr
     elif case.stream == "no-bar":
         assert "%|" not in stderr and "it/s" not in stderr, stderr
     elif code == 0 or case.code == 1:  # exit 1: a harmonize run that skipped a study names it in its summary

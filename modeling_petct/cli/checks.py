@@ -8,6 +8,7 @@ or misnamed output would fail only after minutes of inference. Cheap: no torch, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -143,6 +144,16 @@ def progress_wanted(quiet: bool = False) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def _one_line_warning(default, message, category, *args, **kwargs) -> None:
+    """Our warnings (PetCtWarning) as one line, like our errors; library warnings as Python shows them."""
+    from ..errors import PetCtWarning
+
+    if issubclass(category, PetCtWarning):
+        print(f"petct: warning: {message}", file=sys.stderr)
+    else:
+        default(message, category, *args, **kwargs)
+
+
 _LIBRARY_SWITCHES = ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 
 
@@ -167,9 +178,11 @@ def verbosity(*, quiet: bool = False, verbose: bool = False):
     if "datasets" in sys.modules and bars == "1":  # (enabling again would fight datasets' own env switch)
         sys.modules["datasets"].disable_progress_bars()
     level = logging.getLogger().level
+    shown = warnings.showwarning
     logging.getLogger().setLevel(logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING)
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
+        warnings.showwarning = functools.partial(_one_line_warning, shown)
         if quiet:
             warnings.simplefilter("ignore")
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))

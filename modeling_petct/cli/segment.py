@@ -160,13 +160,12 @@ def _conversion(args) -> dict | None:
         missing = [f"--{k.replace('_', '-')}" for k in CONVERSION_FLAGS if k not in given]
         raise PetCtInputError(missing[0], f"converting a Bq/ml PET needs all of --weight-kg, --dose-mbq, "
                                           f"--injection-time and --scan-time (missing {', '.join(missing)})")
-    from ..data.plausibility import parse_clock
+    from ..data.plausibility import uptake_seconds
     from .checks import positive_finite
 
     positive_finite([given["weight_kg"]], "--weight-kg")
     positive_finite([given["dose_mbq"]], "--dose-mbq")
-    parse_clock(given["injection_time"], "--injection-time")
-    parse_clock(given["scan_time"], "--scan-time")
+    uptake_seconds(given["injection_time"], given["scan_time"])
     return given
 
 

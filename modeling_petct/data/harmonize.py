@@ -148,7 +148,9 @@ def harmonize(
     org = None
     if organs is not None:
         from .organs import organ_names as _names
+        from .plausibility import check_overlap
 
+        check_overlap(pet, organs, "organ map")  # one of another study would store an empty map for training
         organ_names = _names(organ_names)
         org = onto_crop(organs, sitk.sitkNearestNeighbor, 0, np.asarray(organs.array).astype(np.uint8, copy=False))
     return HarmonizedStudy(

@@ -155,9 +155,12 @@ def _check_same_grid(vol: Volume, ref: Volume) -> None:
 
 
 def organ_map_on(organ_map: Volume, reference: Volume) -> Volume:
-    """The organ map on ``reference``'s grid (nearest neighbour, outside = 0), unchanged when already on it."""
+    """The organ map on ``reference``'s grid (nearest neighbour, outside = 0), unchanged when already on it; refused
+    when it does not overlap ``reference`` (every lesion would lie in 'other')."""
     from .geometry import same_grid
+    from .plausibility import check_overlap
 
+    check_overlap(reference, organ_map, "organ map")
     if same_grid(organ_map.shape, organ_map.affine, reference.shape, reference.affine):
         return reference.with_array(np.asarray(organ_map.array, np.uint8), modality="SEG", units="organ label")
     import SimpleITK as sitk

@@ -89,6 +89,7 @@ def evaluate_cases(pairs: dict, *, n_boot: int = 2000, seed: int = 0) -> dict:
         gt = read_volume(gt_path)
         pred = read_volume(pred_path)
         check_label_map(pred, what="prediction")  # a probability map or a PET would be binarised with > 0
+        check_label_map(gt, what="ground-truth label map")
         check_same_grid(pred, gt, reference_name="the ground truth's")
         per_case[name] = case_metrics(pred.array, gt.array, header_voxel_volume_ml(gt))
     return {**per_case, "aggregate": aggregate(per_case, n_boot=n_boot, seed=seed)}

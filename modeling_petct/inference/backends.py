@@ -269,8 +269,9 @@ def window_forward(model, backend: str, image: np.ndarray, roi: Sequence[int], d
                    report: Callable[[str], None] | None = None) -> tuple[Callable, str]:
     """A callable (B, C, *roi) tensor -> tuple of head logits (see ``torch_heads``), and the backend's name.
 
-    Exports on first use (calibrating on ``image``, the study being segmented, when no export is cached). An explicit
-    openvino backend runs even if its check failed (the check is in the cache's check.json); auto skips it.
+    Exports on first use (calibrating on ``image``, the study being segmented, when no export is cached; a cache
+    whose check.json is unreadable is exported again). An export that failed its accuracy check (the cache's
+    check.json) is skipped by auto and refused when asked for by name: it would change the masks without a word.
     """
     import torch
 
@@ -283,15 +284,38 @@ def window_forward(model, backend: str, image: np.ndarray, roi: Sequence[int], d
             return torch_heads(model), "torch"
         digest = digest or weights_hash(model)
         folder = cache_dir(model, name, (image.shape[0], *roi), digest, precision)
-        if not (folder / "check.json").is_file():
+        check = _readable_check(folder)
+        if check is None:
             if report:
                 report(f"exporting the network to {name} (once per model; calibrating on this study)")
             export_backend(model, name, [image], roi, calibration="the first study segmented", digest=digest,
                            precision=precision)
-        if backend == "auto" and not check_result(folder)["passed"]:
+            check = check_result(folder)
+        if not check["passed"] and backend == "auto":
             continue
-        return _ov_heads(_compile(folder / "model.xml", precision)), name
+        if not check["passed"]:
+            raise BackendError(f"the {name} export of this model failed its accuracy check against PyTorch "
+                               f"(foreground Dice {check['dice_vs_torch']:.3f} < {AGREEMENT_FLOOR}, "
+                               f"{folder / 'check.json'}): use --backend torch, or auto")
+        try:
+            return _ov_heads(_compile(folder / "model.xml", precision)), name
+        except RuntimeError as err:
+            raise BackendError(f"the cached {name} export {folder} cannot be loaded ({str(err).splitlines()[0]}): "
+                               "delete that folder and run again (it is exported anew)") from None
     raise AssertionError("resolve() always ends with torch")
+
+
+def _readable_check(folder: Path) -> dict | None:
+    """The export's check, or None when there is none; a cache whose check.json is unreadable (a crash, a full disk)
+    is removed so that it is exported again."""
+    try:
+        check = check_result(folder)
+        if check is None or not isinstance(check.get("passed"), bool):
+            raise ValueError("no verdict")
+        return check
+    except (OSError, ValueError, AttributeError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
 
 
 def _ov_heads(compiled) -> Callable:
