@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hub_cli import run_script
+from modeling_petct.hub.scripts import run_script
 
 
 def build_parser() -> argparse.ArgumentParser:

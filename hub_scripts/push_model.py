@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hub_cli import add_hub_arguments, run_script
+from modeling_petct.hub.scripts import add_hub_arguments, run_script
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-dataset", action="append", default=[],
                         help="name of the data each --eval was computed on (one for all, or one per --eval)")
     parser.add_argument("--eval-split", default="test", help="split name for the model-index (default: test)")
-    parser.add_argument("--license", default="other", help="Hub licence id of the weights (default: other)")
-    parser.add_argument("--license-name", default="petct-fm-weights", help="name shown with --license other")
-    parser.add_argument("--base-model", default=None, help="Hub id of the model this one was fine-tuned from")
+    parser.add_argument("--license", default=None,
+                        help="Hub licence id of the weights (default: apache-2.0; converted weights: other, the data "
+                             "providers' terms)")
+    parser.add_argument("--license-name", default=None, help="name shown with --license other")
+    parser.add_argument("--license-file", type=Path, default=None,
+                        help="with --license other: the licence text, shipped as LICENSE.md and linked from the card")
+    parser.add_argument("--base-model", default=None,
+                        help="Hub id of the model this one was fine-tuned from (default: the run record's, when it is "
+                             "a Hub id)")
     return parser
 
 
@@ -50,7 +56,7 @@ def run(args) -> int:
     evals = [EvalSource(path, name, split=args.eval_split) for path, name in zip(args.eval, names)]
     inputs = CardInputs(repo_id=args.repo_id, model_dir=Path(args.model_dir), training_config=args.training_config,
                         evals=evals, license=args.license, license_name=args.license_name,
-                        base_model=args.base_model, results=args.results)
+                        license_file=args.license_file, base_model=args.base_model, results=args.results)
     out = Path(args.out_dir or Path("hub_export") / args.repo_id.split("/")[-1])
     export_model_folder(args.model_dir, out, inputs, overwrite=args.overwrite)
     print(f"wrote {out}")

@@ -21,7 +21,7 @@ import sys
 
 import wrapt
 
-from .models.registry import CONFIG_CLASSES, CONFIG_MODULE, MODEL_CLASSES
+from .models.registry import CONFIG_CLASSES, CONFIG_MODULE, MODEL_CLASSES, auto_map
 
 __version__ = "0.1.0"
 
@@ -91,7 +91,8 @@ def _register_models() -> None:
 def _register_for_hub(loaded) -> None:
     """transformers' own ``register_for_auto_class`` on every class of the model file just imported: a plain
     ``save_pretrained`` / ``push_to_hub`` then copies the remote-code files (this file and its relative imports) and
-    writes ``auto_map``, so the saved folder loads with ``trust_remote_code=True`` where petct-fm is not installed."""
+    writes ``auto_map``, so the saved folder loads with ``trust_remote_code=True`` where petct-fm is not installed.
+    ``hub_auto_map`` adds ``AutoModel`` (the backbone) beside the task's Auto class (PetCtPreTrainedModel.save_pretrained)."""
     module = loaded.__name__.rsplit(".", 1)[-1]
     if module == CONFIG_MODULE:
         for name in CONFIG_CLASSES:
@@ -99,6 +100,7 @@ def _register_for_hub(loaded) -> None:
     for c in MODEL_CLASSES:
         if c.module == module:
             getattr(loaded, c.name).register_for_auto_class(c.auto_class)
+            getattr(loaded, c.name).hub_auto_map = auto_map(c)
 
 
 # Whichever finishes last, transformers' Auto module or our model file, triggers the registration.

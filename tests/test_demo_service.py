@@ -11,7 +11,7 @@ from conftest import free_port
 
 from modeling_petct.web.service import DemoSession, DemoSessions, ModelShelf
 
-DEMO_APP = Path(__file__).resolve().parents[1] / "demo" / "app.py"
+DEMO_APP = Path(__file__).resolve().parents[1] / "modeling_petct" / "web" / "space_app.py"
 
 
 def test_sessions_have_private_folders_removed_on_close_and_when_too_many(tmp_path):

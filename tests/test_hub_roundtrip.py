@@ -113,7 +113,7 @@ def test_dry_run_writes_a_valid_folder_and_uploads_nothing(hub, tiny_model, run_
     assert {p.name for p in out.iterdir()} == {"README.md", "config.json", "model.safetensors", EXPORT_MARKER,
                                                *MAE_CODE}
     config = json.loads((out / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_petct.PetCtConfig",
+    assert config["auto_map"] == {"AutoConfig": "configuration_petct.PetCtConfig", "AutoModel": "modeling_petct.PetCtModel",
                                   "AutoModelForMaskedImageModeling": "modeling_petct.PetCtForMaskedImageModeling"}
 
     card = ModelCard.load(out / "README.md", ignore_metadata_errors=False)

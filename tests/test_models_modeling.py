@@ -227,3 +227,34 @@ def test_gradient_checkpointing_switches_monai_checkpointing_in_swin():
     assert len(calls) == 2  # MONAI's use_checkpoint re-ran the attention in backward
     model.activation_checkpointing_disable()
     assert not any(getattr(m, "use_checkpoint", False) for m in model.modules())
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_weights_get_the_mode_the_umask_gives_every_other_file(tmp_path, umask):
+    """safetensors creates its file 0600; the save hook gives it the mode config.json gets."""
+    import os
+    import stat
+
+    model = PetCtForSegmentation(tiny("tiny-unet"))
+    old = os.umask(umask)
+    try:
+        model.save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "model").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~umask, modes
+
+
+def test_a_task_checkpoint_names_automodel_and_loads_its_backbone(tmp_path):
+    torch.manual_seed(0)
+    model = PetCtForMaskedImageModeling(tiny("tiny-unet")).eval()
+    model.save_pretrained(tmp_path)
+    import json
+
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
+        "AutoConfig": "configuration_petct.PetCtConfig", "AutoModel": "modeling_petct.PetCtModel",
+        "AutoModelForMaskedImageModeling": "modeling_petct.PetCtForMaskedImageModeling"}
+    backbone = AutoModel.from_pretrained(tmp_path).eval()
+    x = torch.randn(1, 2, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(backbone(x).last_hidden_state, model.petct(x).last_hidden_state)

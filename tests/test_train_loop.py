@@ -123,6 +123,47 @@ def test_two_process_ddp_on_cpu_shards_data_and_keeps_ranks_identical(tiny_cache
     assert any(not torch.equal(v, states[0]["initial"][k]) for k, v in states[0]["final"].items())
 
 
+def test_ddp_pretraining_prints_once_and_records_its_data(tiny_cache, tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+    command = _mae_cmd(tiny_cache, tmp_path / "mae", "--cpu", "true")
+    command[command.index("--max_steps") + 1] = "2"
+    command[command.index("--eval_steps") + 1] = "2"
+    run = subprocess.run([*torchrun, *command[1:]], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("pretrained model:") == 1, run.stdout  # the main process only
+    from modeling_petct.hub.card import CardInputs, render_model_card
+    from modeling_petct.training.mae import default_test_ids
+
+    record = json.loads((tmp_path / "mae" / "pretraining.json").read_text())
+    seen = record["split"]["train"] + record["split"]["val"]
+    assert record["steps"] == 2 and sum(record["data_sources"].values()) == len(seen)
+    assert sorted(seen + default_test_ids(tiny_cache)) == sorted(tiny_cache.ids())  # test studies never seen
+    best = tmp_path / "mae" / "best"
+    card = render_model_card(CardInputs("you/mae", best), json.loads((best / "config.json").read_text()))
+    assert "**The data are synthetic.**" in card.text and "`petct segment` refuses it" in card.text
+
+
+@pytest.mark.parametrize("name, line", [
+    ("wandb", "--report_to: wandb is not installed: pip install wandb (or --report_to none)"),
+    ("comet_ml", "--report_to: comet_ml is not installed: pip install comet-ml (or --report_to none)"),
+    ("tensorbord", "--report_to: 'tensorbord' is not an Accelerate tracker"),
+])
+def test_an_absent_tracker_is_refused_in_one_line_before_any_data(tmp_path, capsys, monkeypatch, name, line):
+    import accelerate.tracking
+    from accelerate.utils import LoggerType
+
+    from modeling_petct.training import mae, segmentation
+
+    monkeypatch.setattr(accelerate.tracking, "get_available_trackers", lambda: [LoggerType.TENSORBOARD])
+    for script in (mae, segmentation):
+        argv = ["--cache_dir", str(tmp_path / "no-cache"), "--output_dir", str(tmp_path / "out"), "--report_to", name]
+        assert script.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and line in err[0], err
+        assert not (tmp_path / "out").exists()
+
+
 def test_config_file_then_flags_override(tmp_path):
     from modeling_petct.training.args import DataArguments, ModelArguments, TrainArguments, parse
 
@@ -183,3 +224,17 @@ def test_test_split_is_scored_on_the_native_pet_grid(tiny_cache):
         assert native[study_id]["fnv_ml"] == pytest.approx(label.array.astype(bool).sum() * 0.064)
         assert harmonised[study_id]["grid"] == "harmonised"
         assert harmonised[study_id]["fnv_ml"] == pytest.approx(np.asarray(study.label).sum() * 0.012)  # 3x2x2 mm
+
+
+def test_gradient_checkpointing_is_switched_on_without_the_deprecated_call(tmp_path):
+    import warnings
+
+    from modeling_petct import PetCtConfig, PetCtForSegmentation
+    from modeling_petct.training.args import TrainArguments
+    from modeling_petct.training.loop import prepare_model
+
+    model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers' deprecation of gradient_checkpointing_enable
+        prepare_model(model, TrainArguments(output_dir=str(tmp_path), gradient_checkpointing=True))
+    assert model.petct.gradient_checkpointing and model.is_activation_checkpointing

@@ -20,6 +20,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import PetCtInputError
 from ..models.registry import model_class
+from .record import (SOURCE_NAMES, SPLITS, data_sources, dataset_name, find_run_record, is_synthetic,
+                     postprocessing, recorded_base_model, selection_score, started_from, test_metrics)
 
 PAPER_ARXIV = "2605.21835"
 PAPER_TITLE = "An Open Multi-Center Whole-Body FDG PET/CT Foundation Model for Tumor Segmentation"
@@ -44,8 +46,9 @@ METRICS = {
     "fpv_ml": ("false_positive_volume", "False-positive volume (ml)"),
     "fnv_ml": ("false_negative_volume", "False-negative volume (ml)"),
     "lesion_sensitivity": ("recall", "Lesion-wise sensitivity"),
-    "fp_per_case": ("false_positives_per_case", "False-positive components per scan"),
+    "fp_per_case": ("false_positives_per_case", "False-positive lesions per scan"),
 }
+LICENSE_FILE = "LICENSE.md"  # shipped in the repo when the licence is "other" (license_link points to it)
 # Hub licence ids likely for medical model weights (a subset of the Hub's list); anything else: "other" + a name.
 HUB_LICENSES = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "mpl-2.0", "gpl-3.0", "lgpl-3.0", "agpl-3.0",
                 "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nd-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0",
@@ -54,17 +57,24 @@ HUB_LICENSES = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "mpl-2.0", 
 
 @dataclass
 class EvalSource:
-    """One evaluation JSON (``petct evaluate`` / ``petct study`` output) and the data it was computed on."""
+    """One evaluation JSON (``petct evaluate`` / ``petct study`` output) or a run record's test split, and the data
+    it was computed on. ``blocks``: the (label path, metrics) already read (a run record's); else read from path."""
 
     path: Path
     dataset_name: str
     split: str = "test"
     dataset_type: str | None = None  # default: a slug of dataset_name
+    postprocessing: str = "not recorded in the evaluation file"
+    metric_args: dict | None = None  # the recorded post-processing, as the model-index's metric args
+    blocks: list | None = None
 
     def __post_init__(self):
         self.path = Path(self.path)
         if self.dataset_type is None:
             self.dataset_type = re.sub(r"[^a-z0-9]+", "-", self.dataset_name.lower()).strip("-") or "unspecified"
+
+    def metric_blocks(self) -> list[tuple[tuple[str, ...], dict]]:
+        return self.blocks if self.blocks is not None else list(_metric_blocks(read_structured(self.path)))
 
 
 @dataclass
@@ -73,10 +83,15 @@ class CardInputs:
     model_dir: Path
     training_config: Path | None = None
     evals: list[EvalSource] = field(default_factory=list)
-    license: str = "other"
-    license_name: str | None = "petct-fm-weights"
-    base_model: str | None = None
-    results: Path | None = None  # the run record; default: results.json in model_dir or its parent (run/best)
+    license: str | None = None  # default: apache-2.0, or "other" (the data providers' terms) for converted weights
+    license_name: str | None = None  # with "other": its name (default for converted weights: upstream-data-terms)
+    license_file: Path | None = None  # with "other": the licence text, shipped as LICENSE.md
+    base_model: str | None = None  # Hub id; default: the record's start when that is a Hub id
+    results: Path | None = None  # the run record; default: results.json / pretraining.json beside the model
+
+    @property
+    def converted(self) -> bool:
+        return (self.model_dir / "conversion.json").is_file()
 
 
 def read_structured(path: Path) -> dict:
@@ -127,81 +142,33 @@ def _metric_blocks(node, path: tuple[str, ...] = ()):
             yield from _metric_blocks(item, path + (name,))
 
 
-def _eval_results(metrics: dict, task: tuple[str, str], source: EvalSource, config: str | None) -> list[EvalResult]:
-    """One model-index result per finite autoPET metric of one aggregate."""
+def _eval_results(metrics: dict, task: tuple[str, str], source: EvalSource, label: tuple[str, ...]) -> list[EvalResult]:
+    """One model-index result per finite autoPET metric of one aggregate. The split is the split field; a label
+    (a run of a study file) is the dataset config, and the split name is not repeated there."""
+    config = "/".join(part for part in label if part != source.split) or None
     return [EvalResult(task_type=task[0], task_name=task[1], dataset_type=source.dataset_type,
                        dataset_name=source.dataset_name, dataset_split=source.split, dataset_config=config,
-                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(metrics[key]), 4))
+                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(metrics[key]), 4),
+                       metric_args=source.metric_args)
             for key, (metric_type, metric_name) in METRICS.items()
             if isinstance(metrics.get(key), (int, float)) and math.isfinite(metrics[key])]
 
 
 def eval_results(source: EvalSource, task: tuple[str, str]) -> list[EvalResult]:
-    """model-index results for every finite metric of every aggregate in one evaluation JSON."""
-    data = read_structured(source.path)
-    results = [r for path, metrics in _metric_blocks(data)
-               for r in _eval_results(metrics, task, source, "/".join(path) or None)]
+    """model-index results for every finite metric of every aggregate in one evaluation."""
+    results = [r for label, metrics in source.metric_blocks() for r in _eval_results(metrics, task, source, label)]
     if not results:
         raise PetCtInputError(source.path, "no aggregate metrics (dice, fpv_ml, fnv_ml...) found")
     return results
-
-
-# ---- the run record ------------------------------------------------------------------------------------------------
-
-SYNTHETIC_SOURCE = "synthetic-phantom"
-_PHANTOM_ID = re.compile(r"^phantom_\d+(_\d+)?$")  # ids written by data.synthetic.phantom
-SOURCE_NAMES = {SYNTHETIC_SOURCE: "synthetic PET/CT phantoms (petct-fm, modeling_petct.data.synthetic)",
-                "autopet": "AutoPET FDG-PET-CT-Lesions", "deeppsma": "DeepPSMA (FDG)", "spade": "Stanford SPADE",
-                "vimed": "ViMed-PET"}
-SPLITS = ("train", "val", "test")
-
-
-def find_run_record(inputs: CardInputs) -> Path | None:
-    """The run's results.json: given, or beside the model folder (a run's best/ or last/ sits inside the run)."""
-    if inputs.results is not None:
-        return Path(inputs.results)
-    for folder in (inputs.model_dir, inputs.model_dir.parent):
-        if (folder / "results.json").is_file():
-            return folder / "results.json"
-    return None
-
-
-def _source_of(study_id: str) -> str:
-    return SYNTHETIC_SOURCE if _PHANTOM_ID.match(study_id) else "unrecorded"
-
-
-def data_sources(record: dict) -> dict[str, dict[str, int]]:
-    """source -> {split: studies} ("all" where only a total is known). The record's data_sources (training: the
-    cache sidecars' "source", "unknown" when absent) when it names any; else from its split's study ids, where
-    petct-fm's phantoms are recognisable and anything else is "unrecorded"."""
-    split = record.get("split") or {}
-    recorded = {str(k): int(v) for k, v in (record.get("data_sources") or {}).items()}
-    unknown = recorded.pop("unknown", 0)
-    if len(recorded) == 1 and not unknown:  # one source: every split is from it
-        return {next(iter(recorded)): {s: len(split.get(s) or []) for s in SPLITS}}
-    if recorded:
-        return {**{k: {"all": n} for k, n in recorded.items()}, **({"unrecorded": {"all": unknown}} if unknown else {})}
-    counts: dict[str, dict[str, int]] = {}
-    for name in SPLITS:
-        for study_id in split.get(name) or []:
-            per_split = counts.setdefault(_source_of(str(study_id)), {})
-            per_split[name] = per_split.get(name, 0) + 1
-    return counts
-
-
-def is_synthetic(sources: dict) -> bool:
-    return bool(sources) and all(s.startswith("synthetic") or s == "phantom" for s in sources)
-
-
-def _dataset_name(sources: dict) -> str:
-    return " + ".join(SOURCE_NAMES.get(s, s) for s in sources) or "unrecorded data"
 
 
 def record_eval_source(record_path: Path, record: dict) -> EvalSource | None:
     """The record's test-split metrics as an evaluation source (None when the run scored no test split)."""
     if not (record.get("test") or {}):
         return None
-    return EvalSource(record_path, _dataset_name(data_sources(record)), split="test")
+    args = {k: float(record.get(k) or 0.0) for k in ("min_lesion_ml", "min_lesion_confidence")}
+    return EvalSource(record_path, dataset_name(data_sources(record)), split="test", postprocessing=postprocessing(record),
+                      metric_args=args, blocks=[((), test_metrics(record))])
 
 
 # ---- card sections -------------------------------------------------------------------------------------------------
@@ -228,27 +195,43 @@ def install_section(config: dict) -> str:
     return "\n".join(install_lines(_backbones(config)))
 
 
+_OUTPUTS = {"AutoModelForSemanticSegmentation": "out.logits: (B, num_labels, D, H, W); classes in model.config.id2label",
+            "AutoModelForMaskedImageModeling": "out.reconstruction: (B, C, D, H, W), out.mask: 1 = masked",
+            "AutoModel": "out.last_hidden_state: the decoder's feature map (B, F, D, H, W)"}
+
+
+def _petct_use(repo_id: str, row) -> str:
+    """What petct-fm itself does with this model (only what its commands accept)."""
+    if row.segments_lesions:
+        return ("With petct-fm installed, `petct segment` and the Gradio demo take this repo id as the model and run "
+                "the whole pipeline (harmonisation, sliding window, mask back on the native PET grid, lesion table).")
+    if row.auto_class == "AutoModelForMaskedImageModeling":
+        return (f"This is a pretrained masked autoencoder, not a segmentation model: `petct segment` refuses it. With "
+                f"petct-fm installed, `petct finetune --pretrained {repo_id}` fine-tunes it for lesion segmentation.")
+    return "This is a feature extractor, not a segmentation model: `petct segment` refuses it."
+
+
+def _usage_code(repo_id: str, row, config: dict) -> str:
+    """The card's Python snippet: the task's Auto class and, for a task model, AutoModel's backbone."""
+    modalities = config.get("modalities") or ("PET", "CT")
+    load = 'from_pretrained("{}", trust_remote_code=True).eval()'.format(repo_id)
+    lines = ["import torch", f"from transformers import {', '.join(dict.fromkeys((row.auto_class, 'AutoModel')))}",
+             f"model = {row.auto_class}.{load}",
+             f"pixel_values = torch.zeros(1, {len(modalities)}, {2 * _size_divisor(config)}, 128, 128)  "
+             f"# {' + '.join(modalities)}, (z, y, x)",
+             "with torch.no_grad():", f"    out = model(pixel_values)  # {_OUTPUTS[row.auto_class]}"]
+    if row.auto_class != "AutoModel":
+        lines[-2:-2] = [f"backbone = AutoModel.{load}  # the same network without its head"]
+        lines.append("    features = backbone(pixel_values).last_hidden_state")
+    return "\n".join(lines)
+
+
 def _usage_section(repo_id: str, row, config: dict) -> str:
-    modalities = " + ".join(config.get("modalities") or ("PET", "CT"))
-    output = ("out = model(pixel_values)  # out.logits: (B, num_labels, D, H, W); classes in model.config.id2label"
-              if row.auto_class == "AutoModelForSemanticSegmentation" else
-              "out = model(pixel_values)  # reconstruction / last_hidden_state, see the model's output class")
     install = install_section(config)
     no_deps = (" `--no-deps` keeps dynamic-network-architectures' timm/torchvision pins from replacing a CPU torch "
                "with a CUDA build.") if "--no-deps" in install else ""
-    return f"""Without petct-fm, these packages are all it needs:{no_deps}
-```bash
-{install}
-```
-```python
-import torch
-from transformers import {row.auto_class}
-model = {row.auto_class}.from_pretrained("{repo_id}", trust_remote_code=True).eval()
-pixel_values = torch.zeros(1, {len(config.get("modalities") or ("PET", "CT"))}, {2 * _size_divisor(config)}, 128, 128)  # {modalities}, (z, y, x)
-{output}
-```
-With petct-fm installed, `petct segment` and the Gradio demo take this repo id as the model and run the whole
-pipeline (harmonisation, sliding window, mask back on the native PET grid, lesion table)."""
+    return (f"Without petct-fm, these packages are all it needs:{no_deps}\n```bash\n{install}\n```\n"
+            f"```python\n{_usage_code(repo_id, row, config)}\n```\n{_petct_use(repo_id, row)}")
 
 
 def _source_row(source: str, counts: dict) -> str:
@@ -274,17 +257,33 @@ def _data_section(inputs: CardInputs, record: dict | None) -> str:
     return text
 
 
+def _selection(record: dict, model_dir: Path) -> dict:
+    """The selected checkpoint: when, on which split, and its score named as what it is."""
+    if record.get("selected_step") is None:
+        return {}
+    split = {"val": "the validation split", "test": "the test split (the authors' protocol: test numbers are "
+             "optimistic)"}.get(record.get("select_on"), "a split the record does not name")
+    score = record.get("best_val_dice", record.get("best_val_loss"))
+    name = selection_score(record, model_dir) if "best_val_dice" in record else "validation reconstruction loss"
+    return {"selected at step": record["selected_step"], "selected on": split,
+            f"selection score ({name})": None if score is None else round(float(score), 4)}
+
+
+def training_facts(inputs: CardInputs, record: dict) -> dict:
+    """The card's training facts, each from the run record (None: not recorded, left out)."""
+    return {"started from": started_from(record, inputs.base_model),
+            "arm": record.get("arm"), "network": record.get("network") or record.get("backbone"),
+            "preset": record.get("preset"), "linear probe": record.get("linear_probe"),
+            "labelled training studies": record.get("n_train"), "k-shot": record.get("k_shot"),
+            "label fraction": record.get("label_fraction"), "optimiser steps": record.get("steps"),
+            "learning rate": record.get("learning_rate"), "seed": record.get("seed"),
+            **_selection(record, inputs.model_dir)}
+
+
 def _training_section(inputs: CardInputs, record: dict | None) -> str:
     parts = []
     if record is not None:
-        facts = {"started from": record.get("pretrained") or "random initialisation (from scratch)",
-                 "arm": record.get("arm"), "network": record.get("network") or record.get("backbone"),
-                 "preset": record.get("preset"), "linear probe": record.get("linear_probe"),
-                 "labelled training studies": record.get("n_train"), "k-shot": record.get("k_shot"),
-                 "label fraction": record.get("label_fraction"), "optimiser steps": record.get("steps"),
-                 "learning rate": record.get("learning_rate"), "seed": record.get("seed"),
-                 "selected at step": record.get("selected_step"),
-                 "best validation Dice (selection metric)": record.get("best_val_dice")}
+        facts = training_facts(inputs, record)
         parts.append("\n".join(f"- {k}: `{v}`" for k, v in facts.items() if v is not None))
     if inputs.training_config:
         options = read_structured(inputs.training_config)
@@ -322,16 +321,17 @@ def _n_scans(metrics: dict, record: dict | None, source: EvalSource) -> str:
 def _evaluation_section(sources: list[EvalSource], record: dict | None) -> str:
     if not sources:
         return "No evaluation was supplied for this card: no performance is claimed."
-    rows = ["| data (split) | run | n scans | Dice [95% CI] | FPV ml | FNV ml |", "|---|---|---|---|---|---|"]
+    rows = ["| data (split) | run | n scans | Dice [95% CI] | FPV ml | FNV ml | lesion sensitivity | "
+            "false positives per scan | post-processing |", "|---|---|---|---|---|---|---|---|---|"]
     for source in sources:
-        for path, m in _metric_blocks(read_structured(source.path)):
-            rows.append(f"| {source.dataset_name} ({source.split}) | {'/'.join(path) or '-'} | "
-                        f"{_n_scans(m, record, source)} | {_cell(m, 'dice')} | {_cell(m, 'fpv_ml')} | "
-                        f"{_cell(m, 'fnv_ml')} |")
-    selected = record is not None and record.get("selected_step") is not None
-    return ("autoPET metrics (18-connected components; Dice over lesion-positive scans; FPV/FNV in ml)"
-            + ("; the model was selected on the validation split, never on test" if selected else "")
-            + ".\n\n" + "\n".join(rows))
+        for label, m in source.metric_blocks():
+            cells = [_cell(m, k) for k in ("dice", "fpv_ml", "fnv_ml", "lesion_sensitivity", "fp_per_case")]
+            rows.append(f"| {source.dataset_name} ({source.split}) | {'/'.join(label) or '-'} | "
+                        f"{_n_scans(m, record, source)} | {' | '.join(cells)} | {source.postprocessing} |")
+    return ("autoPET metrics (18-connected components; Dice over lesion-positive scans; FPV/FNV in ml; a lesion is "
+            "detected when a predicted voxel touches it; a false positive is a predicted component touching no "
+            "lesion), with bootstrap 95% CIs where the per-scan metrics are known. Post-processing: what was applied "
+            "to the masks before scoring.\n\n" + "\n".join(rows))
 
 
 _STATIC = """## Intended use
@@ -365,12 +365,48 @@ def _model_summary(config: dict, num_parameters: int | None) -> str:
     return "\n".join(lines)
 
 
-def _metadata(inputs: CardInputs, row, results: list[EvalResult], synthetic: bool) -> ModelCardData:
+def license_terms(inputs: CardInputs) -> tuple[str, str | None, str | None]:
+    """(Hub licence id, license_name, the text of LICENSE.md) of the weights. Weights this package trained:
+    apache-2.0 unless told otherwise; converted weights: "other", the data providers' terms, written out;
+    any other "other" needs its text (--license-file)."""
+    license = inputs.license or ("other" if inputs.converted else "apache-2.0")
+    if license != "other":
+        return license, None, None
+    if inputs.license_file is not None:
+        try:
+            text = Path(inputs.license_file).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise PetCtInputError(inputs.license_file, f"cannot read the licence text ({err})") from None
+    elif inputs.converted:
+        text = _UPSTREAM_TERMS
+    else:
+        raise PetCtInputError("--license other", "needs the licence text (--license-file): the Hub links to it")
+    return license, inputs.license_name or ("upstream-data-terms" if inputs.converted else "other"), text
+
+
+_UPSTREAM_TERMS = f"""# Terms of these weights
+
+These weights were converted from a checkpoint the authors of "{PAPER_TITLE}" (arXiv:{PAPER_ARXIV}) released with
+their code ({AUTHORS_CODE}). They were pretrained on data whose providers set their own terms, and the weights
+inherit them: check each provider's terms before any use.
+
+| dataset | source | licence / terms |
+|---|---|---|
+""" + "\n".join(f"| {name} | {src} | {lic} |" for name, _, src, lic in TRAINING_DATA) + """
+
+The model code shipped beside the weights (the .py files) is petct-fm's, under the Apache License 2.0.
+"""
+
+
+def _metadata(inputs: CardInputs, row, results: list[EvalResult], synthetic: bool, record: dict | None
+              ) -> ModelCardData:
     tags = ["medical-imaging", "pet-ct", "fdg-pet", "3d", "custom_code", f"arxiv:{PAPER_ARXIV}"]
+    license, license_name, text = license_terms(inputs)
     return ModelCardData(
-        model_name=inputs.repo_id.split("/")[-1], license=inputs.license, library_name="transformers",
-        license_name=inputs.license_name if inputs.license == "other" else None, pipeline_tag=row.task,
-        base_model=inputs.base_model, eval_results=results or None,
+        model_name=inputs.repo_id.split("/")[-1], license=license, library_name="transformers",
+        license_name=license_name, license_link=LICENSE_FILE if text else None, pipeline_tag=row.task,
+        base_model=inputs.base_model or recorded_base_model(record), eval_results=results or None,
+        metrics=list(dict.fromkeys(r.metric_type for r in results)) or None,
         tags=tags + (["synthetic-data"] if synthetic else []))
 
 
@@ -378,7 +414,7 @@ def render_model_card(inputs: CardInputs, config: dict, num_parameters: int | No
     """The README.md of a Hub model folder, from its config.json, the run record and the given files."""
     arch = (config.get("architectures") or ["PetCtModel"])[0]
     row = model_class(arch) or model_class("PetCtModel")
-    record_path = find_run_record(inputs)
+    record_path = find_run_record(inputs.model_dir, inputs.results)
     record = read_structured(record_path) if record_path else None
     given = {Path(e.path).resolve() for e in inputs.evals}  # an --eval of the record itself names its data
     own = record_eval_source(record_path, record) if record and record_path.resolve() not in given else None
@@ -413,10 +449,12 @@ Input: PET in SUV and CT in HU, resampled to the target spacing, body-cropped an
 
 {_CITATION}
 """
-    return ModelCard(f"---\n{_metadata(inputs, row, results, synthetic).to_yaml()}\n---\n{body}")
+    return ModelCard(f"---\n{_metadata(inputs, row, results, synthetic, record).to_yaml()}\n---\n{body}")
 
-def validate_model_card(text: str, source: str = "README.md") -> ModelCard:
-    """Parse a card as the Hub client does (strict model-index) and apply the Hub's offline metadata rules."""
+
+def validate_model_card(text: str, source: str = "README.md", folder: Path | None = None) -> ModelCard:
+    """Parse a card as the Hub client does (strict model-index) and apply the Hub's offline metadata rules;
+    ``folder``: the repo folder, where a relative license_link must point to a file."""
     try:
         card = ModelCard(text, ignore_metadata_errors=False)
     except (ValueError, KeyError, TypeError, yaml.YAMLError) as err:
@@ -425,8 +463,11 @@ def validate_model_card(text: str, source: str = "README.md") -> ModelCard:
     problems = []
     if meta.license not in HUB_LICENSES:
         problems.append(f"license {meta.license!r} is not a Hub licence id")
-    if meta.license == "other" and not meta.license_name:
-        problems.append("license 'other' needs license_name")
+    if meta.license == "other" and not (meta.license_name and meta.license_link):
+        problems.append("license 'other' needs license_name and license_link")
+    link = getattr(meta, "license_link", None)
+    if folder is not None and link and "://" not in link and not (Path(folder) / link).is_file():
+        problems.append(f"license_link {link!r} is not a file of the repo")
     for result in meta.eval_results or []:
         if not isinstance(result.metric_value, (int, float)) or not math.isfinite(result.metric_value):
             problems.append(f"metric {result.metric_type} has a non-finite value")

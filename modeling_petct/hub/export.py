@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import PetCtInputError
 from ..models.registry import REMOTE_CODE_FILES, model_class
-from .card import CardInputs, render_model_card, validate_model_card
+from .card import LICENSE_FILE, CardInputs, license_terms, render_model_card, validate_model_card
 from .upload import export_folder
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -70,6 +70,9 @@ def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: Card
         remote_code_files(tmp)
         config = json.loads((tmp / "config.json").read_text())
         card = render_model_card(inputs, config, model.num_parameters())
-        validate_model_card(str(card), source=str(out_dir / "README.md"))
+        terms = license_terms(inputs)[2]
+        if terms is not None:
+            (tmp / LICENSE_FILE).write_text(terms)
+        validate_model_card(str(card), source=str(out_dir / "README.md"), folder=tmp)
         (tmp / "README.md").write_text(str(card))
     return out_dir

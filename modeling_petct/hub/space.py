@@ -1,65 +1,79 @@
-"""The Gradio Space folder: the demo app, the petct-fm package beside it, requirements, README front matter.
+"""The Gradio Space folder, built from the installed petct-fm: its app (``web/space_app.py``), the package source
+beside it, requirements pinned to the versions installed here, and the README front matter.
 
 petct-fm is not on PyPI, so the Space carries the package source next to ``app.py`` (the app's folder is on
-``sys.path``) and its requirements.txt lists petct-fm's own dependencies in place of a ``petct-fm`` line.
+``sys.path``) and its requirements.txt lists petct-fm's own dependencies (and the demo extra's) from the installed
+distribution's metadata, each pinned to the version this environment has: the versions the build was tested with.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
+import sys
+from importlib import metadata
 from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from ..errors import PetCtInputError
 from .upload import export_folder
 
+DISTRIBUTION = "petct-fm"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
+APP_FILE = PACKAGE_DIR / "web" / "space_app.py"
+SPACE_EXTRAS = ("demo",)
 # installed with --no-deps locally (see the Makefile); on a Space its own requirements resolve normally
 EXTRA_REQUIREMENTS = ("dynamic-network-architectures>=0.4,<0.5",)
-MODELS_VARIABLE = "PETCT_DEMO_MODELS"  # read by demo/app.py
-_PETCT_LINE = re.compile(r"^\s*petct[-_]fm\s*(\[(?P<extras>[^\]]*)\])?\s*(?P<rest>.*)$", re.I)
+MODELS_VARIABLE = "PETCT_DEMO_MODELS"  # read by web/space_app.py
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
-def package_requirements(extras: list[str], pyproject: Path = PYPROJECT) -> list[str]:
-    """petct-fm's dependencies (plus the named extras) as requirement lines, from pyproject.toml."""
-    import tomllib  # Python >= 3.11: a maintainer tool, run from a source checkout
-
-    project = tomllib.loads(pyproject.read_text())["project"]
-    optional = project.get("optional-dependencies", {})
-    unknown = [e for e in extras if e not in optional]
+def package_requirements(extras=SPACE_EXTRAS, distribution: str = DISTRIBUTION) -> list[Requirement]:
+    """The installed distribution's dependencies plus those of ``extras`` (importlib.metadata, as pip reads them)."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise PetCtInputError(distribution, "is not installed: pip install it (the Space is built from the "
+                                            "installed package)") from None
+    unknown = [e for e in extras if e not in (dist.metadata.get_all("Provides-Extra") or [])]
     if unknown:
-        raise PetCtInputError(pyproject, f"no optional dependency group {unknown}")
-    return list(project["dependencies"]) + [r for e in extras for r in optional[e]] + list(EXTRA_REQUIREMENTS)
+        raise PetCtInputError(distribution, f"no optional dependency group {unknown}")
+    wanted = [Requirement(r) for r in dist.requires or []]
+    chosen = [r for r in wanted if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras)]
+    return chosen + [Requirement(r) for r in EXTRA_REQUIREMENTS]
 
 
-def space_requirements(demo_requirements: Path) -> str:
-    """demo/requirements.txt with a ``petct-fm[...]`` line replaced by what that line would install."""
-    lines = []
-    for line in demo_requirements.read_text().splitlines():
-        match = _PETCT_LINE.match(line)
-        if match:
-            extras = [e.strip() for e in (match.group("extras") or "").split(",") if e.strip()]
-            lines.append("# petct-fm itself ships in this Space (modeling_petct/); its dependencies:")
-            lines.extend(package_requirements(extras))
-        else:
-            lines.append(line)
-    seen, unique = set(), []
-    for line in lines:  # one line per requirement name, first wins
-        name = re.split(r"[\s<>=!~\[;]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
-        if line.strip() and not line.lstrip().startswith("#") and name in seen:
-            continue
-        seen.add(name)
-        unique.append(line)
-    return "\n".join(unique) + "\n"
+def pinned(requirement: Requirement) -> str:
+    """``name[extras]==version`` of the installed distribution (public version: no local tag like +cpu)."""
+    try:
+        version = Version(metadata.version(requirement.name)).public
+    except metadata.PackageNotFoundError:
+        raise PetCtInputError(requirement.name, f"is not installed, but the Space needs it ({requirement}): the "
+                                                f"requirements pin the versions installed here") from None
+    if not requirement.specifier.contains(version, prereleases=True):
+        raise PetCtInputError(requirement.name, f"{version} is installed, outside {requirement}")
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    return f"{requirement.name}{extras}=={version}"
+
+
+def space_requirements(extras=SPACE_EXTRAS) -> str:
+    """requirements.txt of the Space: one pinned line per distribution, first mention wins."""
+    lines, seen = ["# petct-fm ships in this Space (modeling_petct/); its dependencies, pinned to the versions the "
+                   "Space was built and tested with:"], set()
+    for requirement in package_requirements(extras):
+        if canonicalize_name(requirement.name) not in seen:
+            seen.add(canonicalize_name(requirement.name))
+            lines.append(pinned(requirement))
+    return "\n".join(lines) + "\n"
 
 
 def space_card(title: str, models: list[str], sdk_version: str) -> SpaceCard:
     data = SpaceCardData(
         title=title, sdk="gradio", sdk_version=sdk_version, app_file="app.py", license="apache-2.0",
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         models=models or None, tags=["medical-imaging", "pet-ct", "segmentation", "3d"],
         emoji="🩻", colorFrom="indigo", colorTo="gray", pinned=False,
         short_description="Whole-body FDG PET/CT lesion segmentation (research demo)",
@@ -83,20 +97,15 @@ Code: petct-fm (this Space carries the package source in `modeling_petct/`). Pap
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def build_space_folder(demo_dir: str | Path, out_dir: str | Path, *, title: str = "petct-fm lesion segmentation",
+def build_space_folder(out_dir: str | Path, *, title: str = "petct-fm lesion segmentation",
                        models: list[str] | None = None, overwrite: bool = False) -> Path:
-    """Write ``out_dir`` (atomically): demo files, modeling_petct/, requirements.txt and README.md."""
-    from importlib.metadata import version
-
-    demo_dir = Path(demo_dir)
-    for required in ("app.py", "requirements.txt"):
-        if not (demo_dir / required).is_file():
-            raise PetCtInputError(demo_dir / required, "missing: the Space needs the demo's app and requirements")
+    """Write ``out_dir`` (atomically): app.py, modeling_petct/, requirements.txt and README.md."""
+    requirements = space_requirements()  # before anything is written: a missing distribution is refused
     with export_folder(out_dir, overwrite=overwrite) as tmp:
-        shutil.copytree(demo_dir, tmp, ignore=_SKIP, dirs_exist_ok=True)
+        shutil.copyfile(APP_FILE, tmp / "app.py")
         shutil.copytree(PACKAGE_DIR, tmp / "modeling_petct", ignore=_SKIP)
-        (tmp / "requirements.txt").write_text(space_requirements(demo_dir / "requirements.txt"))
-        card = space_card(title, list(models or []), version("gradio"))
+        (tmp / "requirements.txt").write_text(requirements)
+        card = space_card(title, list(models or []), metadata.version("gradio"))
         SpaceCard(str(card), ignore_metadata_errors=False)  # parses back as Space metadata
         (tmp / "README.md").write_text(str(card))
     return Path(out_dir)

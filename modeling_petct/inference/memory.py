@@ -37,18 +37,14 @@ def estimate_memory_bytes(pet_shape, pet_affine, ct_shape, target_spacing, roi_s
     return need
 
 
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (None elsewhere); PETCT_MAX_MEMORY_GB overrides it."""
+def available_memory_bytes() -> int:
+    """Memory available to a new process without swapping (psutil: Linux, macOS, Windows); PETCT_MAX_MEMORY_GB
+    overrides it."""
     if os.environ.get("PETCT_MAX_MEMORY_GB"):
         return int(float(os.environ["PETCT_MAX_MEMORY_GB"]) * 2**30)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
@@ -99,7 +95,7 @@ def check_memory(pet, ct, config=None, *, spacing=None) -> None:
         return  # a singular affine is refused by the reader, with its own message
     need = estimate_memory_bytes(pet_grid[0], pet_grid[1], ct_grid[0], spacing, roi, labels)
     have = available_memory_bytes()
-    if have is not None and need > have:
+    if need > have:
         from ..data.harmonize import canonical_grid
 
         grid = canonical_grid(pet_grid[1], pet_grid[0], spacing)[1]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from monai.losses import DiceCELoss
@@ -88,6 +90,22 @@ class PetCtPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, PetCtForMaskedImageModeling) and module.mask_token is not None:
             init.zeros_(module.mask_token)  # starts as the paper's zero imputation
+
+    # Every Auto class that loads this class's checkpoints, {auto class: "module.Class"}: set by petct-fm's
+    # registration (models/registry.auto_map); register_for_auto_class alone writes one entry.
+    hub_auto_map: dict[str, str] | None = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained, plus config.json's auto_map completed from ``hub_auto_map`` (so
+        ``AutoModel`` loads the backbone of a task checkpoint), and the weights given the mode the umask gives any
+        new file (safetensors creates them 0600). A re-save of a remote-code model keeps the auto_map it loaded."""
+        if self.hub_auto_map and self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self.hub_auto_map}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        umask = os.umask(0)
+        os.umask(umask)
+        for weights in Path(save_directory).glob("*.safetensors"):
+            weights.chmod(0o666 & ~umask)
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=checkpoint, **kwargs):
         """transformers' switch (used around the nnU-Net stages) plus MONAI's own inside the Swin blocks."""

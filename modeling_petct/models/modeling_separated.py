@@ -19,13 +19,18 @@ from .configuration_petct import PetCtConfig, PetCtSeparatedConfig
 from .modeling_petct import PetCtForSegmentation, PetCtModel, PetCtModelOutput, PetCtPreTrainedModel
 
 
-class SeparatedBackbones(nn.Module):
-    """Channel 0 -> the PET backbone, channel 1 -> the CT backbone; decoder features concatenated (PET first)."""
+class PetCtSeparatedModel(PetCtPreTrainedModel):
+    """The two backbones: channel 0 -> the PET backbone, channel 1 -> the CT backbone; decoder features concatenated
+    (PET first). What ``AutoModel`` returns for a separated probe's checkpoint (its ``petct``)."""
+
+    config_class = PetCtSeparatedConfig
+    _keys_to_ignore_on_load_unexpected = [r"^(segmentation|organ)_head\."]
 
     def __init__(self, config: PetCtSeparatedConfig):
-        super().__init__()
+        super().__init__(config)
         self.pet = PetCtModel(config.pet_backbone_config)
         self.ct = PetCtModel(config.ct_backbone_config)
+        self.post_init()
 
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> PetCtModelOutput:
         if pixel_values.ndim != 5 or pixel_values.shape[1] != 2:
@@ -45,7 +50,7 @@ class PetCtForSeparatedModalityProbe(PetCtForSegmentation):
         if config.pet_config is None or config.ct_config is None:
             raise ValueError("PetCtSeparatedConfig needs pet_config and ct_config (see from_pretrained_pair)")
         PetCtPreTrainedModel.__init__(self, config)  # not PetCtForSegmentation's: no joint backbone here
-        self.petct = SeparatedBackbones(config)
+        self.petct = PetCtSeparatedModel(config)
         channels = output_channels(config.pet_backbone_config) + output_channels(config.ct_backbone_config)
         self._build_heads(channels)  # PetCtForSegmentation's heads and losses (the organ head when organ-aware)
         self.post_init()
@@ -66,4 +71,4 @@ class PetCtForSeparatedModalityProbe(PetCtForSegmentation):
         return probe
 
 
-__all__ = ["PetCtSeparatedConfig", "PetCtForSeparatedModalityProbe"]
+__all__ = ["PetCtSeparatedConfig", "PetCtSeparatedModel", "PetCtForSeparatedModalityProbe"]

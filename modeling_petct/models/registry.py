@@ -26,6 +26,8 @@ MODEL_CLASSES = (
                "image-feature-extraction", "Masked PET/CT reconstruction (pretraining)", False),
     ModelClass("PetCtForSegmentation", "modeling_petct", "PetCtConfig", "AutoModelForSemanticSegmentation",
                "image-segmentation", "Whole-body FDG PET/CT lesion segmentation", True),
+    ModelClass("PetCtSeparatedModel", "modeling_separated", "PetCtSeparatedConfig", "AutoModel",
+               "image-feature-extraction", "PET/CT feature extraction (separated PET and CT backbones)", False),
     ModelClass("PetCtForSeparatedModalityProbe", "modeling_separated", "PetCtSeparatedConfig",
                "AutoModelForSemanticSegmentation", "image-segmentation",
                "Whole-body FDG PET/CT lesion segmentation (separated-modality linear probe)", True),
@@ -38,6 +40,13 @@ REMOTE_CODE_FILES = tuple(sorted({f"{CONFIG_MODULE}.py", "backbones.py", "maskin
 def model_class(architecture: str) -> ModelClass | None:
     """The table's row for a config.json architecture name; None for anything that is not a petct-fm model."""
     return next((c for c in MODEL_CLASSES if c.name == architecture), None)
+
+
+def auto_map(row: ModelClass) -> dict[str, str]:
+    """config.json's ``auto_map`` model entries for a checkpoint of ``row``: its own Auto class, and ``AutoModel`` for
+    the backbone class of the same config (what ``AutoModel.from_pretrained`` of a task checkpoint returns)."""
+    base = next(c for c in MODEL_CLASSES if c.config == row.config and c.auto_class == "AutoModel")
+    return {"AutoModel": f"{base.module}.{base.name}", row.auto_class: f"{row.module}.{row.name}"}
 
 
 def segmentation_architectures() -> set[str]:

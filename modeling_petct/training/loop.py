@@ -80,6 +80,24 @@ class Selection:
         return best is None or (value > best if self.greater_is_better else value < best)
 
 
+def check_trackers(report_to: str) -> None:
+    """--report_to names Accelerate trackers that are installed, else one line saying how to install them
+    (Accelerate itself would only warn and train without tracking). Checked with the other arguments."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    from ..errors import PetCtInputError
+
+    names = [n.strip() for n in report_to.split(",") if n.strip() not in ("", "none", "all")]
+    known, available = {t.value for t in LoggerType}, {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in names:
+        if name not in known:
+            raise PetCtInputError("--report_to", f"{name!r} is not an Accelerate tracker (one of {sorted(known)})")
+        if name not in available:
+            raise PetCtInputError("--report_to", f"{name} is not installed: pip install {name.replace('_', '-')} "
+                                                 "(or --report_to none)")
+
+
 def make_accelerator(args: TrainArguments):
     """An Accelerator configured from the arguments; also seeds every RNG (call before building the model)."""
     from accelerate import Accelerator
@@ -95,7 +113,7 @@ def make_accelerator(args: TrainArguments):
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         project_config=project,
-        log_with=None if args.report_to in ("", "none") else args.report_to,
+        log_with=None if args.report_to in ("", "none") else args.report_to.split(","),
         cpu=args.cpu,
         dynamo_backend="inductor" if args.torch_compile else "no",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.ddp_find_unused_parameters)],
@@ -285,7 +303,7 @@ def prepare_model(model: torch.nn.Module, args: TrainArguments) -> torch.nn.Modu
     if args.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # transformers' current name (gradient_checkpointing_*: deprecated)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from .args import DataArguments, ModelArguments, TrainArguments, default_learning_rate, read_id_file
-from .loop import FitResult, Selection, fit, make_accelerator
+from .loop import FitResult, Selection, check_trackers, fit, make_accelerator
+from .results import data_sources, save_pretraining_record
 from .splits import holdout
 
 
@@ -93,6 +94,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: T
 
     if not train_args.output_dir:
         raise PetCtInputError("--output_dir", "required: the run folder")
+    check_trackers(train_args.report_to)
     cache = open_cache(data_args.cache_dir)
     accelerator = make_accelerator(train_args)
     train_ids, val_ids = study_ids(cache, data_args, train_args.seed)
@@ -118,9 +120,17 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, train_args: T
                                    accelerator=accelerator, step=step, modalities=modalities)
 
     accelerator.print(f"MAE pretraining: {len(train_ids)} train / {len(val_ids)} validation studies, lr {lr:g}")
-    return fit(accelerator, train_args, model, train_set, learning_rate=lr, evaluate=evaluate,
-               selection=Selection("val_loss", greater_is_better=False), on_evaluate=on_evaluate,
-               num_workers=data_args.num_workers)
+    fitted = fit(accelerator, train_args, model, train_set, learning_rate=lr, evaluate=evaluate,
+                 selection=Selection("val_loss", greater_is_better=False), on_evaluate=on_evaluate,
+                 num_workers=data_args.num_workers)
+    if accelerator.is_main_process:
+        save_pretraining_record(train_args.output_dir, {
+            "network": model.config.backbone, "preset": getattr(model.config, "preset", None),
+            "modalities": list(modalities), "seed": train_args.seed, "steps": fitted.state.step, "learning_rate": lr,
+            "selected_step": fitted.state.best_step, "best_val_loss": fitted.state.best_metric,
+            "split": {"train": train_ids, "val": val_ids}, "data_sources": data_sources(cache, train_ids + val_ids)})
+    accelerator.print(f"pretrained model: {fitted.model_dir}")
+    return fitted
 
 
 ARGUMENTS = (ModelArguments, DataArguments, TrainArguments)  # train_mae.py's options
@@ -136,6 +146,5 @@ def _main(argv: list[str] | None, prog: str) -> int:
     from .args import parse
 
     model_args, data_args, train_args = parse(ARGUMENTS, argv, prog=prog)
-    result = pretrain(model_args, data_args, train_args)
-    print(f"pretrained model: {result.model_dir}")
+    pretrain(model_args, data_args, train_args)
     return 0

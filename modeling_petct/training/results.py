@@ -15,7 +15,13 @@ from pathlib import Path
 from ..atomic import atomic_path
 
 RESULTS_FILE = "results.json"
+PRETRAINING_FILE = "pretraining.json"  # the MAE pretraining run's record (a model card reads both)
 ARMS = ("pretrained", "scratch", "pretrained-organs", "scratch-organs", "probe", "probe-separated", "probe-random")
+FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation study (our choice; paper: Dice only)
+# --selection_metric -> what the score is (the record's best_val_dice holds the selected checkpoint's score)
+SELECTION_SCORES = {"val_dice": "validation Dice (mean over lesion-positive studies)",
+                    "val_dice_fp": f"validation Dice minus {FP_PENALTY} per false-positive lesion on an average "
+                                   "lesion-free study"}
 ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels)
 
 
@@ -56,6 +62,8 @@ class RunResult:
     min_lesion_ml: float = 0.0  # the selected model's post-processing (config.min_lesion_ml, inference.LesionFilter)
     min_lesion_confidence: float = 0.0  # ... and config.min_lesion_confidence
     lesion_filter_scores: dict = field(default_factory=dict)  # "<ml>,<confidence>" -> selection score, when chosen
+    selection_metric: str | None = None  # what best_val_dice is: a key of SELECTION_SCORES (None: older records)
+    select_on: str | None = None  # the split the checkpoint was selected on: "val", or "test" (the authors' protocol)
 
     @property
     def label(self) -> str:
@@ -91,6 +99,23 @@ class RunResult:
         if path.is_dir():
             path = path / RESULTS_FILE
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def data_sources(cache, ids) -> dict[str, int]:
+    """How many studies of each source (the cache sidecar's "source", "unknown" when absent) a run used."""
+    counts: dict[str, int] = {}
+    for study_id in sorted(set(ids)):
+        source = str(cache.info(study_id).get("source") or "unknown")
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def save_pretraining_record(folder: str | Path, record: dict) -> Path:
+    """The MAE run's record (data sources and split, steps, the selected step and its validation loss)."""
+    path = Path(folder) / PRETRAINING_FILE
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1, default=_json_default))
+    return path
 
 
 def _json_default(value):

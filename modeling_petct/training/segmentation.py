@@ -17,9 +17,9 @@ import numpy as np
 
 from ..inference.loading import resolve_model_dir
 from .args import DataArguments, ModelArguments, SegArguments, TrainArguments, default_learning_rate, read_id_file
-from .loop import HEAD_PREFIXES, FitResult, Selection, fit, make_accelerator
+from .loop import HEAD_PREFIXES, FitResult, Selection, check_trackers, fit, make_accelerator
 from .mae import ModalitySelect, subjects_of
-from .results import RunResult, arm_of
+from .results import FP_PENALTY, SELECTION_SCORES, RunResult, arm_of, data_sources
 from .splits import Split, label_subset, paper_split, random_split
 
 PROBE_LR_FACTOR = 10  # a lone 1x1x1 conv learns slowly at the backbone's fine-tuning lr (our choice; paper silent)
@@ -197,7 +197,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, train_args: T
     scores = set_lesion_filter(accelerator, selected, fitted.model_dir, cache, split, seg_args)
     test_cases = score_studies(accelerator, selected, cache, split.test, seg_args, native=True) if split.test else {}
     result = run_result(model, fitted, split, test_cases, lr, model_args, train_args, seg_args)
-    result.cache_dir, result.data_sources = str(cache.root), data_sources(cache, split)
+    result.cache_dir, result.data_sources = str(cache.root), data_sources(cache, [*split.train, *split.val, *split.test])
     result.min_lesion_ml, result.min_lesion_confidence = selected.config.min_lesion_ml, selected.config.min_lesion_confidence
     result.lesion_filter_scores = scores
     if accelerator.is_main_process:
@@ -251,6 +251,7 @@ def check_arguments(train_args: TrainArguments, seg_args: SegArguments) -> None:
 
     if not train_args.output_dir:
         raise PetCtInputError("--output_dir", "required: the run folder")
+    check_trackers(train_args.report_to)
     if seg_args.schedule not in ("epochs", "equal_steps"):
         raise PetCtInputError("--schedule", f"must be epochs or equal_steps, got {seg_args.schedule!r}")
     for flag, value, allowed in (("--transfer", seg_args.transfer, TRANSFERS), ("--head_init", seg_args.head_init, HEAD_INITS),
@@ -282,8 +283,7 @@ def _number_in(text: str, top: float) -> bool:
 
 
 TRANSFERS, HEAD_INITS = ("whole", "encoder"), ("random", "zero", "small")
-SELECTION_METRICS = ("val_dice", "val_dice_fp")
-FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation study (our choice; paper: Dice only)
+SELECTION_METRICS = tuple(SELECTION_SCORES)
 LESION_PRIOR = 0.1  # p(lesion) a zero/small head starts at (RetinaNet's prior init, milder: short schedules here)
 
 
@@ -367,15 +367,6 @@ def train_and_select(accelerator, model, cache, split: Split, lr: float, data_ar
                prepare_batch=corrective)
 
 
-def data_sources(cache, split: Split) -> dict[str, int]:
-    """How many studies of each source (the cache sidecar's "source", "unknown" when absent) the run used."""
-    counts: dict[str, int] = {}
-    for study_id in sorted({*split.train, *split.val, *split.test}):
-        source = str(cache.info(study_id).get("source") or "unknown")
-        counts[source] = counts.get(source, 0) + 1
-    return counts
-
-
 def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: float, model_args: ModelArguments,
                train_args: TrainArguments, seg_args: SegArguments) -> RunResult:
     """The results record of this run (training/results.py)."""
@@ -388,8 +379,9 @@ def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: flo
         linear_probe=seg_args.linear_probe, schedule=seg_args.schedule, k_shot=seg_args.k_shot,
         label_fraction=seg_args.label_fraction, n_train=len(split.train), seed=train_args.seed,
         split_seed=seg_args.split_seed, steps=fitted.state.step, learning_rate=lr,
-        selected_model=str(fitted.model_dir), selected_step=fitted.state.best_step,
-        best_val_dice=fitted.state.best_metric, history=fitted.state.history, split=split.to_dict(),
+        selected_model=str(fitted.model_dir), selected_step=fitted.state.best_step, select_on=seg_args.select_on,
+        best_val_dice=fitted.state.best_metric, selection_metric=seg_args.selection_metric,
+        history=fitted.state.history, split=split.to_dict(),
         test=summarize(test_cases, "test") if test_cases else {}, test_cases=test_cases)
 
 
@@ -403,11 +395,13 @@ def main(argv: list[str] | None = None, prog: str = "train_seg.py") -> int:
 
 
 def _main(argv: list[str] | None, prog: str) -> int:
+    from accelerate import PartialState
+
     from .args import parse
     from .results import RESULTS_FILE
 
     model_args, data_args, train_args, seg_args = parse(ARGUMENTS, argv, prog=prog)
     test = finetune(model_args, data_args, train_args, seg_args).test
-    print(f"results: {Path(train_args.output_dir) / RESULTS_FILE}"
+    PartialState().print(f"results: {Path(train_args.output_dir) / RESULTS_FILE}"
           + (f" (test Dice {test['test_dice']:.3f}, FPV {test['test_fpv_ml']:.2f} ml, FNV {test['test_fnv_ml']:.2f} ml)" if test else ""))
     return 0

@@ -1,4 +1,5 @@
-"""What the hub_scripts/ command lines share. Argparse only at import, so `--help` answers without loading torch."""
+"""What the Hub command lines share (hub_scripts/ and ``python -m modeling_petct.hub.push_space``). Argparse only at
+import, so `--help` answers without loading torch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def run_script(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespac
                argv: list[str] | None = None) -> int:
     """Parse and run; a bad input (PetCtInputError) is one line on stderr and exit status 2."""
     args = parser.parse_args(argv)
-    from modeling_petct.errors import PetCtInputError
+    from ..errors import PetCtInputError
 
     try:
         return int(run(args) or 0)

@@ -1,4 +1,5 @@
-"""Hugging Face Space entry point (also runs locally: `python demo/app.py`; `petct demo` is the same app).
+"""The Hugging Face Space's app.py (hub.space copies this file; also runs locally: `python -m
+modeling_petct.web.space_app`; `petct demo` is the same app).
 
 The models on offer are chosen by the operator, never by visitors: set the Space variable PETCT_DEMO_MODELS to a
 comma-separated list of Hub ids (or folders). All logic lives in the petct-fm library (modeling_petct.web.app).
