@@ -347,13 +347,9 @@ class _Handler(BaseHTTPRequestHandler):
 def load_hub_script(name: str):
     """A hub_scripts/<name>.py command line as a module (its ``main(argv)`` runs the CLI in this process)."""
     import importlib.util
-    import sys
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "hub_scripts"
-    if str(folder) not in sys.path:  # the scripts import their sibling hub_cli.py, as when run directly
-        sys.path.append(str(folder))
-    path = folder / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / "hub_scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"hub_scripts_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
