@@ -1,5 +1,5 @@
-"""The Gradio page of the demo (used by `petct demo` and by the Space's app.py, web/space_app.py). A thin shell: the work is done
-by :mod:`.service`, the checks of uploaded files by :mod:`.uploads`, the file cleanup by :mod:`.workroot`.
+"""The Gradio page of the demo (used by `petct demo` and by the Space's app.py, web/space_app.py). A thin shell: the
+work is done by :mod:`.service`, the checks of uploaded files by :mod:`.uploads`, the file cleanup by :mod:`.workroot`.
 
 What the page promises a reader: a message box that keeps the last message until the next action (no vanishing
 pop-ups, no error badges on every panel), results that are cleared whenever an input changes and that say which model
