@@ -47,13 +47,10 @@ def load_model(args):
 
 
 def settings_of(run: str):
-    from dataclasses import replace
-
     from modeling_petct.inference import InferenceSettings
 
     recipe, _, backend = run.partition(":")
-    base = {"reference": InferenceSettings.reference(), "default": InferenceSettings(), "fast": InferenceSettings.fast()}
-    return replace(base[recipe], backend=backend or "torch")
+    return InferenceSettings.recipe(recipe, backend=backend or "torch")
 
 
 def worker(args) -> None:
@@ -61,13 +58,13 @@ def worker(args) -> None:
     import torch
 
     from modeling_petct.data.io import write_volume
-    from modeling_petct.inference import segment_study
+    from modeling_petct.inference import Segmenter
 
-    model, settings = load_model(args), settings_of(args.run)
+    segmenter = Segmenter(load_model(args), settings_of(args.run), args.device)
     runs = []
     for study in args.study:
         t0 = time.perf_counter()
-        result = segment_study(study / "PET.nii.gz", study / "CT.nii.gz", model, device=args.device, settings=settings)
+        result = segmenter(study / "PET.nii.gz", study / "CT.nii.gz")
         write_volume(result.mask, args.out / f"{study.name}.nii.gz")
         runs.append({"total_s": time.perf_counter() - t0, "crop": list(result.harmonized.shape), **result.timings})
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

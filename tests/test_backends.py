@@ -16,7 +16,7 @@ import torch
 from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.cli import main
 from modeling_petct.data.synthetic.phantom import make_phantom
-from modeling_petct.inference import InferenceSettings, segment_study
+from modeling_petct.inference import InferenceSettings, Segmenter
 from modeling_petct.inference import backends
 
 EXTRA = "needs the cpu-fast extra (pip install 'petct-fm[cpu-fast]'): openvino"
@@ -41,8 +41,8 @@ def phantom():
 
 @pytest.fixture(scope="module")
 def torch_result(phantom):
-    return segment_study(phantom.pet, phantom.ct, tiny_model(), settings=InferenceSettings(backend="torch"),
-                         keep_probabilities=True)  # fmt: skip
+    return Segmenter(tiny_model(), InferenceSettings(backend="torch"))(phantom.pet, phantom.ct,
+                                                                       keep_probabilities=True)  # fmt: skip
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,8 +56,8 @@ def test_backend_mask_matches_torch_within_tolerance(backend, phantom, torch_res
     monkeypatch.setattr(backends, "AGREEMENT_FLOOR", 0.0)  # a random tiny network: measured here against TOLERANCE
     if backend == "openvino-int8":
         pytest.importorskip("nncf", reason=EXTRA.replace("openvino", "nncf"))
-    result = segment_study(phantom.pet, phantom.ct, tiny_model(), settings=InferenceSettings(backend=backend),
-                           keep_probabilities=True)  # fmt: skip
+    result = Segmenter(tiny_model(), InferenceSettings(backend=backend))(phantom.pet, phantom.ct,
+                                                                         keep_probabilities=True)  # fmt: skip
     min_dice, max_mean_dp = TOLERANCE[backend]
     assert torch_result.mask.array.sum() > 1000  # a real comparison, not two empty masks
     assert dice(result.mask.array, torch_result.mask.array) >= min_dice

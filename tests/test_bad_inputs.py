@@ -218,11 +218,11 @@ def _interrupted_segment(e, tmp):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    original, inference.segment_study = inference.segment_study, interrupt
+    inference.Segmenter.__call__ = interrupt
     try:
         return main(seg(e, tmp, *out(tmp)))
     finally:
-        inference.segment_study = original
+        del inference.Segmenter.__call__  # back to SegmentationMethod.__call__
 
 
 def _api(call):
@@ -231,12 +231,12 @@ def _api(call):
 
 
 def _inf_ct_api(e):
-    from modeling_petct.inference import load_segmentation_model, segment_study
+    from modeling_petct.inference import InferenceSettings, Segmenter, load_segmentation_model
 
     ct = read_ct(e["ct"])
     array = ct.array.copy()
     array[5, 5, 5] = np.inf
-    return segment_study(read_pet(e["pet"]), ct.with_array(array), load_segmentation_model(e["model"]), fast=True)
+    return Segmenter(load_segmentation_model(e["model"]), InferenceSettings.fast())(read_pet(e["pet"]), ct.with_array(array))
 
 
 def _bqml_pipeline_api(e):

@@ -180,7 +180,7 @@ def test_model_facts_come_from_the_files_a_run_leaves(tmp_path):
 
 
 def test_the_plausibility_refusal_reaches_the_message_box_naming_the_uploads(tmp_path, monkeypatch):
-    """PET and CT swapped: check_pet_ct (inside segment_study) refuses; the page says so in one line, result cleared."""
+    """PET and CT swapped: check_pet_ct (inside the Segmenter) refuses; the page says so in one line, result cleared."""
     import types
 
     import torch

@@ -19,7 +19,7 @@ from conftest import make_affine
 from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
-from modeling_petct.inference import InferenceSettings, load_segmentation_model, segment_study
+from modeling_petct.inference import InferenceSettings, Segmenter, load_segmentation_model
 from modeling_petct.evaluation import autopet_case_metrics
 
 THRESHOLD = 2.5
@@ -80,7 +80,7 @@ def test_mask_equals_pet_threshold_on_aligned_grids(model, flips, perm):
     shape_world = np.array([40, 32, 24])  # x, y, z voxels at 2 x 2 x 3 mm (the model's spacing)
     shape = tuple(int(shape_world[w]) for w in perm)
     pet = sample(suv_at, grid((2.0, 2.0, 3.0), shape, flips, perm), shape, patient_id="P1")
-    result = segment_study(pet, CT, model, settings=InferenceSettings(overlap=0.25))
+    result = Segmenter(model, InferenceSettings(overlap=0.25))(pet, CT)
     assert result.mask.shape == pet.shape and np.array_equal(result.mask.affine, pet.affine)
     expected = pet.array > THRESHOLD
     assert expected.sum() > 300
@@ -90,7 +90,7 @@ def test_mask_equals_pet_threshold_on_aligned_grids(model, flips, perm):
 def test_tta_and_fast_keep_alignment(model):
     pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24), (-1, -1, 1)), (40, 32, 24), patient_id="P1")
     for settings in (InferenceSettings(tta=True), InferenceSettings.fast(), InferenceSettings.reference()):
-        mask = segment_study(pet, CT, model, settings=settings).mask.array
+        mask = Segmenter(model, settings)(pet, CT).mask.array
         np.testing.assert_array_equal(mask.astype(bool), pet.array > THRESHOLD)
 
 
@@ -103,8 +103,8 @@ def test_progress_moves_window_by_window(settings):
     model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24)), (40, 32, 24), patient_id="P1")
     seen = []
-    segment_study(pet, CT, model, settings=replace(settings, roi_size=(16, 16, 16)),
-                  progress=lambda fraction, message: seen.append((fraction, message)))
+    Segmenter(model, replace(settings, roi_size=(16, 16, 16)))(
+        pet, CT, progress=lambda fraction, message: seen.append((fraction, message)))
     windows = [m for _, m in seen if m.startswith("window")]
     assert sum(calls) > 4 and windows[-1] == f"window {sum(calls)}/{sum(calls)}"
     assert len(windows) == len(calls)  # one report per batch of windows
@@ -119,7 +119,7 @@ def test_anisotropic_oblique_pet_on_other_grid_than_ct(model):
     affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
     affine[:3, 3] += (1.3, -0.7, 0.9)
     pet = sample(suv_at, affine, (21, 17, 22), patient_id="P1")
-    mask = segment_study(pet, CT, model).mask
+    mask = Segmenter(model)(pet, CT).mask
     assert mask.shape == pet.shape and np.array_equal(mask.affine, pet.affine)
     assert autopet_case_metrics(mask.array, pet.array > THRESHOLD, 1.0)["dice"] > 0.9
     assert autopet_case_metrics(mask.array[::-1], pet.array > THRESHOLD, 1.0)["dice"] < 0.5  # a flip would show
@@ -132,7 +132,7 @@ def test_real_sts_patient_pet_and_ct_on_different_grids(model, real_sts):
     pet = read_pet(root / "PET" / "nifti" / "image" / "image.nii.gz")
     ct = read_ct(root / "CT" / "nifti" / "image" / "image.nii.gz")
     assert pet.shape != ct.shape
-    mask = segment_study(pet, ct, model, settings=InferenceSettings(overlap=0.0, roi_size=(32, 64, 64))).mask
+    mask = Segmenter(model, InferenceSettings(overlap=0.0, roi_size=(32, 64, 64)))(pet, ct).mask
     assert mask.shape == pet.shape and np.array_equal(mask.affine, pet.affine)
     truth = pet.array > THRESHOLD
     assert truth.sum() > 20 and autopet_case_metrics(mask.array, truth, pet.voxel_volume_ml)["dice"] > 0.9
@@ -141,7 +141,7 @@ def test_real_sts_patient_pet_and_ct_on_different_grids(model, real_sts):
 def test_pet_only_model_reads_channel_zero():
     model = oracle_model(modalities=("PET",))
     pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24)), (40, 32, 24), patient_id="P1")
-    mask = segment_study(pet, CT, model).mask.array
+    mask = Segmenter(model)(pet, CT).mask.array
     np.testing.assert_array_equal(mask.astype(bool), pet.array > THRESHOLD)
 
 
@@ -149,11 +149,11 @@ def test_refuses_pairs_that_do_not_belong_together(model):
     pet = sample(suv_at, grid((2.0, 2.0, 3.0), (40, 32, 24)), (40, 32, 24), patient_id="P1")
     other = Volume(CT.array, CT.affine, meta={"patient_id": "P2"})
     with pytest.raises(PetCtInputError, match="different patients"):
-        segment_study(pet, other, model)
+        Segmenter(model)(pet, other)
     far = CT.affine.copy()
     far[2, 3] += 1000.0
     with pytest.raises(PetCtInputError, match="overlap"):
-        segment_study(pet, Volume(CT.array, far), model)
+        Segmenter(model)(pet, Volume(CT.array, far))
 
 
 def test_load_model_from_folder_and_offline_hub_message(tmp_path, monkeypatch):

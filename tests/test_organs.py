@@ -19,7 +19,8 @@ from modeling_petct.data.io import write_volume
 from modeling_petct.data.transforms import SegCropDataset
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
-from modeling_petct.outputs.lesions import lesion_table, suppress_physiological, write_lesion_csv
+from modeling_petct.inference.segment import suppress_physiological
+from modeling_petct.outputs.lesions import lesion_table, write_lesion_csv
 from test_harmonize import EXACT, SHAPE, affine, make_study, world
 
 # TotalSegmentator v2 'total' ids from its class map (totalsegmentator/map_to_binary.py), written out here on purpose
@@ -349,7 +350,7 @@ def test_segment_cli_organ_flags(phantom, tmp_path, monkeypatch, capsys):
                                                          organ_labels=org.ORGANS)).eval()
     monkeypatch.setattr(inference, "load_segmentation_model", lambda path, device: aware if path == "aware" else model)
     common = ["segment", "--pet", str(d / "PET.nii.gz"), "--ct", str(d / "CT.nii.gz"), "--fast", "--device", "cpu"]
-    monkeypatch.setattr("modeling_petct.inference.segment.to_native_mask",
+    monkeypatch.setattr("modeling_petct.inference.segmenter.to_native_mask",
                         lambda h, p, min_ml=0.0: (brain_on_pet | (study.label.array > 0)).astype(np.uint8))  # brain 'lesion'
     code = main([*common, "-o", str(tmp_path / "a.nii.gz"), "--model", "x", "--organs", str(d / "organs.nii.gz"),
                  "--stats", str(tmp_path / "a.csv"), "--stats-json"])

@@ -46,20 +46,20 @@ def test_segment_uses_the_models_volume_and_the_setting_overrides_it(phantom_stu
     from dataclasses import replace
 
     from modeling_petct import PetCtConfig, PetCtForSegmentation
-    from modeling_petct.inference import InferenceSettings, segment, segment_study
+    from modeling_petct.inference import InferenceSettings, Segmenter, sliding_window
 
     def speckled(model, image, settings, **kwargs):  # lesion probability 0.9 on a random 10% of voxels: specks
         p = (np.random.default_rng(0).random(image.shape[1:]) < 0.1) * 0.8 + 0.1
         return np.stack([1 - p, p]).astype(np.float32), None
 
-    monkeypatch.setattr(segment, "predict_with_organs", speckled)
+    monkeypatch.setattr(sliding_window, "predict_with_organs", speckled)
     model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", target_spacing=(4.0, 4.0, 4.0))).eval()
     pet, ct = phantom_study / "PET.nii.gz", phantom_study / "CT.nii.gz"
     settings = InferenceSettings(precision="fp32", backend="torch")
-    noisy = segment_study(pet, ct, model, settings=settings).mask.array  # config.min_lesion_ml = 0: all kept
+    noisy = Segmenter(model, settings)(pet, ct).mask.array  # config.min_lesion_ml = 0: all kept
     model.config.min_lesion_ml = 0.3
-    cleaned = segment_study(pet, ct, model, settings=settings).mask.array
-    forced = segment_study(pet, ct, model, settings=replace(settings, min_lesion_ml=0.0)).mask.array
+    cleaned = Segmenter(model, settings)(pet, ct).mask.array
+    forced = Segmenter(model, replace(settings, min_lesion_ml=0.0))(pet, ct).mask.array
     assert np.array_equal(forced, noisy) and noisy.sum() > cleaned.sum() > 0
     assert np.array_equal(cleaned, drop_small_lesions(noisy, 0.064, 0.3))  # the PET's 4 mm voxels: 5 or more kept
 
@@ -86,7 +86,7 @@ def test_segment_uses_the_models_confidence_and_the_setting_overrides_it(phantom
     from dataclasses import replace
 
     from modeling_petct import PetCtConfig, PetCtForSegmentation
-    from modeling_petct.inference import InferenceSettings, segment, segment_study
+    from modeling_petct.inference import InferenceSettings, Segmenter, sliding_window
 
     def two_levels(model, image, settings, **kwargs):  # lesion probability 0.7 or 0.95 on alternate slabs of specks
         rng = np.random.default_rng(1)
@@ -94,14 +94,14 @@ def test_segment_uses_the_models_confidence_and_the_setting_overrides_it(phantom
         p[::2] *= 0.95 / 0.7
         return np.stack([1 - p, p]).astype(np.float32), None
 
-    monkeypatch.setattr(segment, "predict_with_organs", two_levels)
+    monkeypatch.setattr(sliding_window, "predict_with_organs", two_levels)
     model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", target_spacing=(4.0, 4.0, 4.0))).eval()
     pet, ct = phantom_study / "PET.nii.gz", phantom_study / "CT.nii.gz"
     settings = InferenceSettings(precision="fp32", backend="torch")
-    everything = segment_study(pet, ct, model, settings=settings).mask.array
+    everything = Segmenter(model, settings)(pet, ct).mask.array
     model.config.min_lesion_confidence = 0.9
-    confident = segment_study(pet, ct, model, settings=settings).mask.array
-    forced = segment_study(pet, ct, model, settings=replace(settings, min_lesion_confidence=0.0)).mask.array
+    confident = Segmenter(model, settings)(pet, ct).mask.array
+    forced = Segmenter(model, replace(settings, min_lesion_confidence=0.0))(pet, ct).mask.array
     assert np.array_equal(forced, everything) and everything.sum() > confident.sum() > 0
     assert not (confident & ~everything).any()
 

@@ -74,14 +74,14 @@ def test_dicom_seg_references_the_pet_series(tmp_path, real_sts):
     import highdicom as hd
     import pydicom
 
-    from modeling_petct.inference import InferenceSettings, segment_study
-    from modeling_petct.outputs.files import write_outputs
+    from modeling_petct.inference import InferenceSettings, Segmenter
+    from modeling_petct.outputs.files import StudyFiles, write_study
 
     pet_dir = real_sts / "STS_001" / "PET" / "dicom" / "image"
     ct_dir = real_sts / "STS_001" / "CT" / "dicom" / "image"
-    result = segment_study(pet_dir, ct_dir, oracle_model(), settings=InferenceSettings(overlap=0, roi_size=(32, 64, 64)))
+    result = Segmenter(oracle_model(), InferenceSettings(overlap=0, roi_size=(32, 64, 64)))(pet_dir, ct_dir)
     assert result.mask.array.sum() > 50
-    write_outputs(result, tmp_path / "m.nii.gz", dicom_seg=tmp_path / "seg.dcm")
+    write_study(result, StudyFiles.beside(tmp_path / "m.nii.gz", dicom_seg=tmp_path / "seg.dcm"))
     seg = hd.seg.segread(tmp_path / "seg.dcm")
     first = pydicom.dcmread(result.pet.meta["dicom_files"][0], stop_before_pixels=True)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID

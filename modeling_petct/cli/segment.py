@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import math
 
+from ..inference.settings import BACKENDS
 from .checks import IMAGE_INPUTS, IMAGE_OUTPUTS
 
 SUMMARY_FILE = "segment_summary.json"  # folder mode: per-study totals and failures
-STUDY_OUTPUTS = ("lesions.nii.gz", "lesions.csv", "lesions.json")  # folder mode, per study
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     where.add_argument("--pet", help=f"PET in SUV: {IMAGE_INPUTS}")
     where.add_argument("--ct", help=f"CT in HU: {IMAGE_INPUTS}")
     where.add_argument("-i", "--input", metavar="STUDIES", help="folder of studies, in a layout `petct harmonize "
-                       "--input` reads (--source); writes OUT/<study>/lesions.{nii.gz,csv,json}, model loaded once")
+                       "--input` reads (--source); writes OUT/<study>/lesions.{nii.gz,csv,json,settings.json}, model loaded once")
     where.add_argument("--source", choices=("autopet", "deeppsma", "vimed", "folder"), default="folder",
                        help="layout of -i (default folder: one sub-folder per study with PET/CT files, or nnU-Net)")
     where.add_argument("--continue", dest="resume", action="store_true",
@@ -50,7 +50,7 @@ def register(sub) -> None:
     suv.add_argument("--dose-mbq", type=float, help="injected F-18 activity in MBq (at --injection-time)")
     suv.add_argument("--injection-time", metavar="HH:MM[:SS]", help="injection clock time (or ISO date-time)")
     suv.add_argument("--scan-time", metavar="HH:MM[:SS]", help="scan start the PET is decay-corrected to")
-    p.add_argument("--backend", choices=("auto", "torch", "openvino", "openvino-int8"), default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="CPU runtime. auto: the fastest exported one that passed its accuracy check against PyTorch "
                         "(needs pip install 'petct-fm[cpu-fast]'; exported once per model), else torch")
     # organs: where each lesion lies; see modeling_petct/data/organs.py
@@ -111,6 +111,7 @@ def _check_single_outputs(args) -> dict:
     from pathlib import Path
 
     from ..errors import PetCtInputError
+    from ..outputs.files import settings_path
     from .checks import check_inputs_exist, check_output_file
 
     check_inputs_exist(args.pet, args.ct)
@@ -121,8 +122,10 @@ def _check_single_outputs(args) -> dict:
 
         load_click_file(args.clicks, args.clicks_space)  # a broken click file stops here, before the model loads
     outputs = {"-o": args.output, "--stats": args.stats, "--stats-json": _stats_json_path(args),
-               "--dicom-seg": args.dicom_seg, "--organs-out": args.organs_out}
-    suffixes = {"--stats": (".csv",), "--stats-json": (".json",), "--dicom-seg": (".dcm",)}
+               "--dicom-seg": args.dicom_seg, "--organs-out": args.organs_out, "the settings record": None}
+    outputs["the settings record"] = settings_path(args.output) if args.output else None
+    suffixes = {"--stats": (".csv",), "--stats-json": (".json",), "--dicom-seg": (".dcm",),
+                "the settings record": (".json",)}
     inputs = (args.pet, args.ct, organs, args.model, args.clicks)
     for flag, path in outputs.items():
         check_output_file(path, suffixes=suffixes.get(flag, IMAGE_OUTPUTS), inputs=inputs,
@@ -169,11 +172,12 @@ def _conversion(args) -> dict | None:
     return given
 
 
-def _load_model(args):
-    """Device, backend and model, checked in that order (cheapest first); no voxel read yet."""
+def _segmenter(args):
+    """Device, backend and model, checked in that order (cheapest first), bound into one Segmenter; no voxel read."""
     from ..errors import PetCtInputError
-    from ..inference import load_segmentation_model
+    from ..inference import InferenceSettings, Segmenter, load_segmentation_model
     from ..inference.backends import require as require_backend
+    from ..inference.loading import model_label
     from .checks import resolve_device
 
     device = resolve_device(args.device)
@@ -185,47 +189,43 @@ def _load_model(args):
     if (args.organs_out or args.suppress_physiological) and not args.organs and not model.config.organ_labels:
         raise PetCtInputError("--organs-out" if args.organs_out else "--suppress-physiological",
                               "needs an organ-aware model or --organs FILE (this model segments lesions only)")
-    return device, model
+    settings = InferenceSettings.recipe(
+        "fast" if args.fast else "default", tta=args.tta, backend=args.backend, min_lesion_ml=args.min_lesion_ml,
+        min_lesion_confidence=args.min_lesion_confidence, suppress_physiological=args.suppress_physiological)
+    return Segmenter(model, settings, device, name=model_label(args.model))
 
 
 def _run_one(args) -> int:
-    from ..inference.loading import model_label
-    from ..outputs.files import write_outputs
+    from ..outputs.files import StudyFiles, write_study
 
     outputs = _check_single_outputs(args)
     conversion = _conversion(args)
-    device, model = _load_model(args)
+    segmenter = _segmenter(args)
+    files = StudyFiles.beside(args.output, csv=args.stats, json=outputs["--stats-json"], dicom_seg=args.dicom_seg,
+                              organs=args.organs_out)
     with contextlib.ExitStack() as scratch:
         pet, ct = (_unzipped(path, scratch) for path in (args.pet, args.ct))
-        result = _segment(args, model, device, pet, ct, conversion)
-        totals = write_outputs(
-            result, args.output, stats_csv=args.stats, stats_json=outputs["--stats-json"], dicom_seg=args.dicom_seg,
-            model_name=model_label(args.model), organs_out=args.organs_out,
-        )
+        result = _segment(args, segmenter, pet, ct, conversion)
+        _, totals = write_study(result, files)
     print(_summary_line(args.output, totals, result))
     if result.suppressed is not None:
         print(f"--suppress-physiological removed {result.suppressed} lesion(s) lying >= 90% in brain/bladder/kidneys")
     return 0
 
 
-def _segment(args, model, device, pet, ct, conversion):
-    """One study: memory sized from the headers, the PET converted to SUV when asked, then segment_study."""
-    from ..inference import segment_study
-    from ..inference.memory import check_memory
-
-    check_memory(pet, ct, model.config)
+def _segment(args, segmenter, pet, ct, conversion):
+    """One study: memory sized from the headers, the PET converted to SUV when asked, then the segmenter."""
+    segmenter.check_memory(pet, ct)  # before the conversion reads the PET
     if conversion is not None:
         pet = _converted_pet(pet, conversion)
     organs = args.organs
     if organs == "auto":
         from ..data.organs import run_totalsegmentator
 
-        organs = run_totalsegmentator(ct, device=device)
+        organs = run_totalsegmentator(ct, device=segmenter.device)
     with _progress_bar(args) as progress:
-        return segment_study(pet, ct, model, device=device, fast=args.fast, tta=args.tta, progress=progress,
-                             organs=organs, suppress_physiological=args.suppress_physiological, backend=args.backend,
-                             min_lesion_ml=args.min_lesion_ml, min_lesion_confidence=args.min_lesion_confidence,
-                             clicks=args.clicks, clicks_space=args.clicks_space)
+        return segmenter(pet, ct, organs=organs, clicks=args.clicks, clicks_space=args.clicks_space,
+                         progress=progress)
 
 
 def _converted_pet(path, conversion: dict):
@@ -272,32 +272,34 @@ def _run_folder(args) -> int:
 
     from ..data.adapters import discover
     from ..errors import PetCtInputError
+    from ..outputs.files import StudyFiles, write_study
     from .checks import check_inputs_exist, check_output_folder
 
     single = [f for f in ("stats", "stats_json", "dicom_seg", "organs_out", "clicks", *CONVERSION_FLAGS)
               if getattr(args, f)]
     if single:
         raise PetCtInputError(f"--{single[0].replace('_', '-')}", "is for one study (--pet/--ct); with -i every "
-                                                                  "study gets lesions.nii.gz, lesions.csv and lesions.json")
+                                                                  "study gets lesions.nii.gz, .csv, .json and .settings.json")
     if args.organs not in (None, "auto"):
         raise PetCtInputError("--organs", "with -i only 'auto' (TotalSegmentator per study)")
     check_inputs_exist(args.input)
     out = Path(args.output)
     check_output_folder(out, inputs=[args.input, args.model])
     rows = discover(args.input, args.source)
-    done = [r["study_id"] for r in rows if all((out / r["study_id"] / f).is_file() for f in STUDY_OUTPUTS)]
+    done = [r["study_id"] for r in rows
+            if all(p.is_file() for p in StudyFiles.in_folder(out / r["study_id"]).paths().values())]
     if done and not args.resume:
         raise PetCtInputError(out, f"holds results for {len(done)} of these studies: pass --continue to skip them, "
                                    "or choose another folder")
-    device, model = _load_model(args)
+    segmenter = _segmenter(args)
     record = {"segmented": {}, "already_done": done, "failed": {}}
     for i, row in enumerate(r for r in rows if r["study_id"] not in done):
         sid = row["study_id"]
         try:
             with contextlib.ExitStack() as scratch:
                 pet, ct = (_unzipped(str(row[k]), scratch) for k in ("pet_path", "ct_path"))
-                result = _segment(args, model, device, pet, ct, None)
-                totals = _write_study(result, out / sid)
+                result = _segment(args, segmenter, pet, ct, None)
+                _, totals = write_study(result, out / sid)
         except Exception as err:  # noqa: BLE001 - one broken study must not stop the folder; reported below
             why = str(err) if isinstance(err, PetCtInputError) else f"{type(err).__name__}: {err}"
             record["failed"][sid] = why
@@ -308,14 +310,6 @@ def _run_folder(args) -> int:
     _write_summary(out, record)
     print(f"segmented {len(record['segmented'])}, already done {len(done)}, failed {len(record['failed'])} -> {out}")
     return 1 if record["failed"] else 0
-
-
-def _write_study(result, folder):
-    from ..outputs.files import write_outputs
-
-    names = dict(zip(("mask", "csv", "json"), STUDY_OUTPUTS))
-    return write_outputs(result, folder / names["mask"], stats_csv=folder / names["csv"],
-                         stats_json=folder / names["json"])
 
 
 def _write_summary(out, record) -> None:

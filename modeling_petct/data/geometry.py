@@ -18,6 +18,14 @@ GRID_ATOL_MM = 1e-3  # affines closer than this describe the same grid
 LESION_CONNECTIVITY = 18
 
 
+def label_lesions(mask) -> tuple[np.ndarray, int]:
+    """(the lesions of a mask array (> 0 = lesion) labelled 1..n as LESION_CONNECTIVITY-connected components, n)."""
+    import cc3d
+
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    return cc3d.connected_components(binary, connectivity=LESION_CONNECTIVITY, return_N=True)
+
+
 def same_grid(shape_a, affine_a, shape_b, affine_b, atol_mm: float = GRID_ATOL_MM) -> bool:
     """Whether two images share one voxel grid (shape and affine)."""
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol_mm, rtol=0)

@@ -278,28 +278,26 @@ def _segment_examples(out: Path, cohort, study: dict) -> list[dict]:
 def _segment_one(out: Path, cohort, cell, study_id: str) -> dict:
     import numpy as np
 
-    from ..data.io import read_volume, write_volume
+    from ..data.io import read_volume
     from ..evaluation import case_metrics
-    from ..inference import InferenceSettings, load_segmentation_model, segment_study
-    from ..outputs.lesions import lesion_table
+    from ..inference import InferenceSettings, Segmenter, load_segmentation_model
+    from ..outputs.files import write_study
     from ..outputs.pictures import pet_mip_overlay
 
     folder = cohort.dirs[study_id]
     model = load_segmentation_model(cell.selected_model, device="cpu")
-    result = segment_study(folder / "PET.nii.gz", folder / "CT.nii.gz", model, device="cpu",
-                           settings=InferenceSettings(precision="fp32"))  # bf16 is slower here (BENCHMARKS.md)
+    segmenter = Segmenter(model, InferenceSettings(precision="fp32"), "cpu")  # bf16 is slower here (BENCHMARKS.md)
+    result = segmenter(folder / "PET.nii.gz", folder / "CT.nii.gz")
     gt = read_volume(folder / "SEG.nii.gz", modality="SEG")
     metrics = case_metrics(result.mask.array, gt.array, gt.voxel_volume_ml)
-    rows, totals = lesion_table(result.mask, result.pet)
     figures = out / "report"
-    figures.mkdir(exist_ok=True)
+    rows, totals = write_study(result, figures / f"{study_id}_{cell.arm}")  # the files `petct segment -i` writes
     mip = figures / f"held_out_mip_{cell.arm}.png"
     _save_rgb(np.concatenate([pet_mip_overlay(result.pet, gt), pet_mip_overlay(result.pet, result.mask)], axis=1), mip)
-    mask = figures / f"{study_id}_{cell.arm}_lesions.nii.gz"
-    write_volume(result.mask, mask, like=result.pet)
     return {"study_id": study_id, "model": cell.selected_model, "arm": cell.arm, "fraction": cell.label_fraction,
             "seed": cell.seed, "val_score": cell.best_val_dice, "metrics": metrics, "lesions": rows, "totals": totals,
-            "timings": result.timings, "mip": mip, "mask": mask, "true_lesions": metrics["gt_lesions"]}
+            "timings": result.timings, "mip": mip, "mask": figures / f"{study_id}_{cell.arm}" / "lesions.nii.gz",
+            "true_lesions": metrics["gt_lesions"]}
 
 
 def cells_by_validation(results) -> list:

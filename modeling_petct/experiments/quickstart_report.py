@@ -326,7 +326,7 @@ def _example_lines(cases: list[dict]) -> list[str]:
     if not cases:
         return ["(no example)"]
     out = [f"Rule: the lesion-positive test study whose Dice is the median under the best cell by validation "
-           f"(`{cases[0]['study_id']}`), segmented from its NIfTI files by `inference.segment_study` (the code path of "
+           f"(`{cases[0]['study_id']}`), segmented from its NIfTI files by `inference.Segmenter` (the code path of "
            "`petct segment`) with each arm's best-by-validation model. Left: ground truth, right: prediction (coronal "
            "PET MIP, outlines); masks on the native PET grid.", ""]
     for case in cases:

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
+from .settings import BACKENDS
 
-BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 FASTEST_FIRST = ("openvino-int8", "openvino")
 AGREEMENT_FLOOR = 0.98  # foreground Dice vs eager PyTorch on held-out windows (the mask-agreement target)
 AUTO_MIN_PARAMETERS = 1_000_000  # smaller networks run a window in well under a second: export would cost more

@@ -113,6 +113,21 @@ def model_label(source) -> str:
     return name[-64:] or "petct-fm"
 
 
+def weights_checksum(model) -> str:
+    """sha256 over the model's parameters and buffers (names, dtypes, shapes, bytes) in state-dict order: the same
+    number for the same weights wherever they were loaded from."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _hub_snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 

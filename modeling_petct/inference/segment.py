@@ -1,4 +1,4 @@
-"""Segment one PET/CT study: read -> harmonise -> sliding-window inference on the body crop -> mask on the native PET grid.
+"""The steps every segmentation method shares: read and check a study, map a result back to the native PET grid.
 
 The mask comes back on the PET input's own grid (the autoPET convention), voxel for voxel: class probabilities are
 resampled from the 3x2x2 mm model grid to the native PET grid with linear interpolation and the argmax is taken
@@ -9,9 +9,7 @@ finer than the model grid and does not shift them by half a model voxel where it
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +17,6 @@ import numpy as np
 from ..data.plausibility import check_pet_ct
 from ..data.volume import Volume
 from ..errors import PetCtInputError
-from .memory import check_memory
-from .sliding_window import InferenceSettings, predict_with_organs
-
-
-@dataclass
-class SegmentationResult:
-    """The mask on the native PET grid (uint8, same affine and header as ``pet``) and what produced it.
-
-    ``organs``: organ map on the PET grid (labels 1..len(organ_names), 0 = other) from the organ-aware model or the
-    user's TotalSegmentator output; None when neither. ``suppressed``: lesion components removed by
-    ``suppress_physiological`` (None when it was not asked for)."""
-
-    mask: Volume
-    pet: Volume
-    harmonized: object  # HarmonizedStudy
-    probabilities: np.ndarray | None = None  # (C, Z, Y, X) on the harmonised grid, when asked for
-    timings: dict = field(default_factory=dict)
-    organs: Volume | None = None
-    organ_names: tuple[str, ...] = ()
-    organ_source: str | None = None  # "model" or the organ file/folder
-    suppressed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,27 +39,29 @@ class LesionFilter:
                    config.min_lesion_confidence if min_confidence is None else float(min_confidence))
 
     def keeps(self, voxels: np.ndarray, peak: np.ndarray, voxel_ml: float) -> np.ndarray:
-        """Which components (their voxel counts and peak probabilities, from ``lesion_components``) stay."""
+        """Which components (their voxel counts and peak probabilities, from ``component_peaks``) stay."""
         min_voxels = math.ceil(self.min_ml / voxel_ml - 1e-9)  # n voxels are kept when n * voxel_ml >= min_ml
         return (voxels >= min_voxels) & (peak >= self.min_confidence)
+
+    def to_dict(self) -> dict:
+        return {"min_ml": self.min_ml, "min_confidence": self.min_confidence}
 
     def apply(self, mask: np.ndarray, lesion_probability: np.ndarray, voxel_ml: float) -> np.ndarray:
         """``mask`` without the components this filter drops (``lesion_probability`` on the same grid)."""
         if (self.min_ml <= 0 and self.min_confidence <= 0) or not mask.any():
             return mask
-        labels, voxels, peak = lesion_components(mask, lesion_probability)
+        labels, voxels, peak = component_peaks(mask, lesion_probability)
         return keep_components(mask, labels, self.keeps(voxels, peak, voxel_ml))
 
 
-def lesion_components(mask: np.ndarray, lesion_probability: np.ndarray):
+def component_peaks(mask: np.ndarray, lesion_probability: np.ndarray):
     """(component labels 1..n, 18-connected as autoPET counts lesions; voxels per component; peak probability per
     component)."""
-    import cc3d
     from scipy import ndimage
 
-    from ..data.geometry import LESION_CONNECTIVITY
+    from ..data.geometry import label_lesions
 
-    labels, n = cc3d.connected_components((mask > 0).astype(np.uint8), connectivity=LESION_CONNECTIVITY, return_N=True)
+    labels, n = label_lesions(mask)
     voxels = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     peak = np.asarray(ndimage.maximum(lesion_probability, labels, np.arange(1, n + 1)), np.float64).reshape(n)
     return labels, voxels, peak
@@ -106,115 +85,26 @@ def to_native_mask(harmonized, probabilities: np.ndarray, lesion_filter: LesionF
     return lesion_filter.apply(mask, lesion, voxel_ml)
 
 
-def segment_study(
-    pet,
-    ct,
-    model,
-    *,
-    device: str = "cpu",
-    fast: bool = False,
-    tta: bool = False,
-    settings: InferenceSettings | None = None,
-    keep_probabilities: bool = False,
-    progress: Callable[[float, str], None] | None = None,
-    organs=None,
-    suppress_physiological: bool = False,
-    backend: str = "auto",
-    min_lesion_ml: float | None = None,
-    min_lesion_confidence: float | None = None,
-    clicks=None,
-    clicks_space: str = "voxel",
-) -> SegmentationResult:
-    """Segment lesions of one study; ``pet``/``ct`` are paths (NIfTI, MHA, DICOM folder) or Volumes.
-
-    ``settings`` overrides ``fast``/``tta``/``backend`` (the CPU runtime: inference/backends.py)/``min_lesion_ml``/
-    ``min_lesion_confidence`` (None: the model's own, ``LesionFilter.of(config)``). Nothing is written:
-    see ``write_outputs`` / ``petct segment``.
-    ``organs``: TotalSegmentator output (multilabel file or folder, data/organs.py) or an organ-label Volume (default
-    vocabulary), used instead of an organ-aware model's own organ map. ``suppress_physiological``: drop lesion
-    components lying almost entirely in brain, bladder or kidneys (``outputs.lesions.suppress_physiological``).
-    ``clicks``: for a click-guided model, a Grand Challenge "Multiple points" file (coordinates in ``clicks_space``,
-    data/clicks.py: PET voxel indices by default) or a list of data.clicks.Click; stamped on the model grid as the
-    model was trained.
-    """
-    from ..data.harmonize import harmonize
+def read_study(pet, ct, organs=None, memory_guard=None) -> tuple[Volume, Volume]:
+    """(PET, CT) as Volumes: paths must exist, ``memory_guard(pet, ct)`` sizes them from the headers before any voxel
+    is read, then the voxels must look like SUV and HU (``check_pet_ct``: Bq/ml, swapped or empty inputs stop here)."""
     from ..data.io import read_ct, read_pet
 
-    report = progress or (lambda fraction, message: None)
-    settings = settings or replace(InferenceSettings.fast() if fast else InferenceSettings(), tta=tta, backend=backend,
-                                   min_lesion_ml=min_lesion_ml, min_lesion_confidence=min_lesion_confidence)
-    config = model.config
-    timings = {}
-    t0 = time.perf_counter()
-    report(0.0, "reading")
     for value in (pet, ct, organs):
         if value is not None and not isinstance(value, Volume) and not Path(value).exists():
             raise PetCtInputError(value, "no such file or folder")
-    points = _click_points(clicks, clicks_space, config)
-    check_memory(pet, ct, config)  # paths: from the headers, before any voxel is read
+    if memory_guard is not None:
+        memory_guard(pet, ct)
     pet = pet if isinstance(pet, Volume) else read_pet(pet)
     ct = ct if isinstance(ct, Volume) else read_ct(ct)
-    check_pet_ct(pet, ct)  # SUV and HU from the voxels: Bq/ml, swapped or empty inputs stop here
-    if points is not None:
-        from ..data.clicks import clicks_from_points
-
-        clicks = clicks_from_points(points, pet.affine, pet.shape, clicks_space, clicks)
-    timings["read_s"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    report(0.1, "harmonising")
-    study = harmonize(pet, ct, spacing=config.target_spacing, normalization=config.normalization)
-    timings["harmonize_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report(0.2, "inference")
-    guidance = None
-    if clicks is not None:
-        from ..data.clicks import encode_clicks
-
-        guidance = encode_clicks(clicks, study.grid_affine, study.shape, config.guidance_encoding,
-                                 config.guidance_size)
-    probs, organ_zyx = predict_with_organs(
-        model, study.image, settings, device=device, guidance=guidance,
-        on_window=lambda done, total: report(0.2 + 0.7 * done / total, f"window {done}/{total}"))
-    timings["inference_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report(0.9, "resampling to the PET grid")
-    lesion_filter = LesionFilter.of(config, settings.min_lesion_ml, settings.min_lesion_confidence)
-    mask = pet.with_array(to_native_mask(study, probs, lesion_filter), modality="SEG", units="label")
-    organ_map, names, source = _organ_map(organs, organ_zyx, study, pet, config)
-    suppressed = None
-    if suppress_physiological:
-        if organ_map is None:
-            raise PetCtInputError("--suppress-physiological", "needs organs: an organ-aware model or --organs FILE")
-        from ..outputs.lesions import suppress_physiological as suppress
-
-        mask, suppressed = suppress(mask, organ_map, names)
-    timings["to_native_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    report(1.0, "done")
-    return SegmentationResult(mask, pet, study, probs if keep_probabilities else None, timings, organ_map, names,
-                              source, suppressed)
+    check_pet_ct(pet, ct)
+    return pet, ct
 
 
-def _click_points(clicks, space: str, config):
-    """The points of a click file, read and checked before any voxel (None for no file); a model without click
-    inputs refuses clicks."""
-    if clicks is None:
-        return None
-    if not config.guidance_channels:
-        raise PetCtInputError("--clicks", "this model takes no clicks (config.guidance_channels is 0): use a "
-                                          "click-guided model (train_seg.py --interactive)")
-    if isinstance(clicks, list):
-        return None
-    from ..data.clicks import load_click_file
-
-    return load_click_file(clicks, space)
-
-
-def _organ_map(organs, organ_zyx, study, pet: Volume, config):
-    """(organ map on the PET grid, its organ names, its source): the user's organs first, else the model's."""
+def native_organ_map(organs, organ_zyx, study, pet: Volume, organ_labels) -> tuple[Volume | None, tuple, str | None]:
+    """(organ map on the PET grid, its organ names, its source): the user's ``organs`` (TotalSegmentator output or an
+    organ-label Volume) first, else the method's own map ``organ_zyx`` on the harmonised grid (labels named by
+    ``organ_labels``), else none."""
     from ..data.organs import ORGANS, organ_map_on, read_organ_map
 
     if organs is not None:
@@ -223,4 +113,27 @@ def _organ_map(organs, organ_zyx, study, pet: Volume, config):
     if organ_zyx is None:
         return None, (), None
     native = study.to_native(organ_zyx, order="nearest", fill=0).astype(np.uint8)
-    return pet.with_array(native, modality="SEG", units="organ label"), tuple(config.organ_labels), "model"
+    return pet.with_array(native, modality="SEG", units="organ label"), tuple(organ_labels), "model"
+
+
+def suppress_physiological(mask: Volume, organs: Volume, organ_names=None, *, fraction=None,
+                           suppressible=None) -> tuple[Volume, int]:
+    """The mask without lesion components whose voxels lie at least ``fraction`` (default SUPPRESS_FRACTION, 0.9)
+    inside the organs ``suppressible`` (default brain, urinary bladder, kidneys) together; and how many were removed."""
+    from ..data import organs as org
+    from ..data.geometry import check_same_grid, label_lesions
+
+    check_same_grid(organs, mask, reference_name="the mask")
+    names = org.organ_names(organ_names)
+    fraction = org.SUPPRESS_FRACTION if fraction is None else fraction
+    wanted = [i for i, n in enumerate(names, start=1) if n in (suppressible or org.SUPPRESSIBLE)]
+    labels, n = label_lesions(mask.array)
+    if n == 0 or not wanted:
+        return mask, 0
+    inside = np.isin(np.asarray(organs.array), wanted)
+    share = np.bincount(labels.ravel(), weights=inside.ravel(), minlength=n + 1) / np.maximum(
+        1, np.bincount(labels.ravel(), minlength=n + 1))
+    drop = np.flatnonzero(share >= fraction)
+    drop = drop[drop > 0]
+    keep = (labels > 0) & ~np.isin(labels, drop)
+    return mask.with_array(keep.astype(np.asarray(mask.array).dtype)), int(len(drop))

@@ -12,35 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How the sliding window runs. ``roi_size`` None = the model's training crop (config.crop_size)."""
-
-    overlap: float = 0.25
-    mode: str = "gaussian"  # MONAI blend mode: "gaussian" or "constant"
-    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 where the device runs it fast
-    roi_size: tuple[int, int, int] | None = None
-    tta: bool = False  # average over in-plane flips (none, left-right, anterior-posterior, both): only for models
-    # trained with flips; petct-fm's recipes do not flip, and on such a model it lowers Dice (BENCHMARKS.md)
-    sw_batch_size: int = 1
-    backend: str = "auto"  # CPU runtime (inference/backends.py): auto, torch, openvino, openvino-int8
-    min_lesion_ml: float | None = None  # drop lesion components under this volume; None = the model's config.min_lesion_ml
-    min_lesion_confidence: float | None = None  # ... or whose peak probability is below this; None = the model's
-
-    @classmethod
-    def reference(cls) -> "InferenceSettings":
-        """The authors' recipe (METHOD.md): overlap 0.5, constant blending, fp32."""
-        return cls(overlap=0.5, mode="constant", precision="fp32", backend="torch")
-
-    @classmethod
-    def fast(cls) -> "InferenceSettings":
-        """No overlap: every body voxel is seen once (the FLOP floor of the network at the model's crop)."""
-        return cls(overlap=0.0, mode="gaussian")
+from .settings import InferenceSettings
 
 
 def use_bf16(precision: str, device) -> bool:

@@ -22,12 +22,11 @@ import csv
 import json
 import math
 
-import cc3d
 import numpy as np
 from scipy import ndimage
 
 from ..atomic import atomic_path
-from ..data.geometry import LESION_CONNECTIVITY as CONNECTIVITY, LPS_TO_RAS, check_same_grid
+from ..data.geometry import LPS_TO_RAS, check_same_grid, label_lesions
 from ..data.volume import Volume
 from ..errors import PetCtInputError
 
@@ -38,6 +37,9 @@ COLUMNS = (
     "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
 )  # fmt: skip
 ORGAN_COLUMNS = ("organ", "organ_fraction", "physiological")  # present when an organ map was given
+# Decimals a person reads (the CSV, the demo's table and summary): 3.84, not 3.8399999999999985. The JSON keeps all.
+DECIMALS = {"volume_ml": 2, "suv_max": 2, "suv_mean": 2, "suv_peak": 2, "tlg": 1, "organ_fraction": 2}
+CENTROID_DECIMALS = 1
 
 
 def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamples: int = 8) -> np.ndarray:
@@ -55,8 +57,8 @@ def sphere_kernel(affine: np.ndarray, radius_mm: float = PEAK_RADIUS_MM, subsamp
 
 
 def lesion_components(mask: Volume) -> np.ndarray:
-    """The lesions of a mask as 18-connected components, labelled 1..N."""
-    return cc3d.connected_components((np.asarray(mask.array) > 0).astype(np.uint8), connectivity=CONNECTIVITY)
+    """The lesions of a mask as 18-connected components, labelled 1..N (the ids of the lesion table's rows)."""
+    return label_lesions(mask.array)[0]
 
 
 def lesion_table(mask: Volume, suv: Volume, organs: Volume | None = None,
@@ -123,29 +125,6 @@ def lesion_organ(organ_labels: np.ndarray, organ_names=None) -> dict:
             "physiological": organ in PHYSIOLOGICAL_UPTAKE}
 
 
-def suppress_physiological(mask: Volume, organs: Volume, organ_names=None, *, fraction=None,
-                           suppressible=None) -> tuple[Volume, int]:
-    """The mask without lesion components whose voxels lie at least ``fraction`` (default SUPPRESS_FRACTION, 0.9)
-    inside the organs ``suppressible`` (default brain, urinary bladder, kidneys) together; and how many were removed."""
-    from ..data import organs as org
-
-    check_same_grid(organs, mask, reference_name="the mask")
-    names = org.organ_names(organ_names)
-    fraction = org.SUPPRESS_FRACTION if fraction is None else fraction
-    wanted = [i for i, n in enumerate(names, start=1) if n in (suppressible or org.SUPPRESSIBLE)]
-    labels = lesion_components(mask)
-    n = int(labels.max())
-    if n == 0 or not wanted:
-        return mask, 0
-    inside = np.isin(np.asarray(organs.array), wanted)
-    share = np.bincount(labels.ravel(), weights=inside.ravel(), minlength=n + 1) / np.maximum(
-        1, np.bincount(labels.ravel(), minlength=n + 1))
-    drop = np.flatnonzero(share >= fraction)
-    drop = drop[drop > 0]
-    keep = (labels > 0) & ~np.isin(labels, drop)
-    return mask.with_array(keep.astype(np.asarray(mask.array).dtype)), int(len(drop))
-
-
 def _suv_peak(values, labels, lesion_id, box, kernel, pad) -> float:
     """Max over the lesion's voxels of the kernel-weighted mean SUV (computed on the lesion's padded bounding box)."""
     lo = [max(s.start - p, 0) for s, p in zip(box, pad)]
@@ -156,13 +135,20 @@ def _suv_peak(values, labels, lesion_id, box, kernel, pad) -> float:
     return float((weighted / weight)[labels[region] == lesion_id].max())
 
 
+def rounded(row: dict) -> dict:
+    """A lesion row with the ``DECIMALS`` a person reads (centroids to ``CENTROID_DECIMALS``)."""
+    out = {k: round(float(v), DECIMALS[k]) if k in DECIMALS else v for k, v in row.items()}
+    return {k: round(v, CENTROID_DECIMALS) if k.startswith("centroid_") else v for k, v in out.items()}
+
+
 def write_lesion_csv(path, rows: list[dict], *, with_organs: bool | None = None) -> None:
-    """One line per lesion (header ``COLUMNS``, + ``ORGAN_COLUMNS`` when the rows have them), written atomically."""
+    """One line per lesion (header ``COLUMNS``, + ``ORGAN_COLUMNS`` when the rows have them), ``rounded``, written
+    atomically."""
     with_organs = bool(rows) and "organ" in rows[0] if with_organs is None else with_organs
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS + ORGAN_COLUMNS * with_organs)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rounded(r) for r in rows)
 
 
 def write_lesion_json(path, rows: list[dict], totals: dict) -> None:

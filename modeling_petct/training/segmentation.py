@@ -124,10 +124,10 @@ def candidate_case_metrics(study, probs: np.ndarray, candidates: list) -> list[d
     """autoPET metrics on the harmonised grid under each candidate LesionFilter; candidates keeping the same
     components are scored once (most do: a 36-candidate choice costs a few evaluations per study)."""
     from ..evaluation import case_metrics
-    from ..inference.segment import keep_components, lesion_components
+    from ..inference.segment import component_peaks, keep_components
 
     mask, voxel_ml = probs.argmax(0).astype(np.uint8), float(np.prod(study.spacing)) / 1000.0
-    labels, voxels, peak = lesion_components(mask, 1.0 - probs[0])
+    labels, voxels, peak = component_peaks(mask, 1.0 - probs[0])
     label, scored = np.asarray(study.label), {}
     for candidate in candidates:
         kept = candidate.keeps(voxels, peak, voxel_ml)

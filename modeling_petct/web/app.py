@@ -183,9 +183,9 @@ class Handlers:
             return [message("error", f"Cannot segment yet: {_inputs_note(pet, ct)}"), *self.cleared()]
         session.uploads.update((Path(pet), Path(ct)))
         try:
-            model = self.shelf.get(model_label)
-            session.result = run_study(pet, ct, model, self.shelf.facts[model_label], session,
-                                       device=self.shelf.device, limits=self.limits, progress=progress)  # fmt: skip
+            segmenter = self.shelf.get(model_label)
+            session.result = run_study(pet, ct, segmenter, self.shelf.facts[model_label], session, limits=self.limits,
+                                       progress=progress)  # fmt: skip
         except PetCtInputError as err:
             LOG.warning("demo refused a request: %s", _user_text(err))  # one line, no traceback: not a server fault
             return [message("error", _user_text(err)), *self.cleared()]

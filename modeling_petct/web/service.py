@@ -21,11 +21,11 @@ import numpy as np
 
 from ..data.volume import Volume
 from ..errors import PetCtInputError
+from ..outputs.lesions import DECIMALS
 from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
 from .uploads import UploadLimits, prepare_upload
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
-DECIMALS = {"volume_ml": 2, "suv_max": 2, "suv_mean": 2, "suv_peak": 2, "tlg": 1, "organ_fraction": 2}  # one each
 TABLE_COLUMNS = {  # lesion_table key -> column title shown in the UI
     "id": "#",
     "volume_ml": "Volume (ml)",
@@ -89,7 +89,8 @@ def read_model_facts(label: str, location: str) -> ModelFacts:
 
 
 class ModelShelf:
-    """The models the operator offers (label -> local folder or Hub id), each loaded once, on first use."""
+    """The models the operator offers (label -> local folder or Hub id), each loaded once, on first use, and bound
+    to the default inference settings and the shelf's device (a ``Segmenter``)."""
 
     def __init__(self, models: dict[str, str], device: str | None = None):
         self.models = dict(models)
@@ -105,9 +106,12 @@ class ModelShelf:
             raise PetCtInputError(label or "model", "no such model on this demo; pick one from the list")
         with self._lock:
             if label not in self._loaded:
-                from ..inference import load_segmentation_model
+                from ..inference import Segmenter, load_segmentation_model
+                from ..inference.loading import model_label
 
-                self._loaded = {label: load_segmentation_model(self.models[label], self.device)}  # keep one in memory
+                model = load_segmentation_model(self.models[label], self.device)
+                segmenter = Segmenter(model, device=self.device, name=model_label(self.models[label]))
+                self._loaded = {label: segmenter}  # keep one in memory
             return self._loaded[label]
 
     def describe(self, label: str | None) -> str:
@@ -120,8 +124,9 @@ class ModelShelf:
         if label not in self.models:
             return "Pick a model."
         line = f"{self.facts[label].markdown()} · runs on **{self.device}**."
-        model = self._loaded.get(label)
-        if model is not None:
+        segmenter = self._loaded.get(label)
+        if segmenter is not None:
+            model = segmenter.model
             config = model.config
             n_params = sum(p.numel() for p in model.parameters()) / 1e6
             line += f" Backbone `{config.backbone}`, {n_params:.1f} M parameters, inputs {'+'.join(config.modalities)}."
@@ -172,12 +177,6 @@ def location(row: dict) -> str:
     """The lesion centroid in DICOM patient coordinates, with the side spelled out: "R 45 · A 12 · z 830"."""
     x, y, z = (row[f"centroid_lps_{a}_mm"] for a in "xyz")
     return f"{'L' if x >= 0 else 'R'} {abs(x):.0f} · {'P' if y >= 0 else 'A'} {abs(y):.0f} · z {z:.0f}"
-
-
-def rounded(row: dict) -> dict:
-    """A lesion row with the demo's decimals (the CSV then reads 3.84, not 3.8399999999999985)."""
-    out = {k: round(float(v), DECIMALS[k]) if k in DECIMALS else v for k, v in row.items()}
-    return {k: round(v, 1) if k.startswith("centroid_") else v for k, v in out.items()}
 
 
 @dataclass
@@ -330,23 +329,22 @@ class DemoSessions:
 def run_study(
     pet_upload: str | Path,
     ct_upload: str | Path,
-    model,
+    segmenter,
     facts: ModelFacts,
     session: DemoSession,
     *,
-    device: str = "cpu",
     limits: UploadLimits = UploadLimits(),
     progress=None,
 ) -> DemoResult:
-    """Check and read the two uploads, segment, quantify, and write the mask (NIfTI, PET grid) and the table (CSV).
+    """Check and read the two uploads, segment with ``segmenter`` (an ``inference.SegmentationMethod``), and write
+    the study's files with ``outputs.write_study`` (mask on the PET grid, lesion CSV and JSON, settings record).
 
     ``progress(fraction, desc)`` (e.g. ``gr.Progress``) is told how far the request is. Bad uploads, and PET/CT pairs
     the plausibility checks refuse, raise ``PetCtInputError`` naming the uploaded file (the zip, not what it held);
     extracted files are removed before this returns.
     """
-    from ..data.io import read_ct, read_pet, write_volume
-    from ..inference import segment_study
-    from ..outputs.lesions import lesion_table, write_lesion_csv
+    from ..data.io import read_ct, read_pet
+    from ..outputs.files import StudyFiles, write_study
 
     report = progress if progress is not None else (lambda fraction, desc=None: None)  # gr.Progress is falsy
     started = time.perf_counter()
@@ -358,31 +356,25 @@ def run_study(
         ct = _read_upload(read_ct, ct_upload, "CT", Path(scratch) / "ct", limits)
     report(0.1, desc="segmenting")
     try:
-        result = segment_study(pet, ct, model, device=device, progress=_scaled(report, 0.1, 0.85))
+        result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
     except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
         raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
     report(0.85, desc="measuring lesions")
-    rows, totals = lesion_table(result.mask, pet, result.organs, result.organ_names or None)  # organs: when known
-    rows = [rounded(r) for r in rows]
-    mask_path = write_volume(result.mask, out / "lesion_mask.nii.gz", like=pet)
-    csv_path = out / "lesions.csv"
-    write_lesion_csv(csv_path, rows)
+    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
+    rows, totals = write_study(result, files)
     report(0.92, desc="rendering")
     view = StudyView.build(pet, ct, lesion_labels(result.mask))
     seconds = time.perf_counter() - started
     report(1.0, desc="done")
     uploads = f"`{names['PET']}` + `{names['CT']}`"
-    return DemoResult(view, rows, totals, mask_path, csv_path, facts, seconds, device, uploads)
+    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads)
 
 
 def lesion_labels(mask: Volume) -> Volume:
     """The lesion ids ``lesion_table`` gives (its connected components, in its order) as a label image."""
-    import cc3d
+    from ..data.geometry import label_lesions
 
-    from ..data.geometry import LESION_CONNECTIVITY
-
-    binary = (np.asarray(mask.array) > 0).astype(np.uint8)
-    return mask.with_array(cc3d.connected_components(binary, connectivity=LESION_CONNECTIVITY).astype(np.int32))
+    return mask.with_array(label_lesions(mask.array)[0].astype(np.int32))
 
 
 def _read_upload(reader, upload, role: str, scratch: Path, limits: UploadLimits) -> Volume:
