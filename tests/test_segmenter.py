@@ -126,3 +126,23 @@ def test_cli_demo_quickstart_and_pipeline_write_the_same_files(setup, tmp_path, 
         assert {**record, "date": None} == {**first, "date": None}, name
     assert first["model"] == model_dir.name and first["settings"]["overlap"] == InferenceSettings().overlap
     assert len(first["weights_sha256"]) == 64 and first["petct_fm_version"]
+
+
+def test_clicks_reach_a_guidance_model_on_the_harmonised_grid(setup):
+    """A click changes the prediction, most where it was placed (the click maps are the network's input there)."""
+    from modeling_petct.data.clicks import Click
+    from modeling_petct.data.io import read_pet
+
+    study, _ = setup
+    pet = read_pet(study / "PET.nii.gz")
+    torch.manual_seed(0)
+    model = PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", features_per_stage=(4, 8, 8, 8),
+                                                         guidance_channels=2)).eval()
+    segmenter = Segmenter(model, InferenceSettings(precision="fp32", backend="torch"))
+    centre = pet.affine[:3, :3] @ (np.asarray(pet.shape) / 2) + pet.affine[:3, 3]
+    without = segmenter(pet, study / "CT.nii.gz", keep_probabilities=True)
+    clicked = segmenter(pet, study / "CT.nii.gz", clicks=[Click("tumor", tuple(centre))], keep_probabilities=True)
+    change = np.abs(clicked.probabilities - without.probabilities).max(0)
+    grid = without.harmonized.grid_affine
+    click_zyx = np.linalg.solve(grid[:3, :3], centre - grid[:3, 3])
+    assert change.max() > 1e-3 and np.abs(np.unravel_index(change.argmax(), change.shape) - click_zyx).max() <= 3

@@ -145,10 +145,21 @@ class Segmenter(SegmentationMethod):
     def infer(self, study, clicks, progress: Progress):
         from .sliding_window import predict_with_organs
 
-        if clicks is not None and not self.accepts_clicks:
-            raise PetCtInputError("clicks", "this model takes no clicks (it has no guidance inputs); segment without them")
         return predict_with_organs(self.model, study.image, self.settings, device=self.device,
+                                   guidance=self._guidance(study, clicks),
                                    on_window=lambda done, total: progress(done / total, f"window {done}/{total}"))
+
+    def _guidance(self, study, clicks) -> np.ndarray | None:
+        """Click maps on the harmonised grid (``clicks``: data.clicks.Click list, e.g. from ``read_clicks``), encoded as
+        the model was trained; None without clicks (a guidance model then gets zero maps)."""
+        if clicks is None:
+            return None
+        if not self.accepts_clicks:
+            raise PetCtInputError("clicks", "this model takes no clicks (it has no guidance inputs); segment without them")
+        from ..data.clicks import encode_clicks
+
+        config = self.model.config
+        return encode_clicks(clicks, study.grid_affine, study.shape, config.guidance_encoding, config.guidance_size)
 
     def provenance(self) -> dict:
         return {"method": "network", **self._model_record, "device": str(self.device),
