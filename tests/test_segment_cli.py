@@ -167,16 +167,16 @@ def test_segment_with_clicks_stamps_them_where_the_file_says(tmp_path, study, gu
     """The click file's (i, j, k) reaches the network as a ball on the model grid that maps back onto that voxel."""
     from modeling_petct.data.clicks import clicks_from_points, write_clicks
     from modeling_petct.data.io import read_volume
-    from modeling_petct.inference import segment
+    from modeling_petct.inference import sliding_window
 
     seen = {}
-    real = segment.predict_with_organs
+    real = sliding_window.predict_with_organs
 
     def spy(model, image, settings, **kw):
         seen["guidance"] = kw["guidance"]
         return real(model, image, settings, **kw)
 
-    monkeypatch.setattr(segment, "predict_with_organs", spy)
+    monkeypatch.setattr(sliding_window, "predict_with_organs", spy)
     pet = read_volume(study / "PET.nii.gz")
     clicks = clicks_from_points([("tumor", (20, 10, 12)), ("background", (5, 25, 3))], pet.affine, pet.shape)
     path = write_clicks(tmp_path / "clicks.json", clicks, pet.affine)

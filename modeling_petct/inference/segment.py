@@ -101,6 +101,25 @@ def read_study(pet, ct, organs=None, memory_guard=None) -> tuple[Volume, Volume]
     return pet, ct
 
 
+def click_points(clicks, space: str = "voxel"):
+    """The points of a click file (``data.clicks.load_click_file``: checked before any voxel is read); None for no
+    clicks or for clicks already placed in the world (a list of ``data.clicks.Click``)."""
+    if clicks is None or isinstance(clicks, list):
+        return None
+    from ..data.clicks import load_click_file
+
+    return load_click_file(clicks, space)
+
+
+def placed_clicks(clicks, points, space: str, pet: Volume):
+    """``clicks`` as a list of ``data.clicks.Click`` in the world: a file's ``points`` placed through the PET grid."""
+    if points is None:
+        return clicks
+    from ..data.clicks import clicks_from_points
+
+    return clicks_from_points(points, pet.affine, pet.shape, space, clicks)
+
+
 def native_organ_map(organs, organ_zyx, study, pet: Volume, organ_labels) -> tuple[Volume | None, tuple, str | None]:
     """(organ map on the PET grid, its organ names, its source): the user's ``organs`` (TotalSegmentator output or an
     organ-label Volume) first, else the method's own map ``organ_zyx`` on the harmonised grid (labels named by

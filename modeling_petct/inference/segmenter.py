@@ -23,7 +23,8 @@ import numpy as np
 
 from ..data.volume import Volume
 from ..errors import PetCtInputError
-from .segment import LesionFilter, native_organ_map, read_study, suppress_physiological, to_native_mask
+from .segment import (LesionFilter, click_points, native_organ_map, placed_clicks, read_study, suppress_physiological,
+                      to_native_mask)
 from .settings import InferenceSettings
 
 Progress = Callable[[float, str], None]
@@ -62,7 +63,13 @@ class SegmentationMethod(ABC):
 
     @abstractmethod
     def infer(self, study, clicks, progress: Progress) -> tuple[np.ndarray, np.ndarray | None]:
-        """(class probabilities (C, Z, Y, X) on ``study``'s harmonised grid, organ labels (Z, Y, X) or None)."""
+        """(class probabilities (C, Z, Y, X) on ``study``'s harmonised grid, organ labels (Z, Y, X) or None);
+        ``clicks``: None or a list of ``data.clicks.Click`` (world mm), only for a method that ``accepts_clicks``."""
+
+    @property
+    def accepts_clicks(self) -> bool:
+        """Whether the method can be guided by clicks (an interactive model)."""
+        return False
 
     @abstractmethod
     def provenance(self) -> dict:
@@ -74,16 +81,23 @@ class SegmentationMethod(ABC):
 
         check_memory(pet, ct, spacing=self.spacing)
 
-    def __call__(self, pet, ct, organs=None, clicks=None, *, progress: Progress | None = None,
-                 keep_probabilities: bool = False) -> SegmentationResult:
+    def __call__(self, pet, ct, organs=None, clicks=None, *, clicks_space: str = "voxel",
+                 progress: Progress | None = None, keep_probabilities: bool = False) -> SegmentationResult:
         """Segment one study. ``pet``/``ct``: paths (NIfTI, MHA, NRRD, DICOM folder) or Volumes; ``organs``:
         TotalSegmentator output (file or folder) or an organ-label Volume, used instead of the method's own organ map;
-        ``clicks``: guidance for an interactive model. Nothing is written: see ``outputs.write_study``."""
+        ``clicks``: for a method that ``accepts_clicks``, a Grand Challenge "Multiple points" file (coordinates in
+        ``clicks_space``, data/clicks.py) or a list of ``data.clicks.Click``. Nothing is written: see
+        ``outputs.write_study``."""
         from ..data.harmonize import harmonize
 
+        if clicks is not None and not self.accepts_clicks:
+            raise PetCtInputError("--clicks", "this model takes no clicks (config.guidance_channels is 0): use a "
+                                              "click-guided model (train_seg.py --interactive)")
         report, clock = progress or _silent, _Clock()
         report(0.0, "reading")
+        points = click_points(clicks, clicks_space)  # a broken click file stops here, before any voxel is read
         pet, ct = read_study(pet, ct, organs, self.check_memory)
+        clicks = placed_clicks(clicks, points, clicks_space, pet)
         clock.lap("read_s")
         report(0.1, "harmonising")
         study = harmonize(pet, ct, spacing=self.spacing, normalization=self.normalization)
@@ -134,8 +148,7 @@ class Segmenter(SegmentationMethod):
 
     @property
     def accepts_clicks(self) -> bool:
-        """Whether the network has guidance input channels (an interactive model)."""
-        return bool(getattr(self.model.config, "guidance_channels", 0))
+        return bool(self.model.config.guidance_channels)
 
     def check_memory(self, pet, ct) -> None:
         from .memory import check_memory
@@ -150,12 +163,10 @@ class Segmenter(SegmentationMethod):
                                    on_window=lambda done, total: progress(done / total, f"window {done}/{total}"))
 
     def _guidance(self, study, clicks) -> np.ndarray | None:
-        """Click maps on the harmonised grid (``clicks``: data.clicks.Click list, e.g. from ``read_clicks``), encoded as
-        the model was trained; None without clicks (a guidance model then gets zero maps)."""
+        """Click maps on the harmonised grid, encoded as the model was trained; None without clicks (a guidance model
+        then gets zero maps)."""
         if clicks is None:
             return None
-        if not self.accepts_clicks:
-            raise PetCtInputError("clicks", "this model takes no clicks (it has no guidance inputs); segment without them")
         from ..data.clicks import encode_clicks
 
         config = self.model.config
