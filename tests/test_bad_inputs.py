@@ -142,6 +142,7 @@ def env(tmp_path_factory, real_sts):
     e["negative_pet"] = write_volume(pet.with_array(-pet.array), root / "negative_pet.nii.gz")
     e["big_voxels"] = _nifti(root / "big_voxels.nii.gz", np.ones((32, 32, 32)), np.diag([40.0, 40.0, 40.0, 1.0]))
     e["huge_declared"] = _huge_declared(root / "huge_declared.nii.gz")
+    e["declares_4gib"] = _huge_declared(root / "declares_4gib.nii.gz", (1024, 1024, 1024))
     e.update(_sts_files(root, real_sts))
     e["dicom_phantom"] = write_phantom_cohort(root / "dicom_cohort", 1, 3, fmt="dicom", lesion_free_fraction=0.0)[0]
     e["cohort"] = Path(write_phantom_cohort(root / "cohort", 2, 5, lesion_free_fraction=0.0)[0]).parent
@@ -282,6 +283,24 @@ def _cache_modes(e, tmp):
     os.umask(umask)
     for f in (tmp / "cache").rglob("*"):
         assert stat.S_IMODE(f.stat().st_mode) == ((0o777 if f.is_dir() else 0o666) & ~umask), f
+
+
+def _zip_of(path: Path, members: dict) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _zip_bomb(e, tmp):
+    bomb = _zip_of(tmp / "bomb.zip", {f"PET/{i}.dcm": bytes(2**20) for i in range(300)})  # 300 MiB in ~0.3 MiB
+    return seg(e, tmp, *out(tmp), pet=bomb, ct=e["ct_dicom"])
+
+
+def _long_member_name(e, tmp):
+    first = sorted(e["pet_dicom"].glob("*.dcm"))[0]
+    archive = _zip_of(tmp / "long.zip", {"PET/" + "a" * 300 + ".dcm": first.read_bytes()})
+    return seg(e, tmp, *out(tmp), pet=archive, ct=e["ct_dicom"])
 
 
 def _conversion_flags(injection: str, scan: str) -> list[str]:
@@ -489,6 +508,14 @@ CASES = [
     Case("evaluate ground-truth labels 2 warn",
          lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["labels_two"]), "--bootstrap", "10"],
          code=0, says="labels_two.nii.gz: labels up to 2; every label > 0 is taken as lesion", stream="stderr"),
+    # 11. resources: what a file declares is checked before it is unpacked or allocated
+    Case("segment: zip of 300 members of 1 MiB zeros", _zip_bomb, says="expands 1"),
+    Case("segment: zip member of 300 characters", _long_member_name, says="characters) cannot be unpacked"),
+    Case("segment: 91-byte .nii.gz declaring 1024^3", lambda e, t: seg(e, t, *out(t), pet=e["declares_4gib"]),
+         says="truncated or corrupt", setenv={"PETCT_MAX_MEMORY_GB": "1000"}),
+    Case("harmonize: 91-byte .nii.gz declaring 1024^3",
+         lambda e, t: ["harmonize", "--pet", str(e["declares_4gib"]), "--ct", str(e["ct"]), "-o", str(t / "cache")],
+         code=1, says="truncated or corrupt", setenv={"PETCT_MAX_MEMORY_GB": "1000"}),
     Case("a DICOM .zip as --pet", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"), pet=e["zip"],
                                                    ct=e["ct_dicom"]), code=0, says="lesion(s)",
          check=_seg_algorithm_name),

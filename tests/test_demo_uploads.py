@@ -65,6 +65,14 @@ def test_zip_bomb_refused_by_ratio(tmp_path):
         safe_extract_zip(archive, tmp_path / "out", UploadLimits())
 
 
+def test_zip_bomb_of_many_small_members_refused_before_unpacking(tmp_path):
+    """Members of exactly 1 MiB of zeros each pass the per-member ratio rule; the archive's total expansion does not."""
+    archive = _zip(tmp_path / "bomb.zip", {f"s/{i}.dcm": bytes(2**20) for i in range(300)})
+    with pytest.raises(PetCtInputError, match="expands 1[0-9]{3}-fold in all"):
+        prepare_upload(archive, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
 def test_zip_refused_by_total_uncompressed_size(tmp_path):
     rng = np.random.default_rng(0)
     members = {f"s/{i}.dcm": rng.bytes(50_000) for i in range(4)}  # incompressible: ratio ~1

@@ -109,19 +109,21 @@ def _read_nifti(path: Path) -> Volume:
     return Volume(array, img.affine.astype(np.float64), str(path), img.header, {"format": "nifti"})
 
 
+MAX_DEFLATE_RATIO = 1032  # deflate's ceiling: a gzip stream never inflates more than ~1032-fold
+
+
 def _check_declared_bytes(path: Path, img) -> None:
     """Refuse a header that declares more voxels than the file holds, before they are allocated (a 127-byte file can
-    declare 700^3 float32 voxels). Plain files are measured; gzip's trailer gives the inflated size (mod 4 GiB)."""
+    declare 700^3 float32 voxels). Plain files are measured; a gzip file holds at most MAX_DEFLATE_RATIO times its
+    size, and its trailer gives the inflated size (mod 4 GiB, so exact below 4 GiB)."""
     header = img.header
     need = int(header["vox_offset"]) + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+    have = path.stat().st_size
     if str(path).lower().endswith(".gz"):
         with open(path, "rb") as fh:
             fh.seek(-4, os.SEEK_END)
-            have = int.from_bytes(fh.read(4), "little")
-        if need >= 2**32:
-            return  # the trailer wrapped: the reader's own check applies
-    else:
-        have = path.stat().st_size
+            trailer = int.from_bytes(fh.read(4), "little")
+        have = trailer if need < 2**32 else MAX_DEFLATE_RATIO * have
     if have < need:
         raise PetCtInputError(path, f"header declares {'x'.join(map(str, img.shape))} voxels ({need / 2**20:.1f} MiB) "
                                     f"but the file holds {have / 2**20:.3g} MiB: truncated or corrupt")

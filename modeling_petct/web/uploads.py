@@ -134,13 +134,9 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimit
         members = [m for m in archive.infolist() if not m.is_dir()]
         if len(members) > limits.max_zip_members:
             raise PetCtInputError(zip_path, f"zip holds {len(members)} files; the limit is {limits.max_zip_members}")
-        total = 0
         for member in members:
             _check_member(zip_path, member, limits)
-            total += member.file_size
-        if total > limits.max_unzipped_bytes:
-            limit = limits.max_unzipped_bytes / 2**20
-            raise PetCtInputError(zip_path, f"zip unpacks to {total / 2**20:.0f} MiB; the limit is {limit:.0f} MiB")
+        _check_totals(zip_path, members, limits)
         dest.mkdir(parents=True, exist_ok=True)
         for member in members:
             target = dest.joinpath(*PurePosixPath(member.filename.replace("\\", "/")).parts)
@@ -151,24 +147,43 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimit
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)
                         if written > member.file_size:
-                            problem = f"zip member {member.filename!r} unpacks beyond its declared size"
+                            problem = f"zip member {_short(member.filename)} unpacks beyond its declared size"
                             raise PetCtInputError(zip_path, problem)
                         out.write(chunk)
             except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-                raise PetCtInputError(zip_path, f"zip member {member.filename!r} is corrupt ({err})") from None
+                raise PetCtInputError(zip_path, f"zip member {_short(member.filename)} is corrupt ({err})") from None
+            except OSError as err:  # a name too long for this file system, a full disk
+                raise PetCtInputError(zip_path, f"zip member {_short(member.filename)} cannot be unpacked "
+                                                f"({err.strerror or err})") from None
     return dest
+
+
+def _check_totals(zip_path, members: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
+    """The whole archive's declared size and expansion: many small members of zeros pass every per-member check."""
+    total, packed = sum(m.file_size for m in members), sum(m.compress_size for m in members)
+    if total > limits.max_unzipped_bytes:
+        limit = limits.max_unzipped_bytes / 2**20
+        raise PetCtInputError(zip_path, f"zip unpacks to {total / 2**20:.0f} MiB; the limit is {limit:.0f} MiB")
+    if total > _RATIO_MIN_BYTES and total / max(packed, 1) > limits.max_zip_ratio:
+        raise PetCtInputError(zip_path, f"zip expands {total / max(packed, 1):.0f}-fold in all, to "
+                                        f"{total / 2**20:.0f} MiB (zip bomb?); the limit is {limits.max_zip_ratio:.0f}")
+
+
+def _short(name: str, keep: int = 80) -> str:
+    """A member name for a one-line message (a hostile zip can carry names of thousands of characters)."""
+    return repr(name) if len(name) <= keep else repr(name[:keep]) + f"... ({len(name)} characters)"
 
 
 def _check_member(zip_path, member: zipfile.ZipInfo, limits: UploadLimits) -> None:
     name = member.filename
     posix, windows = PurePosixPath(name.replace("\\", "/")), PureWindowsPath(name)
     if posix.is_absolute() or windows.drive or windows.root or ".." in posix.parts:
-        raise PetCtInputError(zip_path, f"zip member {name!r} has an absolute or '..' path")
+        raise PetCtInputError(zip_path, f"zip member {_short(name)} has an absolute or '..' path")
     if stat.S_ISLNK(member.external_attr >> 16):
-        raise PetCtInputError(zip_path, f"zip member {name!r} is a symbolic link")
+        raise PetCtInputError(zip_path, f"zip member {_short(name)} is a symbolic link")
     ratio = member.file_size / max(member.compress_size, 1)
     if member.file_size > _RATIO_MIN_BYTES and ratio > limits.max_zip_ratio:
-        raise PetCtInputError(zip_path, f"zip member {name!r} expands {ratio:.0f}-fold (zip bomb?)")
+        raise PetCtInputError(zip_path, f"zip member {_short(name)} expands {ratio:.0f}-fold (zip bomb?)")
 
 
 def dicom_series_folder(folder: str | Path, source: str | Path, limits: UploadLimits) -> Path:
