@@ -160,7 +160,24 @@ def env(tmp_path_factory, real_sts):
     e["a_file"] = root / "a_file.txt"
     e["a_file"].write_text("not a folder")
     e.update(_partial_views(root, e["cohort"] / sorted(os.listdir(e["cohort"]))[0]))
+    e.update(_caches(root, e["cohort"]))
     return e
+
+
+def _caches(root: Path, cohort: Path) -> dict:
+    """The cohort harmonised (with its organ maps), and a copy of that cache without them."""
+    from modeling_petct.data.cache import StudyCache, harmonize_many
+    from modeling_petct.data.manifest import build_manifest
+
+    cache = StudyCache(root / "cache")
+    harmonize_many(build_manifest(("folder", cohort)), cache, progress=False)
+    bare = root / "cache_no_organs"
+    shutil.copytree(cache.root, bare)
+    for study in StudyCache(bare).ids():
+        (bare / study / "organs.npy").unlink()
+        info = json.loads((bare / study / "study.json").read_text())
+        (bare / study / "study.json").write_text(json.dumps({**info, "has_organs": False}))
+    return {"cache": cache.root, "cache_no_organs": bare}
 
 
 def _partial_views(root: Path, study: Path) -> dict:
@@ -301,6 +318,12 @@ def _long_member_name(e, tmp):
     first = sorted(e["pet_dicom"].glob("*.dcm"))[0]
     archive = _zip_of(tmp / "long.zip", {"PET/" + "a" * 300 + ".dcm": first.read_bytes()})
     return seg(e, tmp, *out(tmp), pet=archive, ct=e["ct_dicom"])
+
+
+def study(e, tmp, *extra, cache="cache"):
+    return ["study", "--presets", "tiny-unet", "--fractions", "1.0", "--seeds", "0", "--probe_k", "0", "--cache_dir",
+            str(e[cache]), "--output_dir", str(tmp / "out"), "--max_steps", "1", "--report_to", "none", "--cpu",
+            "true", "--progress_bar", "false", *extra]
 
 
 def _conversion_flags(injection: str, scan: str) -> list[str]:
@@ -516,6 +539,20 @@ CASES = [
     Case("harmonize: 91-byte .nii.gz declaring 1024^3",
          lambda e, t: ["harmonize", "--pet", str(e["declares_4gib"]), "--ct", str(e["ct"]), "-o", str(t / "cache")],
          code=1, says="truncated or corrupt", setenv={"PETCT_MAX_MEMORY_GB": "1000"}),
+    # 12. petct study: every argument checked before the first cell trains
+    Case("study: two --pretrained for one preset", lambda e, t: study(e, t, "--pretrained", str(e["mae"]), "none"),
+         says="2 entries for 1 preset(s)"),
+    Case("study --fractions 1.5", lambda e, t: study(e, t, "--fractions", "1.5"), says="lie in (0, 1]"),
+    Case("study --fractions 0", lambda e, t: study(e, t, "--fractions", "0"), says="lie in (0, 1]"),
+    Case("study: one --separated_pretrained", lambda e, t: study(e, t, "--separated_pretrained", str(e["mae"])),
+         says="needs two entries per preset"),
+    Case("study: unknown preset", lambda e, t: study(e, t, "--presets", "nope"), says="unknown preset(s) ['nope']"),
+    Case("study: missing MAE folder", lambda e, t: study(e, t, "--pretrained", str(t / "no_mae")),
+         says="no such MAE folder"),
+    Case("study --organ_aware on a cache without organ maps",
+         lambda e, t: study(e, t, "--organ_aware", "true", cache="cache_no_organs"), says="--organ_aware needs organ maps"),
+    Case("study --output_dir a file", lambda e, t: study(e, t)[:-1] + ["false", "--output_dir", str(e["a_file"])],
+         says="exists and is not a folder"),
     Case("a DICOM .zip as --pet", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"), pet=e["zip"],
                                                    ct=e["ct_dicom"]), code=0, says="lesion(s)",
          check=_seg_algorithm_name),

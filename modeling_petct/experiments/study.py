@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import PetCtInputError
 from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
 from ..training.results import ORGANS_SUFFIX, RESULTS_FILE, RunResult
 
@@ -117,7 +118,8 @@ def grid(args: StudyArguments) -> list[Cell]:
     """Every cell of the study, in run order."""
     g = args.grid
     if g.pretrained and len(g.pretrained) != len(g.presets):
-        raise ValueError("--pretrained needs one entry per preset (use 'none' for scratch only)")
+        raise PetCtInputError("--pretrained", f"{len(g.pretrained)} entries for {len(g.presets)} preset(s): give one "
+                                              "per preset, in order ('none' for scratch only)")
     sources = g.pretrained or ["none"] * len(g.presets)
     cells = []
     for preset, source, pair in zip(g.presets, sources, separated_pairs(g)):
@@ -144,12 +146,12 @@ def separated_pairs(g: StudyGrid) -> list[tuple[str, str] | None]:
     if not given:
         return [None] * len(g.presets)
     if len(given) != 2 * len(g.presets):
-        raise ValueError("--separated_pretrained needs two entries per backbone: PET-only MAE, CT-only MAE "
-                         "('none none' to skip one)")
+        raise PetCtInputError("--separated_pretrained", "needs two entries per preset: PET-only MAE, CT-only MAE "
+                                                        "('none none' to skip one)")
     pairs = [tuple(given[i : i + 2]) for i in range(0, len(given), 2)]
     skipped = [sum(p.lower() == "none" for p in pair) for pair in pairs]
     if 1 in skipped:
-        raise ValueError("--separated_pretrained: give both MAEs of a backbone, or 'none none'")
+        raise PetCtInputError("--separated_pretrained", "give both MAEs of a preset, or 'none none'")
     return [None if n else pair for n, pair in zip(skipped, pairs)]
 
 
@@ -180,13 +182,9 @@ def cell_seed(cell: Cell) -> int:
 
 def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
-    from ..data.cache import open_cache
-    from ..errors import PetCtInputError
     from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
 
-    if not args.train.output_dir:
-        raise PetCtInputError("--output_dir", "required: where the cells and the table go")
-    open_cache(args.data.cache_dir, labelled=True)
+    check_study(args)
     out = Path(args.train.output_dir)
     run_cells([args], workers=args.grid.parallel_cells, log=log)
     results = cell_results(args)
@@ -201,6 +199,50 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
         "tests": tests,
         "results": results,
     }
+
+
+def check_study(args: StudyArguments) -> None:
+    """Every argument of every cell, before the first cell trains (a mistake found after hours of training costs
+    those hours): the grid, the presets and starting models, each cell's training options, the output folder and
+    the cache (organ maps for the organ-aware arm)."""
+    from ..data.cache import open_cache
+    from ..models.configuration_petct import PRESETS
+    from ..training.segmentation import check_arguments
+
+    out = Path(args.train.output_dir)
+    if not args.train.output_dir:
+        raise PetCtInputError("--output_dir", "required: where the cells and the table go")
+    if out.exists() and not out.is_dir():
+        raise PetCtInputError(out, "exists and is not a folder: --output_dir is where the cells and the table go")
+    bad = [f for f in args.grid.fractions if not 0 < f <= 1]
+    if bad or not args.grid.fractions:
+        raise PetCtInputError("--fractions", f"label fractions lie in (0, 1], got {bad or 'none'}")
+    unknown = [p for p in args.grid.presets if p not in PRESETS]
+    if unknown or not args.grid.presets:
+        raise PetCtInputError("--presets", f"unknown preset(s) {unknown}; choose among {sorted(PRESETS)}")
+    cells = grid(args)
+    for start in {c.pretrained for c in cells if c.pretrained} | {p for c in cells for p in c.separated or ()}:
+        _check_starting_model(start)
+    for cell in cells:
+        check_arguments(*cell_arguments(args, cell)[2:])
+    cache = open_cache(args.data.cache_dir, labelled=True)
+    if args.grid.organ_aware:
+        missing = [i for i in cache.ids() if cache.info(i).get("has_label") and not cache.info(i).get("has_organs")]
+        if missing:
+            raise PetCtInputError(cache.root, f"--organ_aware needs organ maps, and {len(missing)} labelled studies "
+                                              f"have none (e.g. {missing[0]}): harmonise with organ maps "
+                                              "(petct harmonize --organs-dir)")
+
+
+def _check_starting_model(source: str) -> None:
+    """A local MAE folder or run folder must exist; a Hub id (owner/name, not a local path) is fetched by its cell."""
+    import re
+
+    path = Path(source).expanduser()
+    hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith((".", "/", "~"))
+    if not path.exists() and not hub_id:
+        raise PetCtInputError(source, "no such MAE folder (a starting model: a local folder, a run folder or a Hub "
+                                      "id owner/name)")
 
 
 def cell_results(args: StudyArguments) -> list[RunResult]:
