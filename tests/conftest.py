@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from modeling_petct.data.volume import Volume
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_STS = SHARED_DATA / "real_sts"
@@ -47,8 +50,6 @@ def free_port() -> int:
 def make_affine(columns, *, origin=None, centre_of=None, centre_at=(0.0, 0.0, 0.0)):
     """A 4x4 voxel -> RAS affine whose column a is the world step (mm) of array axis a; translated to `origin`, or so
     that the centre voxel of an array of shape `centre_of` sits at `centre_at`."""
-    import numpy as np
-
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(columns, float)
     if origin is not None:
@@ -57,6 +58,24 @@ def make_affine(columns, *, origin=None, centre_of=None, centre_at=(0.0, 0.0, 0.
         affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(centre_of) - 1) / 2) + np.asarray(centre_at, float)
     return affine
 
+
+
+def build_tiny(task: str = "segmentation", *, seed: int = 0, **overrides):
+    """A tiny-unet PetCtForSegmentation (``task="segmentation"``) or PetCtForMaskedImageModeling (``"mae"``), in eval
+    mode, with weights drawn from ``seed``; ``overrides`` go to ``PetCtConfig.from_preset``."""
+    import torch
+
+    from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling, PetCtForSegmentation
+
+    cls = {"segmentation": PetCtForSegmentation, "mae": PetCtForMaskedImageModeling}[task]
+    torch.manual_seed(seed)
+    return cls(PetCtConfig.from_preset("tiny-unet", **overrides)).eval()
+
+
+def save_tiny(folder, task: str = "segmentation", *, seed: int = 0, **overrides) -> Path:
+    """``build_tiny(...)`` saved as a model folder (config.json + model.safetensors)."""
+    build_tiny(task, seed=seed, **overrides).save_pretrained(folder)
+    return Path(folder)
 
 def original_network(config, *, downsample: str = "mergingv2", initialize: bool = False):
     """The network of a PetCtConfig as the authors / nnU-Net build it, straight from MONAI and
@@ -83,3 +102,104 @@ def original_network(config, *, downsample: str = "mergingv2", initialize: bool 
     if initialize:
         net.apply(net.initialize)
     return net
+
+
+# --- synthetic studies on chosen grids (harmonisation geometry) ------------------------------------------------------
+
+def world(affine, shape):
+    """RAS coordinates (3, *shape) of every voxel centre."""
+    idx = np.indices(shape).reshape(3, -1).astype(float)
+    return (affine[:3, :3] @ idx + affine[:3, 3:4]).reshape(3, *shape)
+
+
+def linear_field(p):
+    """A linear function of world position: linear resampling reproduces it exactly inside the grid."""
+    return 0.5 * p[0] - 0.25 * p[1] + 0.125 * p[2] + 100.0
+
+
+def make_study(affine, shape, *, ct_affine=None, ct_shape=None, seed=0):
+    """PET = linear field, CT = body ellipsoid (+ a detached 'table'), label = blobs inside the body; all in world mm."""
+    ct_affine = affine if ct_affine is None else ct_affine
+    ct_shape = shape if ct_shape is None else ct_shape
+    p = world(affine, shape)
+    c = world(ct_affine, ct_shape)
+    centre = world(affine, shape).reshape(3, -1).mean(axis=1)[:, None, None, None]
+    body = (((c - centre) / np.array([14, 10, 20])[:, None, None, None]) ** 2).sum(0) < 1
+    ct = np.where(body, 40.0, -1000.0).astype(np.float32)
+    ct[(np.abs(c[1] - centre[1]) < 2) & (c[0] - centre[0] > 21)] = 300.0  # a detached slab, outside the body
+    rng = np.random.default_rng(seed)
+    label = np.zeros(shape, np.uint8)
+    for _ in range(4):
+        ctr = centre[:, 0, 0, 0] + rng.uniform(-6, 6, 3)
+        label[(((p - ctr[:, None, None, None]) / 5.0) ** 2).sum(0) < 1] = 1
+    pet = Volume(linear_field(p).astype(np.float32), affine, "pet.nii.gz", meta={"patient_id": "P1"})
+    return pet, Volume(ct, ct_affine, "ct.nii.gz", meta={"patient_id": "P1"}), Volume(label, affine, "seg.nii.gz")
+
+
+def centred_affine(columns, shape):
+    """Affine with the given (3x3) columns, centred near the world origin."""
+    return make_affine(columns, centre_of=shape, centre_at=(3.0, -5.0, 7.0))
+
+
+SHAPE = (26, 22, 24)
+EXACT_GRIDS = {  # already 3x2x2 mm and axis-aligned: the round trip must be bit-exact
+    "LPS": centred_affine(np.diag([-2, -2, 3]), SHAPE),
+    "RAS": centred_affine(np.diag([2, 2, 3]), SHAPE),
+    "flipped": centred_affine(np.diag([2, -2, -3]), SHAPE),
+    "permuted": centred_affine([[0, 0, 2], [2, 0, 0], [0, -3, 0]], SHAPE),
+}
+
+
+# --- studies whose lesions are a threshold of the PET, and the model that finds them (inference geometry) ----------
+
+THRESHOLD = 2.5
+BLOBS = [((-20.0, 10.0, 15.0), 9.0, 6.0), ((18.0, -8.0, -12.0), 6.0, 4.0), ((25.0, 20.0, 20.0), 4.0, 3.5)]
+
+
+def oracle_model(**overrides):
+    """A real tiny PetCtForSegmentation (normalization "none": channel 0 is SUV) whose logits are replaced, through a
+    forward hook, by a threshold of the PET: lesion where SUV > THRESHOLD. Everything around the network runs as in
+    production, so its mask must equal a threshold of the PET in native space."""
+    import torch
+
+    from modeling_petct import PetCtConfig, PetCtForSegmentation
+
+    config = PetCtConfig.from_preset("tiny-unet", normalization="none", features_per_stage=(4, 8, 8, 8), **overrides)
+    model = PetCtForSegmentation(config).eval()
+    seen = {}
+    model.register_forward_pre_hook(lambda module, args: seen.__setitem__("x", args[0]))
+    model.segmentation_head.register_forward_hook(
+        lambda module, args, out: torch.stack([-(seen["x"][:, 0] - THRESHOLD), seen["x"][:, 0] - THRESHOLD], 1) * 20
+    )
+    return model
+
+
+def suv_at(ras: np.ndarray) -> np.ndarray:
+    """Asymmetric hot spheres (world RAS mm) on a background of 1: any flip or shift of the mask shows."""
+    out = np.ones(ras.shape[:-1], np.float32)
+    for centre, radius, suv in BLOBS:
+        out[np.linalg.norm(ras - np.asarray(centre), axis=-1) <= radius] = suv
+    return out
+
+
+def hu_at(ras: np.ndarray) -> np.ndarray:
+    body = (ras[..., 0] / 70) ** 2 + (ras[..., 1] / 55) ** 2 <= 1
+    return np.where(body, 40.0, -1000.0).astype(np.float32)
+
+
+def sample(fn, affine, shape, **meta) -> Volume:
+    """A Volume on (affine, shape) whose voxels are fn(world RAS mm of each voxel centre)."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
+    return Volume(fn(ijk @ affine[:3, :3].T + affine[:3, 3]), affine, meta=meta)
+
+
+def grid(spacing, shape, flips=(1, 1, 1), perm=(0, 1, 2)) -> np.ndarray:
+    """Affine whose array axis a runs along world axis perm[a] with sign flips[a], centred on the origin."""
+    columns = np.zeros((3, 3))
+    for a, (w, s) in enumerate(zip(perm, flips)):
+        columns[w, a] = s * spacing[w]
+    return make_affine(columns, centre_of=shape)
+
+
+# a CT body (HU) on its own 1.5 x 1.5 x 2.5 mm grid, for PETs made by `sample`
+CT = sample(hu_at, grid((1.5, 1.5, 2.5), (110, 90, 40)), (110, 90, 40), patient_id="P1")

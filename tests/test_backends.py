@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_petct import PetCtConfig, PetCtForSegmentation
+from conftest import build_tiny
+from modeling_petct import PetCtForSegmentation
 from modeling_petct.cli import main
 from modeling_petct.data.synthetic.phantom import make_phantom
 from modeling_petct.inference import InferenceSettings, Segmenter
@@ -23,9 +24,8 @@ EXTRA = "needs the cpu-fast extra (pip install 'petct-fm[cpu-fast]'): openvino"
 TOLERANCE = {"openvino": (0.99, 0.005), "openvino-int8": (0.85, 0.05)}  # (min Dice vs torch, max mean |dp|)
 
 
-def tiny_model(seed: int = 0) -> PetCtForSegmentation:
-    torch.manual_seed(seed)
-    return PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", crop_size=(32, 64, 64))).eval()
+def tiny_model() -> PetCtForSegmentation:
+    return build_tiny(crop_size=(32, 64, 64))
 
 
 @pytest.fixture
@@ -50,6 +50,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * float((a & b).sum()) / max(int(a.sum() + b.sum()), 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["openvino", "openvino-int8"])
 def test_backend_mask_matches_torch_within_tolerance(backend, phantom, torch_result, cache, monkeypatch):
     pytest.importorskip("openvino", reason=EXTRA)
@@ -70,6 +71,7 @@ def test_backend_mask_matches_torch_within_tolerance(backend, phantom, torch_res
     assert 0.0 <= check["dice_vs_torch"] <= 1.0
 
 
+@pytest.mark.slow
 def test_export_is_paid_once(phantom, cache, monkeypatch):
     pytest.importorskip("openvino", reason=EXTRA)
     model, image = tiny_model(), np.random.default_rng(0).normal(scale=0.1, size=(2, 40, 70, 70)).astype(np.float32)
@@ -88,6 +90,7 @@ def test_export_is_paid_once(phantom, cache, monkeypatch):
     assert backends.cache_dir(model, "openvino", (2, 32, 64, 64), precision="fp32") != folder
 
 
+@pytest.mark.slow
 def test_auto_takes_the_fastest_backend_that_passed(cache, monkeypatch):
     pytest.importorskip("openvino", reason=EXTRA)
     pytest.importorskip("nncf", reason=EXTRA.replace("openvino", "nncf"))

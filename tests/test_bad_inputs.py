@@ -26,12 +26,11 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_petct import PetCtConfig, PetCtForSegmentation
+from conftest import CT, grid, sample, save_tiny, suv_at
 from modeling_petct.cli import main
 from modeling_petct.cli.checks import run_guarded
 from modeling_petct.data.io import read_ct, read_pet, write_volume
 from modeling_petct.data.volume import Volume
-from test_inference import CT, grid, sample, suv_at
 
 REPO = Path(__file__).resolve().parents[1]
 # The real STS_001 PET: GE, Units GML (SUV as stored); dose, weight and times from its own header.
@@ -39,27 +38,19 @@ STS_WEIGHT_KG, STS_DOSE_MBQ, STS_INJECTION, STS_SCAN = 71.0, 388.777472, "10:35:
 STS_BQML_PER_SUV = STS_DOSE_MBQ * 1e6 * 2 ** (-2711 / 6586.2) / (STS_WEIGHT_KG * 1000)
 
 
-def tiny_config(**overrides) -> PetCtConfig:
-    return PetCtConfig.from_preset("tiny-unet", **{"features_per_stage": (4, 8, 8, 8), **overrides})
-
-
 def _model_folders(root: Path) -> dict:
     """A good tiny model and the broken ones a user can hand to --model."""
     from safetensors.torch import load_file, save_file
 
-    from modeling_petct.models.modeling_petct import PetCtForMaskedImageModeling
-
-    good = root / "model"
-    PetCtForSegmentation(tiny_config()).save_pretrained(good)
-    mae = root / "mae"
-    PetCtForMaskedImageModeling(tiny_config()).save_pretrained(mae)
+    good = save_tiny(root / "model", features_per_stage=(4, 8, 8, 8))
+    mae = save_tiny(root / "mae", "mae", features_per_stage=(4, 8, 8, 8))
     folders = {"model": good, "mae": mae}
     for name in ("renamed", "wider", "corrupt", "cut_weights", "bert", "badjson"):
         folders[name] = root / name
         shutil.copytree(good, folders[name])
     weights = load_file(good / "model.safetensors")
     save_file({f"other_network.{k}": v for k, v in weights.items()}, folders["renamed"] / "model.safetensors")
-    PetCtForSegmentation(tiny_config(features_per_stage=(8, 16, 16, 16))).save_pretrained(root / "wide_src")
+    save_tiny(root / "wide_src", features_per_stage=(8, 16, 16, 16))
     shutil.copy(root / "wide_src" / "model.safetensors", folders["wider"] / "model.safetensors")
     (folders["corrupt"] / "model.safetensors").write_bytes(os.urandom(4096))
     data = (good / "model.safetensors").read_bytes()

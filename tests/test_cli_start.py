@@ -84,6 +84,7 @@ print(type(AutoConfig.from_pretrained(sys.argv[1])).__name__, type(seg).__name__
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["modeling_petct first", "transformers first"])
 def test_import_then_auto_from_pretrained_in_a_fresh_process(order, saved_models):
     lines = ["import modeling_petct", "import transformers"]

@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 from conftest import free_port
 
+pytestmark = pytest.mark.slow  # end to end: every test here takes more than a few seconds
+
 MODELS = {  # label -> (seed, validation Dice written in training_summary.json)
     "tiny-random-unet A (test model)": (0, 0.432),
     "tiny-random-unet B (test model)": (1, 0.321),

@@ -7,7 +7,7 @@ import runpy
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, save_tiny
 
 from modeling_petct.web.service import DemoSession, DemoSessions, ModelShelf
 
@@ -183,17 +183,13 @@ def test_the_plausibility_refusal_reaches_the_message_box_naming_the_uploads(tmp
     """PET and CT swapped: check_pet_ct (inside the Segmenter) refuses; the page says so in one line, result cleared."""
     import types
 
-    import torch
 
-    from modeling_petct import PetCtForSegmentation  # noqa: I001
-    from modeling_petct import PetCtConfig
     from modeling_petct.data.synthetic.phantom import make_phantom, write_study
     from modeling_petct.web.app import Handlers
     from modeling_petct.web.uploads import UploadLimits
 
     study = write_study(make_phantom(2, size="small", n_lesions=1), tmp_path / "study")
-    torch.manual_seed(0)
-    PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", crop_size=(64, 64, 64))).save_pretrained(tmp_path / "m")
+    save_tiny(tmp_path / "m", crop_size=(64, 64, 64))
     handlers = Handlers(ModelShelf({"m": str(tmp_path / "m")}, device="cpu"), DemoSessions(tmp_path / "w"), UploadLimits())
     request = types.SimpleNamespace(session_hash="s")
     out = handlers.segment(str(study / "CT.nii.gz"), str(study / "PET.nii.gz"), "m", 10, 0, "Volume", request,

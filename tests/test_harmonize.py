@@ -5,69 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_affine
+from conftest import EXACT_GRIDS, SHAPE, centred_affine, linear_field, make_study, world
 from modeling_petct.data.harmonize import CLINICAL_STATS, harmonize
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 
 
-def world(affine, shape):
-    """RAS coordinates (3, *shape) of every voxel centre."""
-    idx = np.indices(shape).reshape(3, -1).astype(float)
-    return (affine[:3, :3] @ idx + affine[:3, 3:4]).reshape(3, *shape)
-
-
-def field(p):
-    """A linear function of world position: linear resampling reproduces it exactly inside the grid."""
-    return 0.5 * p[0] - 0.25 * p[1] + 0.125 * p[2] + 100.0
-
-
-def make_study(affine, shape, *, ct_affine=None, ct_shape=None, seed=0):
-    """PET = linear field, CT = body ellipsoid (+ a detached 'table'), label = blobs inside the body; all in world mm."""
-    ct_affine = affine if ct_affine is None else ct_affine
-    ct_shape = shape if ct_shape is None else ct_shape
-    p = world(affine, shape)
-    c = world(ct_affine, ct_shape)
-    centre = world(affine, shape).reshape(3, -1).mean(axis=1)[:, None, None, None]
-    body = (((c - centre) / np.array([14, 10, 20])[:, None, None, None]) ** 2).sum(0) < 1
-    ct = np.where(body, 40.0, -1000.0).astype(np.float32)
-    ct[(np.abs(c[1] - centre[1]) < 2) & (c[0] - centre[0] > 21)] = 300.0  # a detached slab, outside the body
-    rng = np.random.default_rng(seed)
-    label = np.zeros(shape, np.uint8)
-    for _ in range(4):
-        ctr = centre[:, 0, 0, 0] + rng.uniform(-6, 6, 3)
-        label[(((p - ctr[:, None, None, None]) / 5.0) ** 2).sum(0) < 1] = 1
-    pet = Volume(field(p).astype(np.float32), affine, "pet.nii.gz", meta={"patient_id": "P1"})
-    return pet, Volume(ct, ct_affine, "ct.nii.gz", meta={"patient_id": "P1"}), Volume(label, affine, "seg.nii.gz")
-
-
-def affine(columns, shape):
-    """Affine with the given (3x3) columns, centred near the world origin."""
-    return make_affine(columns, centre_of=shape, centre_at=(3.0, -5.0, 7.0))
-
-
-SHAPE = (26, 22, 24)
-EXACT = {  # already 3x2x2 mm and axis-aligned: the round trip must be bit-exact
-    "LPS": affine(np.diag([-2, -2, 3]), SHAPE),
-    "RAS": affine(np.diag([2, 2, 3]), SHAPE),
-    "flipped": affine(np.diag([2, -2, -3]), SHAPE),
-    "permuted": affine([[0, 0, 2], [2, 0, 0], [0, -3, 0]], SHAPE),
-}
-
-
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", EXACT_GRIDS)
 def test_label_round_trip_is_exact_on_aligned_grids(name):
-    pet, ct, label = make_study(EXACT[name], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS[name], SHAPE)
     h = harmonize(pet, ct, label, normalization="none")
     assert h.image.shape[0] == 2 and h.image.dtype == np.float32 and h.label.dtype == np.uint8
     assert h.label.sum() == label.array.sum()  # nothing lost by resampling or the crop
     np.testing.assert_array_equal(h.to_native(h.label), label.array)
     # PET intensities land where the world says they should
-    np.testing.assert_allclose(h.suv, field(world(h.grid_affine, h.shape)), atol=1e-3)
+    np.testing.assert_allclose(h.suv, linear_field(world(h.grid_affine, h.shape)), atol=1e-3)
 
 
 def test_z_runs_head_to_feet_and_grid_affine_is_consistent():
-    pet, ct, label = make_study(EXACT["RAS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["RAS"], SHAPE)
     h = harmonize(pet, ct, label)
     assert h.grid_affine[2, 0] < 0  # z index increases towards the feet (RAS z decreases)
     assert h.grid_affine[1, 1] < 0 and h.grid_affine[0, 2] < 0  # y: anterior -> posterior, x: right -> left (RAS -x)
@@ -81,23 +37,23 @@ def test_z_runs_head_to_feet_and_grid_affine_is_consistent():
     ids=["anisotropic", "autopet-spacing", "oblique"],
 )
 def test_round_trip_on_other_spacings_preserves_lesions(columns):
-    pet, ct, label = make_study(affine(columns, SHAPE), SHAPE)
+    pet, ct, label = make_study(centred_affine(columns, SHAPE), SHAPE)
     h = harmonize(pet, ct, label, normalization="none")
     back = h.to_native(h.label)
     dice = 2 * (back & label.array).sum() / (back.sum() + label.array.sum())
     assert dice > 0.85
-    np.testing.assert_allclose(h.suv[2:-2, 2:-2, 2:-2], field(world(h.grid_affine, h.shape))[2:-2, 2:-2, 2:-2], atol=1e-2)
+    np.testing.assert_allclose(h.suv[2:-2, 2:-2, 2:-2], linear_field(world(h.grid_affine, h.shape))[2:-2, 2:-2, 2:-2], atol=1e-2)
 
 
 def test_ct_on_a_different_grid_is_resampled_by_world_coordinates():
-    pet_aff = affine(np.diag([-4.0, -4.0, 3.0]), SHAPE)
+    pet_aff = centred_affine(np.diag([-4.0, -4.0, 3.0]), SHAPE)
     ct_shape = (80, 70, 30)
-    ct_aff = affine([[0, 0, 1.2], [1.1, 0, 0], [0, 0.9, 0]], ct_shape)[:, [0, 1, 2, 3]]  # permuted, finer, RAS
+    ct_aff = centred_affine([[0, 0, 1.2], [1.1, 0, 0], [0, 0.9, 0]], ct_shape)[:, [0, 1, 2, 3]]  # permuted, finer, RAS
     ct_aff[:3, 3] += [1.0, 2.0, -3.0]
     pet, ct, label = make_study(pet_aff, SHAPE, ct_affine=ct_aff, ct_shape=ct_shape)
-    ct = Volume(field(world(ct_aff, ct_shape)).astype(np.float32), ct_aff, "ct.nii.gz", meta={"patient_id": "P1"})
+    ct = Volume(linear_field(world(ct_aff, ct_shape)).astype(np.float32), ct_aff, "ct.nii.gz", meta={"patient_id": "P1"})
     h = harmonize(pet, ct, label, normalization="none", crop_body=False)
-    expect = field(world(h.grid_affine, h.shape))
+    expect = linear_field(world(h.grid_affine, h.shape))
     pts = world(h.grid_affine, h.shape).reshape(3, -1)
     idx = (np.linalg.inv(ct_aff)[:3, :3] @ pts + np.linalg.inv(ct_aff)[:3, 3:4]).reshape(3, *h.shape)
     inside = np.all((idx >= 0) & (idx <= np.reshape(ct_shape, (3, 1, 1, 1)) - 1), axis=0)
@@ -107,7 +63,7 @@ def test_ct_on_a_different_grid_is_resampled_by_world_coordinates():
 
 
 def test_body_crop_keeps_the_largest_component_only():
-    pet, ct, label = make_study(EXACT["LPS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["LPS"], SHAPE)
     full = harmonize(pet, ct, label, crop_body=False)
     cropped = harmonize(pet, ct, label)
     assert np.prod(cropped.shape) < np.prod(full.shape)
@@ -122,7 +78,7 @@ def test_body_crop_keeps_the_largest_component_only():
 
 
 def test_normalizations_are_applied_and_recorded():
-    pet, ct, label = make_study(EXACT["LPS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["LPS"], SHAPE)
     z = harmonize(pet, ct, normalization="zscore")
     assert z.normalization == "zscore"
     np.testing.assert_allclose(z.image.mean(axis=(1, 2, 3)), 0, atol=1e-4)
@@ -140,7 +96,7 @@ def test_normalizations_are_applied_and_recorded():
 
 
 def test_mismatched_pairs_are_refused_naming_both_files():
-    pet, ct, _ = make_study(EXACT["LPS"], SHAPE)
+    pet, ct, _ = make_study(EXACT_GRIDS["LPS"], SHAPE)
     other = Volume(ct.array, ct.affine, "other_ct.nii.gz", meta={"patient_id": "P2"})
     with pytest.raises(PetCtInputError, match="different patients") as err:
         harmonize(pet, other)
@@ -153,7 +109,7 @@ def test_mismatched_pairs_are_refused_naming_both_files():
 
 
 def test_probabilities_map_back_with_background_outside_the_crop():
-    pet, ct, label = make_study(EXACT["LPS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["LPS"], SHAPE)
     h = harmonize(pet, ct, label)
     prob = np.stack([1.0 - h.label, h.label.astype(np.float32)]).astype(np.float32)
     native = h.to_native_probabilities(prob)
@@ -163,7 +119,7 @@ def test_probabilities_map_back_with_background_outside_the_crop():
 
 
 def test_serialisation_round_trip():
-    pet, ct, label = make_study(EXACT["RAS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["RAS"], SHAPE)
     h = harmonize(pet, ct, label)
     from modeling_petct.data.harmonize import HarmonizedStudy
     import json

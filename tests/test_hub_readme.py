@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny
 from local_hub import LocalHub
 from monai.networks.nets import SwinUNETR
 
-from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.training.results import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +50,7 @@ def _authors_swin_small(path: Path) -> None:
 
 def _run_folder(root: Path) -> None:
     """runs/seg as fine-tuning leaves it: best/ and the run record, plus the files the push command names."""
-    torch.manual_seed(0)
-    PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet")).save_pretrained(root / "runs/seg/best")
+    save_tiny(root / "runs/seg/best")
     ids = [f"phantom_000_{i:04d}" for i in range(8)]
     RunResult(network="plain-conv-unet", preset="tiny-unet", arm="scratch", pretrained=None, linear_probe=False,
               schedule="epochs", k_shot=None, label_fraction=None, n_train=4, seed=0, split_seed=0, steps=40,
@@ -79,6 +78,7 @@ def test_readme_section_has_the_publishing_sequence():
                      ("bash", "hub_scripts/push_space.py"), ("bash", "hub_scripts/push_space.py")]
 
 
+@pytest.mark.slow
 def test_readme_publishing_commands_run_in_order_as_written(workdir):
     with LocalHub() as hub:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}

@@ -19,9 +19,12 @@ import pytest
 import torch
 from hub_user_env import clean_site, distributions_for
 from local_hub import LocalHub
+from safetensors.torch import load_file
 
 from modeling_petct.hub.card import CardInputs, render_model_card, validate_model_card
 from modeling_petct.models.backbones import install_lines
+
+pytestmark = pytest.mark.slow  # end to end: every test here takes more than a few seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 # kind -> (task Auto class, backbones the card's install lines must cover)
@@ -86,7 +89,8 @@ for kind, (repo, auto_class, snippet) in jobs.items():
         out = {"task": task.reconstruction if kind == "mae" else task.logits,
                "features": backbone(x).last_hidden_state,
                "modules": [type(task_model).__module__, type(backbone).__module__],
-               "classes": [type(task_model).__name__, type(backbone).__name__]}
+               "classes": [type(task_model).__name__, type(backbone).__name__],
+               "weights": task_model.state_dict()}
         if kind != "mae":
             out["labels"] = dict(task_model.config.id2label)
         if kind == "organs":
@@ -185,12 +189,16 @@ def test_plain_push_to_hub_loads_with_only_the_cards_install_lines(published, co
     expected = torch.load(root / "io.pt", weights_only=True)[kind]
     assert all(m.startswith("transformers_modules") for m in remote["modules"])
     assert remote["classes"] == [arch, base]
-    assert torch.equal(remote["task"], expected["task"])
-    assert torch.equal(remote["features"], expected["features"])  # AutoModel: the backbone of the task checkpoint
+    saved = load_file(root / "saved" / kind / "model.safetensors")  # weights bit for bit, outputs within tolerance
+    assert saved.keys() <= remote["weights"].keys()
+    assert [k for k in saved if not torch.equal(remote["weights"][k], saved[k])] == []
+    torch.testing.assert_close(remote["task"], expected["task"], rtol=1e-4, atol=1e-5)
+    # AutoModel: the backbone of the task checkpoint
+    torch.testing.assert_close(remote["features"], expected["features"], rtol=1e-4, atol=1e-5)
     if kind != "mae":
         assert remote["labels"] == {0: "background", 1: "lesion"}
     if kind == "organs":
-        assert torch.equal(remote["organs"], expected["organs"])
+        torch.testing.assert_close(remote["organs"], expected["organs"], rtol=1e-4, atol=1e-5)
     assert remote["card"]["class"] == arch and ("logits" if kind != "mae" else "reconstruction") in \
         remote["card"]["outputs"]
 

@@ -15,56 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_affine
+from conftest import CT, THRESHOLD, grid, oracle_model, sample, suv_at
 from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 from modeling_petct.inference import InferenceSettings, Segmenter, load_segmentation_model
 from modeling_petct.evaluation import autopet_case_metrics
-
-THRESHOLD = 2.5
-BLOBS = [((-20.0, 10.0, 15.0), 9.0, 6.0), ((18.0, -8.0, -12.0), 6.0, 4.0), ((25.0, 20.0, 20.0), 4.0, 3.5)]
-
-
-def oracle_model(**overrides) -> PetCtForSegmentation:
-    config = PetCtConfig.from_preset("tiny-unet", normalization="none", features_per_stage=(4, 8, 8, 8), **overrides)
-    model = PetCtForSegmentation(config).eval()
-    seen = {}
-    model.register_forward_pre_hook(lambda module, args: seen.__setitem__("x", args[0]))
-    model.segmentation_head.register_forward_hook(
-        lambda module, args, out: torch.stack([-(seen["x"][:, 0] - THRESHOLD), seen["x"][:, 0] - THRESHOLD], 1) * 20
-    )
-    return model
-
-
-def suv_at(ras: np.ndarray) -> np.ndarray:
-    """Asymmetric hot spheres (world RAS mm) on a background of 1: any flip or shift of the mask shows."""
-    out = np.ones(ras.shape[:-1], np.float32)
-    for centre, radius, suv in BLOBS:
-        out[np.linalg.norm(ras - np.asarray(centre), axis=-1) <= radius] = suv
-    return out
-
-
-def hu_at(ras: np.ndarray) -> np.ndarray:
-    body = (ras[..., 0] / 70) ** 2 + (ras[..., 1] / 55) ** 2 <= 1
-    return np.where(body, 40.0, -1000.0).astype(np.float32)
-
-
-def sample(fn, affine, shape, **meta) -> Volume:
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
-    return Volume(fn(ijk @ affine[:3, :3].T + affine[:3, 3]), affine, meta=meta)
-
-
-def grid(spacing, shape, flips=(1, 1, 1), perm=(0, 1, 2)) -> np.ndarray:
-    """Affine whose array axis a runs along world axis perm[a] with sign flips[a], centred on the origin."""
-    columns = np.zeros((3, 3))
-    for a, (w, s) in enumerate(zip(perm, flips)):
-        columns[w, a] = s * spacing[w]
-    return make_affine(columns, centre_of=shape)
-
-
-CT = sample(hu_at, grid((1.5, 1.5, 2.5), (110, 90, 40)), (110, 90, 40), patient_id="P1")
-
 
 @pytest.fixture(scope="module")
 def model():

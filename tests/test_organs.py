@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import EXACT_GRIDS, SHAPE, centred_affine, make_study, world
 from modeling_petct import PetCtConfig, PetCtForSegmentation
 from modeling_petct.data import organs as org
 from modeling_petct.data.cache import StudyCache
@@ -21,7 +22,6 @@ from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 from modeling_petct.inference.segment import suppress_physiological
 from modeling_petct.outputs.lesions import lesion_table, write_lesion_csv
-from test_harmonize import EXACT, SHAPE, affine, make_study, world
 
 # TotalSegmentator v2 'total' ids from its class map (totalsegmentator/map_to_binary.py), written out here on purpose
 TS = {"spleen": 1, "kidney_right": 2, "kidney_left": 3, "liver": 5, "pancreas": 7, "urinary_bladder": 21,
@@ -107,7 +107,7 @@ def test_vocabulary_is_configurable():
 
 @pytest.mark.parametrize("name", ["LPS", "flipped", "permuted"])
 def test_organs_round_trip_exactly_on_aligned_grids(name):
-    pet, ct, label = make_study(EXACT[name], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS[name], SHAPE)
     kidneys, liver = org.ORGANS.index("kidneys") + 1, org.ORGANS.index("liver") + 1
     organs = label.with_array(np.where(label.array > 0, kidneys, 0).astype(np.uint8))
     organs.array[: SHAPE[0] // 2][organs.array[: SHAPE[0] // 2] == 0] = liver  # plus a 'liver' half-volume
@@ -120,7 +120,7 @@ def test_organs_round_trip_exactly_on_aligned_grids(name):
                                      np.array([[np.cos(0.2), -np.sin(0.2), 0], [np.sin(0.2), np.cos(0.2), 0],
                                                [0, 0, 1]]) @ np.diag([2.0, 2.0, 3.0])], ids=["flipped", "oblique"])
 def test_organs_are_resampled_exactly_like_lesion_labels(columns):
-    pet, ct, label = make_study(affine(columns, SHAPE), SHAPE)
+    pet, ct, label = make_study(centred_affine(columns, SHAPE), SHAPE)
     h = harmonize(pet, ct, label, organs=label.with_array(label.array * 5), normalization="none")
     np.testing.assert_array_equal(h.organs, h.label * 5)  # same nearest-neighbour path, voxel for voxel
 
@@ -128,9 +128,9 @@ def test_organs_are_resampled_exactly_like_lesion_labels(columns):
 def test_organs_on_the_ct_grid_land_by_world_coordinates():
     """TotalSegmentator's map lives on the CT grid (here finer, permuted and shifted): every harmonised voxel gets
     the organ of the world point it covers, up to one CT voxel at the organ border."""
-    pet_aff = affine(np.diag([-4.0, -4.0, 3.0]), SHAPE)
+    pet_aff = centred_affine(np.diag([-4.0, -4.0, 3.0]), SHAPE)
     ct_shape = (80, 70, 30)
-    ct_aff = affine([[0, 0, 1.2], [1.1, 0, 0], [0, 0.9, 0]], ct_shape)
+    ct_aff = centred_affine([[0, 0, 1.2], [1.1, 0, 0], [0, 0.9, 0]], ct_shape)
     ct_aff[:3, 3] += [1.0, 2.0, -3.0]
     pet, ct, label = make_study(pet_aff, SHAPE, ct_affine=ct_aff, ct_shape=ct_shape)
     x0 = float(world(ct_aff, ct_shape)[0].mean())
@@ -149,7 +149,7 @@ def test_organs_on_the_ct_grid_land_by_world_coordinates():
 
 
 def test_cache_and_crops_carry_organs_aligned_with_labels(tmp_path):
-    pet, ct, label = make_study(EXACT["LPS"], SHAPE)
+    pet, ct, label = make_study(EXACT_GRIDS["LPS"], SHAPE)
     organs = label.with_array(label.array * 5)  # 'kidneys' exactly where the lesions are
     cache = StudyCache(tmp_path / "cache")
     cache.write("s1", harmonize(pet, ct, label, organs=organs))
@@ -255,8 +255,6 @@ def phantom():
     from modeling_petct.data.synthetic.phantom import make_phantom
 
     study = make_phantom(11, n_lesions=6)
-    if getattr(study, "organs", None) is None:
-        pytest.skip("this phantom has no organ map yet")
     organs_ts = study.organs
     organ_map = org.organ_map_on(organs_ts.with_array(org.organs_from_totalsegmentator_ids(organs_ts.array)),
                                  study.pet)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -21,10 +20,7 @@ def study():
     return make_phantom(3, lesion_free=True)
 
 
-def test_small_study_is_fast_and_on_two_grids(study):
-    start = time.perf_counter()
-    make_phantom(11)
-    assert time.perf_counter() - start < 2.0  # < 0.4 s on an idle core; slack for a shared CI box
+def test_small_study_is_on_two_grids(study):  # its speed: benchmarks/data_phantom.py
     assert study.pet.shape == (64, 64, 96) and study.pet.spacing == (4.0, 4.0, 4.0)
     assert study.ct.shape == (128, 128, 96) and study.ct.spacing == (2.0, 2.0, 4.0)
     assert study.label.shape == study.pet.shape

@@ -18,6 +18,7 @@ def quickstart(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys):
     report = quickstart / "report" / "report.md"
     text = report.read_text()
@@ -59,6 +60,7 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
         assert (config["min_lesion_ml"], config["min_lesion_confidence"]) == chosen
 
 
+@pytest.mark.slow
 def test_quickstart_mask_is_on_the_native_pet_grid(quickstart):
     import nibabel as nib
 
@@ -79,6 +81,7 @@ def test_faithful_protocol_is_the_authors_recipe():
     assert corrected.head_steps > 0 and corrected.head_init == "zero" and corrected.selection_metric == "val_dice_fp"
 
 
+@pytest.mark.slow
 def test_study_rerun_skips_finished_cells(quickstart, monkeypatch):
     from modeling_petct.training import segmentation
     from modeling_petct.experiments.quickstart import TINY
@@ -107,6 +110,7 @@ def test_quickstart_refuses_to_replace_a_foreign_folder(tmp_path):
     assert (tmp_path / "precious.txt").exists()
 
 
+@pytest.mark.slow
 def test_cells_train_in_parallel_processes_each_once(quickstart, tmp_path):
     from modeling_petct.experiments.quickstart import TINY, Recipe, study_arguments
     from modeling_petct.experiments.cohort import Cohort

@@ -9,18 +9,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from modeling_petct import PetCtConfig, PetCtForSegmentation
+from conftest import CT, grid, oracle_model, sample, save_tiny, suv_at
 from modeling_petct.cli import main
 from modeling_petct.data.io import write_volume
 from modeling_petct.data.volume import Volume
-from test_inference import CT, grid, oracle_model, sample, suv_at
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    PetCtForSegmentation(PetCtConfig.from_preset("tiny-unet", features_per_stage=(4, 8, 8, 8))).save_pretrained(path)
-    return path
+    return save_tiny(path, features_per_stage=(4, 8, 8, 8))
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ from monai.losses import DiceCELoss
 from safetensors.torch import load_file
 from transformers import AutoModelForSemanticSegmentation
 
+from conftest import save_tiny
 from modeling_petct import (
-    PetCtConfig,
-    PetCtForMaskedImageModeling,
     PetCtForSeparatedModalityProbe,
     PetCtModel,
     PetCtSeparatedConfig,
@@ -29,9 +28,7 @@ def maes(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("maes")
     dirs = {}
     for seed, (name, modalities) in enumerate({"PET": ("PET",), "CT": ("CT",), "joint": ("PET", "CT")}.items()):
-        torch.manual_seed(seed)
-        PetCtForMaskedImageModeling(PetCtConfig.from_preset("tiny-unet", modalities=modalities)).save_pretrained(root / name)
-        dirs[name] = root / name
+        dirs[name] = save_tiny(root / name, "mae", seed=seed, modalities=modalities)
     return dirs
 
 
@@ -114,6 +111,7 @@ def test_grid_adds_a_separated_probe_per_seed_next_to_the_joint_probe():
         grid(StudyArguments(backbones=["a", "b"], separated_pretrained=["pet_a", "ct_a"]))
 
 
+@pytest.mark.slow
 def test_study_runs_the_separated_probe_and_reports_its_own_row(maes, tmp_path):
     from modeling_petct.experiments.cohort import phantom_cache
     from modeling_petct.experiments.study import StudyArguments, run_study

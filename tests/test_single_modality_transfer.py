@@ -12,6 +12,8 @@ import torch
 from modeling_petct.training import mae, segmentation
 from modeling_petct.training.results import RunResult
 
+pytestmark = pytest.mark.slow  # end to end: every test here takes more than a few seconds
+
 TINY = ["--preset", "tiny-unet", "--crop-size", "32", "32", "32", "--num-workers", "0", "--report-to", "none",
         "--progress-bar", "false", "--per-device-train-batch-size", "2", "--learning-rate", "1e-3"]
 

@@ -41,6 +41,7 @@ def _weights(model_dir: Path) -> dict:
     return load_file(str(model_dir / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_uninterrupted_weights(tiny_cache, tmp_path):
     reference = subprocess.Popen(_mae_cmd(tiny_cache, tmp_path / "ref"), env=ENV, cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,6 +105,7 @@ with open(f"{out}/rank{rank}.json", "w") as fh:
 '''
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_shards_data_and_keeps_ranks_identical(tiny_cache, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling, PetCtForSegmentation
+from conftest import save_tiny
+from modeling_petct import PetCtForMaskedImageModeling, PetCtForSegmentation
 from modeling_petct.training.args import ModelArguments, SegArguments, TrainArguments
 from modeling_petct.training.loop import build_optimizer, build_scheduler
 from modeling_petct.training.segmentation import LESION_PRIOR, apply_transfer_recipe, check_arguments, summarize
@@ -19,10 +20,7 @@ SHAPE = (32, 32, 32)
 
 @pytest.fixture(scope="module")
 def mae_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("mae") / "mae"
-    PetCtForMaskedImageModeling(PetCtConfig.from_preset("tiny-unet")).save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("mae") / "mae", "mae")
 
 
 def _segmenter(mae_dir, **seg):
