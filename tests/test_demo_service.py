@@ -130,6 +130,7 @@ def test_stale_workroots_of_dead_servers_are_removed_at_start_and_ours_at_exit(t
     assert (ours / OWNER_FILE).read_text().strip() == str(os.getpid())
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_server_and_deletes_its_files_gradio_copies_included(tmp_path):
     """`petct demo` as an operator runs it; an upload lands in Gradio's cache; SIGTERM (docker stop, systemd) ends it."""
     import signal

@@ -154,11 +154,8 @@ def test_pipeline_runs_the_same_code(study, model_dir):
 
 @pytest.fixture(scope="module")
 def guided_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("guided")
-    config = PetCtConfig.from_preset("tiny-unet", features_per_stage=(4, 8, 8, 8), guidance_channels=2,
-                                     guidance_encoding="ball", guidance_size=2.0)
-    PetCtForSegmentation(config).save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("guided"), features_per_stage=(4, 8, 8, 8), guidance_channels=2,
+                     guidance_encoding="ball", guidance_size=2.0)
 
 
 def test_segment_with_clicks_stamps_them_where_the_file_says(tmp_path, study, guided_dir, monkeypatch, capsys):

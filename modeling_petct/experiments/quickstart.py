@@ -80,7 +80,7 @@ class Budget:
     all_seeds: bool = False  # every cell over claim_seeds (not only the cells a claim rests on)
     mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
     parallel_cells: int = 2  # cells trained at once, sharing the CPU threads
-    channels_last: bool = True  # 1.1x a 1-thread tiny-unet step on this CPU (BENCHMARKS.md, "Training")
+    channels_last: bool = True  # 1.1x a 1-thread tiny-unet step (BENCHMARKS.md, benchmarks/train_step.py)
 
 
 TINY = Budget(cohort=CohortPlan(train=4, val=2, test=2, held_out_test=1, unlabelled=(("B", 2),)),

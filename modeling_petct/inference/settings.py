@@ -25,7 +25,7 @@ class InferenceSettings:
         precision: ``"bf16"`` autocast, ``"fp32"``, or ``"auto"``: bf16 where the device runs it fast.
         roi_size: window size (z, y, x) in voxels; None = the model's training crop (config.crop_size).
         tta: average over in-plane flips; only for models trained with flips (petct-fm's recipes do not flip, and on
-            such a model it lowers Dice: BENCHMARKS.md).
+            such a model it lowered validation Dice).
         sw_batch_size: windows per forward pass.
         backend: CPU runtime, one of ``BACKENDS`` (inference/backends.py).
         min_lesion_ml: drop lesion components under this volume; None = the model's config.min_lesion_ml.
