@@ -1,5 +1,5 @@
 """The label-efficiency study's grid, its arguments (train_seg.py's own), refusals and statistics (no training here:
-see test_quickstart.py for a real run)."""
+see test_experiments_quickstart.py for a real run)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ GUIDE = ROOT / "docs" / "hub.md"
 SECTION = "## Publish, step by step"
 
 
-def readme_steps(guide: Path = GUIDE) -> list[tuple[str, str]]:
+def guide_steps(guide: Path = GUIDE) -> list[tuple[str, str]]:
     """("bash", one command) / ("python", a snippet) in the order the section shows them (it ends at the next one)."""
     text = guide.read_text()
     section = text[text.index(SECTION):].split("\n## ")[0]
@@ -71,20 +71,20 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def test_readme_section_has_the_publishing_sequence():
-    kinds = [(kind, step.split()[1] if kind == "bash" else "snippet") for kind, step in readme_steps()]
+def test_guide_section_has_the_publishing_sequence():
+    kinds = [(kind, step.split()[1] if kind == "bash" else "snippet") for kind, step in guide_steps()]
     assert kinds == [("bash", "hub_scripts/convert_original_checkpoint.py"), ("bash", "hub_scripts/push_model.py"),
                      ("bash", "hub_scripts/push_model.py"), ("python", "snippet"),
                      ("bash", "hub_scripts/push_space.py"), ("bash", "hub_scripts/push_space.py")]
 
 
 @pytest.mark.slow
-def test_readme_publishing_commands_run_in_order_as_written(workdir):
+def test_guide_publishing_commands_run_in_order_as_written(workdir):
     with LocalHub() as hub:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
         env.update(HF_ENDPOINT=hub.url, HF_TOKEN="local-hub-token", HF_HOME=str(workdir / "hf_home"),
                    HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
-        for kind, step in readme_steps():
+        for kind, step in guide_steps():
             argv = [sys.executable, "-c", step] if kind == "python" else [sys.executable, *shlex.split(step)[1:]]
             proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, f"{step}\n{proc.stderr[-3000:]}"
