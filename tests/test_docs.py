@@ -3,6 +3,7 @@ tracker references (issue numbers) in what users read."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -61,3 +62,13 @@ def test_no_tracker_references_in_cli_help():
     for command in sub.choices.values():
         texts += [command.description or "", *(action.help or "" for action in command._actions)]
     assert [t for t in texts if TRACKER.search(t)] == []
+
+
+def test_no_tracker_references_in_the_packages_strings():
+    """Help, report and card templates, messages and docstrings: every string literal of the shipped code."""
+    sources = [*(ROOT / "modeling_petct").rglob("*.py"), *(ROOT / "hub_scripts").glob("*.py"),
+               *(ROOT / "benchmarks").glob("*.py"), *ROOT.glob("train_*.py")]
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in sources
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and TRACKER.search(node.value)]
+    assert found == []
