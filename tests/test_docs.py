@@ -72,3 +72,33 @@ def test_no_tracker_references_in_the_packages_strings():
              for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and TRACKER.search(node.value)]
     assert found == []
+
+
+def _options() -> dict[str, set[str]]:
+    """Every option string each command accepts: argparse's, or the training dataclasses' for the commands that hand
+    their flags on (HfArgumentParser gives each field a dashed and an underscored spelling)."""
+    from transformers import HfArgumentParser
+
+    from modeling_petct.experiments.study import PER_CELL, StudyGrid, _without_per_cell
+    from modeling_petct.training import mae, segmentation
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    options = {name: set(parser._option_string_actions) for name, parser in sub.items()}
+    for names, types in ((("pretrain", "train_mae.py"), mae.ARGUMENTS),
+                         (("finetune", "train_seg.py"), segmentation.ARGUMENTS),
+                         (("study",), (StudyGrid, *map(_without_per_cell, PER_CELL)))):
+        strings = set(HfArgumentParser(types)._option_string_actions)
+        options.update(dict.fromkeys(names, strings))
+    return options
+
+
+def test_every_flag_shown_on_a_command_line_exists():
+    options = _options()
+    command = re.compile(r"(?<![\w.-])(?:petct ([a-z]+)|(train_mae\.py|train_seg\.py))([^\n`#]*)")
+    unknown = []
+    for doc in DOCUMENTS:
+        for name, script, rest in command.findall(doc.read_text().replace("\\\n", " ")):
+            known = options.get(name or script, set())
+            unknown += [f"{doc.name}: {name or script} {flag}" for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest)
+                        if flag not in known]
+    assert unknown == []
