@@ -9,6 +9,7 @@ and CT swapped, and an anonymised copy of its DICOM.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -317,6 +318,29 @@ def study(e, tmp, *extra, cache="cache"):
             "true", "--progress_bar", "false", *extra]
 
 
+def _disk_full(argv):
+    """``argv`` run with every Path.write_text failing as on a full disk."""
+    def run(e, tmp):
+        def call():
+            from unittest import mock
+
+            def full(*args, **kwargs):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            with mock.patch("pathlib.Path.write_text", full):
+                return main(argv(e, tmp))
+        return call
+    return run
+
+
+def _quickstart_into_link(e, tmp):
+    earlier = tmp / "earlier"
+    earlier.mkdir()
+    (earlier / "mine.txt").write_text("keep")
+    (tmp / "link").symlink_to(earlier)
+    return ["quickstart", "--tiny", "-o", str(tmp / "link")]
+
+
 def _conversion_flags(injection: str, scan: str) -> list[str]:
     return ["--weight-kg", "71", "--dose-mbq", str(STS_DOSE_MBQ), "--injection-time", injection, "--scan-time", scan]
 
@@ -544,6 +568,17 @@ CASES = [
          lambda e, t: study(e, t, "--organ_aware", "true", cache="cache_no_organs"), says="--organ_aware needs organ maps"),
     Case("study --output_dir a file", lambda e, t: study(e, t)[:-1] + ["false", "--output_dir", str(e["a_file"])],
          says="exists and is not a folder"),
+    # 13. one line, not a traceback
+    Case("segment on a full disk", _disk_full(lambda e, t: seg(e, t, *out(t))), says="No space left on device"),
+    Case("segment -i on a full disk", _disk_full(lambda e, t: ["segment", "-i", str(e["cohort"]), "-o", str(t / "out"),
+                                                               "--model", str(e["model"]), "--fast"]),
+         says="No space left on device"),
+    Case("harmonize on a full disk", _disk_full(lambda e, t: ["harmonize", "--input", str(e["cohort"]), "-o",
+                                                              str(t / "cache")]), says="No space left on device"),
+    Case("quickstart -o a symbolic link", _quickstart_into_link, says="is a symbolic link"),
+    Case("segment --model ''", lambda e, t: ["segment", "--pet", str(e["pet"]), "--ct", str(e["ct"]), "--model", "",
+                                              *out(t)],
+         says="--model: no model given"),
     Case("a DICOM .zip as --pet", lambda e, t: seg(e, t, *out(t), "--dicom-seg", str(t / "seg.dcm"), pet=e["zip"],
                                                    ct=e["ct_dicom"]), code=0, says="lesion(s)",
          check=_seg_algorithm_name),

@@ -8,6 +8,7 @@ or misnamed output would fail only after minutes of inference. Cheap: no torch, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -19,6 +20,7 @@ from ..errors import PetCtInputError
 
 IMAGE_OUTPUTS = (".nii.gz", ".nii", ".mha", ".nrrd")  # what write_volume writes
 IMAGE_INPUTS = "NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr), a DICOM series folder or a .zip of one"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # writes that fail for every study alike: stop, do not skip studies
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
@@ -41,7 +43,7 @@ def check_not_over_inputs(output, inputs) -> None:
     """Refuse an output that is, contains or lies inside an input: writing it could replace or delete that input."""
     out = _resolved(output)
     for given in inputs:
-        if given is None:
+        if given is None or str(given) == "":  # an empty --model is refused as such, not as the working folder
             continue
         src = _resolved(given)
         if out == src or (out.exists() and src.exists() and os.path.samefile(out, src)):
@@ -133,9 +135,11 @@ def run_guarded(prog: str, command, *args) -> int:
         print(f"{prog}: interrupted (Ctrl-C); no partial output was kept", file=sys.stderr)
         return 130
     except OSError as err:  # disk full, permission changed mid-run: the environment, not a bug
-        if err.filename is None:
+        if err.filename is None and err.errno not in DISK_FULL:
             raise
-        print(f"{prog}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; free some space and run again (no partial output was kept)" if err.errno in DISK_FULL else ""
+        print(f"{prog}: error: {where}{err.strerror or err}{hint}", file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,7 @@ import contextlib
 import math
 
 from ..inference.settings import BACKENDS
-from .checks import IMAGE_INPUTS, IMAGE_OUTPUTS
+from .checks import DISK_FULL, IMAGE_INPUTS, IMAGE_OUTPUTS
 
 SUMMARY_FILE = "segment_summary.json"  # folder mode: per-study totals and failures
 
@@ -301,6 +301,8 @@ def _run_folder(args) -> int:
                 result = _segment(args, segmenter, pet, ct, None)
                 _, totals = write_study(result, out / sid)
         except Exception as err:  # noqa: BLE001 - one broken study must not stop the folder; reported below
+            if isinstance(err, OSError) and err.errno in DISK_FULL:
+                raise  # a full disk fails every study alike: one line, not one per study
             why = str(err) if isinstance(err, PetCtInputError) else f"{type(err).__name__}: {err}"
             record["failed"][sid] = why
             print(f"{sid}: skipped: {why}", file=sys.stderr)

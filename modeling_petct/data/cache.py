@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import alive
 from ..errors import PetCtInputError
 from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, SAFE_STUDY_ID
 from .harmonize import HarmonizedStudy
@@ -110,7 +111,7 @@ class StudyCache:
         host = socket.gethostname()
         for p in self.root.glob(".tmp-*") if self.root.is_dir() else []:
             m = re.match(rf"^\.tmp-.*-{re.escape(host)}-(\d+)-[^-]+$", p.name)
-            if m and not _alive(int(m.group(1))):
+            if m and not alive(int(m.group(1))):
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p.name)
         return removed
@@ -138,15 +139,6 @@ def foreground_points(label: np.ndarray, seed: int = 0, limit: int = MAX_FOREGRO
         pts = pts[np.sort(np.random.default_rng(seed).choice(len(pts), limit, replace=False))]
     return pts
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

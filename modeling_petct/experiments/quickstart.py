@@ -160,10 +160,14 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
 
 
 def _fresh_dir(out: Path) -> Path:
+    from ..errors import PetCtInputError
+
+    if out.is_symlink():  # replacing it would delete (or write through) whatever the link points at
+        raise PetCtInputError(out, "is a symbolic link: give a real folder for -o (it is replaced on the next run)")
+    if out.exists() and not out.is_dir():
+        raise PetCtInputError(out, "exists and is not a folder; choose another -o")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            from ..errors import PetCtInputError
-
             raise PetCtInputError(out, "exists and is not an earlier quickstart output; choose another -o")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import remove_stale, temp_prefix
 from ..errors import PetCtInputError
 from .settings import BACKENDS
 
@@ -231,7 +232,8 @@ def export_backend(model, backend: str, images: Sequence[np.ndarray], roi: Seque
     calib, check = split_windows(images, roi)
     ov_model = _convert(model, backend, calib)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    remove_stale(folder.parent, folder.name)  # what an export killed with SIGKILL left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
     try:
         ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
         compiled = _compile(tmp / "model.xml", precision)
