@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[demo,test,cpu-fast]"
 	# Its timm/torchvision requirements would replace the pinned torch; the Plain/ResEnc UNets need neither.
 	$(BIN)/pip install -q --no-deps "dynamic-network-architectures>=0.4,<0.5"
+	# nnU-Net itself, the reference of the import parity tests (its other requirements are in the test extra).
+	$(BIN)/pip install -q --no-deps "nnunetv2==2.8.1"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,7 +12,8 @@ import sys
 
 
 # sub-commands, each a module of this package with the same name
-COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo")
+COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo",
+            "import_nnunet")
 
 
 class _OneLineErrors(argparse.ArgumentParser):

@@ -61,8 +61,13 @@ PRESETS: dict[str, dict] = {
 }
 
 _TRIPLES = ("crop_size", "target_spacing", "mask_cell_size")
-_TUPLES = ("modalities", "depths", "num_heads", "features_per_stage", "strides", "blocks_per_stage",
+_TUPLES = ("modalities", "depths", "num_heads", "features_per_stage", "blocks_per_stage",
            "decoder_convs_per_stage", "organ_labels") + _TRIPLES
+_PER_STAGE = ("strides", "kernel_size")
+
+
+def _flat(entry) -> tuple[int, ...]:
+    return (entry,) if isinstance(entry, int) else tuple(entry)
 
 
 def _fail(field: str, problem: str, owner: str = "PetCtConfig"):
@@ -77,8 +82,10 @@ class PetCtConfig(PreTrainedConfig):
         "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate
         and swin_downsample ("mergingv2", the authors'; "merging" only for checkpoints built with MONAI's default);
         the CNNs use features_per_stage/strides/kernel_size/blocks_per_stage (convs per stage for the plain net,
-        residual blocks for ResEnc)/decoder_convs_per_stage.
-    modalities: input channels in order, ("PET", "CT") by default; ("PET",) or ("CT",) for separated-modality MAEs.
+        residual blocks for ResEnc)/decoder_convs_per_stage. strides: one entry per stage; kernel_size: one size or
+        one entry per stage; an entry is one value for all axes or a (z, y, x) triple (nnU-Net's anisotropic plans).
+    modalities: the images among the input channels, in their order: ("PET", "CT") by default; ("PET",) or ("CT",)
+        for separated-modality MAEs; ("CT", "PET") for nnU-Net models trained on autoPET (CT is its channel 0).
     crop_size, target_spacing, normalization: the (z, y, x) training crop, voxel spacing in mm and intensity scheme the
         weights were trained with (read by data and inference code).
     mask_cell_size, mask_ratio, independent_channel_masks, imputation, masked_loss_weight, visible_loss_weight: the
@@ -101,6 +108,11 @@ class PetCtConfig(PreTrainedConfig):
         Maps are never normalised: a click's voxel holds 1. A model without guidance loads into one with zero
         guidance weights (PetCtPreTrainedModel.with_guidance), so at zero clicks it predicts exactly as before.
     preset: name of the preset the config was built from (informational).
+    nnunet: for a network imported from an nnU-Net v2 results folder (hub/nnunet_import.py), how nnU-Net prepares
+        its inputs and combines its outputs, which inference/nnunet.py reproduces: per-channel "normalization"
+        (scheme and the plans' statistics; nnU-Net normalises guidance maps too), "resampling" orders, "mirror_axes",
+        the reader's "array_order", the plans' "transpose_forward" and dataset.json's "channel_names";
+        target_spacing and crop_size then hold the plans' spacing and patch size. None for every other model.
     """
 
     model_type = "petct"
@@ -113,8 +125,8 @@ class PetCtConfig(PreTrainedConfig):
     drop_path_rate: float | int = 0.05
     swin_downsample: str = "mergingv2"
     features_per_stage: list[int] | tuple[int, ...] = (32, 64, 128, 256, 320, 320)
-    strides: list[int] | tuple[int, ...] = (1, 2, 2, 2, 2, 2)
-    kernel_size: int = 3
+    strides: list[int | list[int]] | tuple[int | tuple[int, ...], ...] = (1, 2, 2, 2, 2, 2)
+    kernel_size: int | list[int | list[int]] | tuple[int | tuple[int, ...], ...] = 3
     blocks_per_stage: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2, 2)
     decoder_convs_per_stage: list[int] | tuple[int, ...] = (2, 2, 2, 2, 2)
     modalities: list[str] | tuple[str, ...] = ("PET", "CT")
@@ -137,10 +149,15 @@ class PetCtConfig(PreTrainedConfig):
     guidance_encoding: str = "gaussian"
     guidance_size: float | int = 3.0
     preset: str | None = None
+    nnunet: dict | None = None
 
     def __post_init__(self, **kwargs):
         for name in _TUPLES:  # JSON gives lists back; tuples keep configs comparable and hashable
             setattr(self, name, tuple(getattr(self, name)))
+        for name in _PER_STAGE:  # an entry per stage: one value for every axis, or a (z, y, x) triple
+            value = getattr(self, name)
+            setattr(self, name, tuple(v if isinstance(v, int) else tuple(v) for v in value)
+                    if isinstance(value, (list, tuple)) else value)
         super().__post_init__(**kwargs)
         self._name_labels()
         self._check()
@@ -182,9 +199,17 @@ class PetCtConfig(PreTrainedConfig):
         return self.backbone == "swinunetr-v2"
 
     @property
+    def size_divisors(self) -> tuple[int, int, int]:
+        """Each (z, y, x) input size must be a multiple of its entry (32 for Swin: patch 2 and four mergings)."""
+        if self.is_swin:
+            return (32, 32, 32)
+        per_axis = [(s, s, s) if isinstance(s, int) else tuple(s) for s in self.strides]
+        return tuple(math.prod(axis) for axis in zip(*per_axis))
+
+    @property
     def size_divisor(self) -> int:
-        """Every spatial input size must be a multiple of this (32 for Swin: patch 2 and four mergings)."""
-        return 32 if self.is_swin else math.prod(self.strides)
+        """A size that is a multiple of every entry of ``size_divisors`` (their largest for the usual plans)."""
+        return math.lcm(*self.size_divisors)
 
     @property
     def min_input_size(self) -> int:
@@ -264,17 +289,24 @@ class PetCtConfig(PreTrainedConfig):
         n = len(self.features_per_stage)
         if len(self.strides) != n or len(self.blocks_per_stage) != n:
             _fail("strides", f"features_per_stage, strides and blocks_per_stage need {n} entries each")
+        if not isinstance(self.kernel_size, int) and len(self.kernel_size) != n:
+            _fail("kernel_size", f"needs one size for every stage or {n} entries (one per stage)")
+        for name in _PER_STAGE:
+            value = getattr(self, name)
+            for entry in value if isinstance(value, tuple) else (value,):
+                if not (isinstance(entry, int) or len(entry) == 3) or min(_flat(entry)) < 1:
+                    _fail(name, f"entries must be positive integers or (z, y, x) triples, got {value}")
         if len(self.decoder_convs_per_stage) != n - 1:
             _fail("decoder_convs_per_stage", f"needs {n - 1} entries (one per decoder stage)")
 
     def validate_crop_size(self) -> None:
         """The crop must pass the network (size divisor, more than a 1-voxel bottleneck) and tile into mask cells."""
-        for crop, cell in zip(self.crop_size, self.mask_cell_size):
-            if crop % self.size_divisor:
-                _fail("crop_size", f"{self.crop_size} must be divisible by {self.size_divisor} for {self.backbone}")
+        for crop, cell, divisor in zip(self.crop_size, self.mask_cell_size, self.size_divisors):
+            if crop % divisor:
+                _fail("crop_size", f"{self.crop_size} must be divisible by {self.size_divisors} for {self.backbone}")
             if crop % cell:
                 _fail("crop_size", f"{self.crop_size} must be divisible by mask_cell_size {self.mask_cell_size}")
-        if math.prod(c // self.size_divisor for c in self.crop_size) < 2:
+        if math.prod(c // d for c, d in zip(self.crop_size, self.size_divisors)) < 2:
             _fail("crop_size", f"{self.crop_size} leaves a 1-voxel bottleneck; use at least {self.min_input_size} "
                                "along one axis")
 
@@ -335,3 +367,18 @@ class PetCtSeparatedConfig(PetCtConfig):
             if sub is not None and tuple(sub.get("modalities", ())) != (modality,):
                 _fail(name, f"needs a {modality}-only backbone (modalities ('{modality}',)), got "
                             f"{sub.get('modalities')}", owner)
+
+
+@strict
+class PetCtEnsembleConfig(PetCtConfig):
+    r"""PetCtConfig of an ensemble of ``ensemble_size`` segmentation networks of one architecture (e.g. the folds of
+    an nnU-Net model) whose logits are averaged. Every other field describes each member."""
+
+    model_type = "petct-ensemble"
+
+    ensemble_size: int = 2
+
+    def validate_ensemble(self) -> None:
+        if self.ensemble_size < 2:
+            _fail("ensemble_size", f"an ensemble needs at least 2 members, got {self.ensemble_size}",
+                  "PetCtEnsembleConfig")

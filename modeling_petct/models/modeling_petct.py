@@ -170,9 +170,9 @@ class PetCtModel(PetCtPreTrainedModel):
             raise ValueError(f"pixel_values must be (B, {self.config.in_channels}, D, H, W) for modalities "
                              f"{self.config.modalities} and {self.config.guidance_channels} guidance channels, got "
                              f"{tuple(pixel_values.shape)}")
-        spatial, divisor = tuple(pixel_values.shape[2:]), self.config.size_divisor
-        if any(s % divisor for s in spatial) or math.prod(s // divisor for s in spatial) < 2:
-            raise ValueError(f"spatial size {spatial} must be divisible by config.size_divisor={divisor} and leave "
+        spatial, divisors = tuple(pixel_values.shape[2:]), self.config.size_divisors
+        if any(s % d for s, d in zip(spatial, divisors)) or math.prod(s // d for s, d in zip(spatial, divisors)) < 2:
+            raise ValueError(f"spatial size {spatial} must be divisible by config.size_divisors={divisors} and leave "
                              f"more than one bottleneck voxel (e.g. {self.config.min_input_size} along one axis)")
         if not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(self.dtype)

@@ -18,7 +18,8 @@ class ModelClass:
 
 
 CONFIG_MODULE = "configuration_petct"
-CONFIG_CLASSES = {"PetCtConfig": "petct", "PetCtSeparatedConfig": "petct-separated"}  # class -> model_type
+CONFIG_CLASSES = {"PetCtConfig": "petct", "PetCtSeparatedConfig": "petct-separated",
+                  "PetCtEnsembleConfig": "petct-ensemble"}  # class -> model_type
 MODEL_CLASSES = (
     ModelClass("PetCtModel", "modeling_petct", "PetCtConfig", "AutoModel", "image-feature-extraction",
                "PET/CT feature extraction", False),
@@ -31,6 +32,9 @@ MODEL_CLASSES = (
     ModelClass("PetCtForSeparatedModalityProbe", "modeling_separated", "PetCtSeparatedConfig",
                "AutoModelForSemanticSegmentation", "image-segmentation",
                "Whole-body FDG PET/CT lesion segmentation (separated-modality linear probe)", True),
+    ModelClass("PetCtEnsembleForSegmentation", "modeling_ensemble", "PetCtEnsembleConfig",
+               "AutoModelForSemanticSegmentation", "image-segmentation",
+               "Whole-body FDG PET/CT lesion segmentation (ensemble of networks, logits averaged)", True),
 )
 # Everything a Hub repo needs to run the classes above without petct-fm: flat files, relative imports among them only.
 REMOTE_CODE_FILES = tuple(sorted({f"{CONFIG_MODULE}.py", "backbones.py", "masking.py"} |
