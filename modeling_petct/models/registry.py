@@ -48,8 +48,9 @@ def model_class(architecture: str) -> ModelClass | None:
 
 def auto_map(row: ModelClass) -> dict[str, str]:
     """config.json's ``auto_map`` model entries for a checkpoint of ``row``: its own Auto class, and ``AutoModel`` for
-    the backbone class of the same config (what ``AutoModel.from_pretrained`` of a task checkpoint returns)."""
-    base = next(c for c in MODEL_CLASSES if c.config == row.config and c.auto_class == "AutoModel")
+    the backbone class of the same config (what ``AutoModel.from_pretrained`` of a task checkpoint returns); a class
+    whose config has no backbone class (an ensemble) is its own AutoModel."""
+    base = next((c for c in MODEL_CLASSES if c.config == row.config and c.auto_class == "AutoModel"), row)
     return {"AutoModel": f"{base.module}.{base.name}", row.auto_class: f"{row.module}.{row.name}"}
 
 
