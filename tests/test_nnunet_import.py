@@ -126,6 +126,21 @@ def test_segment_cli_runs_an_imported_model(tmp_path, studies, capsys):
     assert dice(reference.transpose(2, 1, 0) > 0, mask_file.array > 0) >= 0.999
 
 
+def test_segmenter_runs_imported_models_with_the_chosen_recipe(studies):
+    from modeling_petct.inference import InferenceSettings, Segmenter
+
+    model, _ = import_results_folder(RESULTS, folds=["0"])
+    ct, pet = studies["anisotropic"]
+    reference, _ = nnunet_reference((0,), True, studies["anisotropic"])
+    parity = Segmenter(model, InferenceSettings(), "cpu")
+    result = parity(pet, ct, keep_probabilities=True)
+    assert type(parity).__name__ == "NnUNetSegmenter" and result.harmonized is None
+    assert result.provenance["nnunet_recipe"]["mirroring"] and not result.provenance["nnunet_recipe"]["approximate"]
+    assert dice(reference.transpose(2, 1, 0) > 0, result.mask.array > 0) >= 0.999
+    fast = Segmenter(model, InferenceSettings.fast(), "cpu")
+    assert fast.recipe.approximate and fast(pet, ct).provenance["nnunet_recipe"]["resampling"] == "torch"
+
+
 def test_autopet_iv_plans_are_read():
     dataset = json.loads((AUTOPET_IV / "dataset.json").read_text())
     plans = json.loads((AUTOPET_IV / "plans.json").read_text())

@@ -259,10 +259,10 @@ def _unzipped(path, scratch: contextlib.ExitStack):
 
 
 def _summary_line(name, totals, result) -> str:
-    t = result.timings
+    steps = (("read", "read_s"), ("harmonise", "harmonize_s"), ("inference", "inference_s"))  # those the method ran
+    took = ", ".join(f"{step} {result.timings[key]:.1f} s" for step, key in steps if key in result.timings)
     return (f"{name}: {totals['lesion_count']} lesion(s), total MTV {totals['total_mtv_ml']:.1f} ml, "
-            f"total TLG {totals['total_tlg']:.1f} (read {t['read_s']:.1f} s, harmonise {t['harmonize_s']:.1f} s, "
-            f"inference {t['inference_s']:.1f} s)")
+            f"total TLG {totals['total_tlg']:.1f} ({took})")
 
 
 def _run_folder(args) -> int:

@@ -120,18 +120,18 @@ def placed_clicks(clicks, points, space: str, pet: Volume):
     return clicks_from_points(points, pet.affine, pet.shape, space, clicks)
 
 
-def native_organ_map(organs, organ_zyx, study, pet: Volume, organ_labels) -> tuple[Volume | None, tuple, str | None]:
+def native_organ_map(organs, model_organs, pet: Volume, organ_labels) -> tuple[Volume | None, tuple, str | None]:
     """(organ map on the PET grid, its organ names, its source): the user's ``organs`` (TotalSegmentator output or an
-    organ-label Volume) first, else the method's own map ``organ_zyx`` on the harmonised grid (labels named by
+    organ-label Volume) first, else the method's own labels ``model_organs`` on the PET grid (named by
     ``organ_labels``), else none."""
     from ..data.organs import ORGANS, organ_map_on, read_organ_map
 
     if organs is not None:
         vol = organs if isinstance(organs, Volume) else read_organ_map(organs)
         return organ_map_on(vol, pet), ORGANS, str(vol.source)
-    if organ_zyx is None:
+    if model_organs is None:
         return None, (), None
-    native = study.to_native(organ_zyx, order="nearest", fill=0).astype(np.uint8)
+    native = np.asarray(model_organs).astype(np.uint8)
     return pet.with_array(native, modality="SEG", units="organ label"), tuple(organ_labels), "model"
 
 

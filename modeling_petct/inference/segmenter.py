@@ -41,8 +41,9 @@ class SegmentationResult:
 
     mask: Volume
     pet: Volume
-    harmonized: object  # HarmonizedStudy
-    probabilities: np.ndarray | None = None  # (C, Z, Y, X) on the harmonised grid, when asked for
+    harmonized: object  # HarmonizedStudy; None for a model imported from nnU-Net (nnU-Net's own preprocessing)
+    probabilities: np.ndarray | None = None  # (C, Z, Y, X) on the harmonised grid (nnU-Net models: (C, i, j, k) on
+    # the PET grid), when asked for
     timings: dict = field(default_factory=dict)
     organs: Volume | None = None
     organ_names: tuple[str, ...] = ()
@@ -88,8 +89,6 @@ class SegmentationMethod(ABC):
         ``clicks``: for a method that ``accepts_clicks``, a Grand Challenge "Multiple points" file (coordinates in
         ``clicks_space``, data/clicks.py) or a list of ``data.clicks.Click``. Nothing is written: see
         ``outputs.write_study``."""
-        from ..data.harmonize import harmonize
-
         if clicks is not None and not self.accepts_clicks:
             raise PetCtInputError("--clicks", "this model takes no clicks (config.guidance_channels is 0): use a "
                                               "click-guided model (train_seg.py --interactive)")
@@ -99,6 +98,19 @@ class SegmentationMethod(ABC):
         pet, ct = read_study(pet, ct, organs, self.check_memory)
         clicks = placed_clicks(clicks, points, clicks_space, pet)
         clock.lap("read_s")
+        mask, model_organs, study, probs = self.predict_on_pet_grid(pet, ct, clicks, report, clock)
+        result = self._finish(pet, study, mask, model_organs, organs)
+        clock.lap("to_native_s")
+        report(1.0, "done")
+        result.probabilities = probs if keep_probabilities else None
+        result.timings = clock.timings()
+        return result
+
+    def predict_on_pet_grid(self, pet: Volume, ct: Volume, clicks, report: Progress, clock):
+        """(lesion mask on the PET grid after the lesion filter, the method's organ labels on the PET grid or None,
+        the harmonised study, its class probabilities): harmonise, ``infer``, resample back."""
+        from ..data.harmonize import harmonize
+
         report(0.1, "harmonising")
         study = harmonize(pet, ct, spacing=self.spacing, normalization=self.normalization)
         clock.lap("harmonize_s")
@@ -106,17 +118,14 @@ class SegmentationMethod(ABC):
         probs, organ_zyx = self.infer(study, clicks, lambda done, message: report(0.2 + 0.7 * done, message))
         clock.lap("inference_s")
         report(0.9, "resampling to the PET grid")
-        result = self._on_pet_grid(pet, study, probs, organ_zyx, organs)
-        clock.lap("to_native_s")
-        report(1.0, "done")
-        result.probabilities = probs if keep_probabilities else None
-        result.timings = clock.timings()
-        return result
-
-    def _on_pet_grid(self, pet: Volume, study, probs, organ_zyx, organs) -> SegmentationResult:
-        """The mask, filtered and (when asked) without physiological uptake, and the organ map, on the PET grid."""
         mask = pet.with_array(to_native_mask(study, probs, self.lesion_filter), modality="SEG", units="label")
-        organ_map, names, source = native_organ_map(organs, organ_zyx, study, pet, self.organ_labels)
+        organs = None if organ_zyx is None else study.to_native(organ_zyx, order="nearest", fill=0)
+        return mask, organs, study, probs
+
+    def _finish(self, pet: Volume, study, mask: Volume, model_organs, organs) -> SegmentationResult:
+        """The result on the PET grid: the organ map (the user's, else the method's) and, when asked, the mask without
+        physiological uptake."""
+        organ_map, names, source = native_organ_map(organs, model_organs, pet, self.organ_labels)
         suppressed = None
         if self.settings.suppress_physiological:
             if organ_map is None:
@@ -136,6 +145,14 @@ class Segmenter(SegmentationMethod):
         >>> result = segmenter("PET.nii.gz", "CT.nii.gz")
         >>> write_study(result, "out/")  # modeling_petct.outputs
     """
+
+    def __new__(cls, model, *args, **kwargs):
+        """A model imported from nnU-Net (config.nnunet) gets ``NnUNetSegmenter``: nnU-Net's own predictor."""
+        if cls is Segmenter and getattr(model.config, "nnunet", None) is not None:
+            from .nnunet_segmenter import NnUNetSegmenter
+
+            cls = NnUNetSegmenter
+        return super().__new__(cls)
 
     def __init__(self, model, settings: InferenceSettings | None = None, device="cpu", *, name: str | None = None):
         self.model, self.device = model, device
