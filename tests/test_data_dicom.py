@@ -79,6 +79,21 @@ def test_injection_before_midnight_scan_after(suv, tmp_path):
     assert vol.meta["decay_time_s"] == pytest.approx((start - injected).total_seconds())
 
 
+@pytest.mark.parametrize("injection_as", ["datetime", "time"])
+def test_anonymised_series_without_dates_keeps_its_times(suv, tmp_path, injection_as):
+    """Anonymisation removed every date but kept the times: the decay is the times' difference, not a refusal."""
+    folder = _write(suv, tmp_path / "pet", injection_as=injection_as)
+
+    def undate(ds):
+        for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+            if keyword in ds:
+                delattr(ds, keyword)
+    _edit(folder, undate)
+    vol = read_pet(folder)
+    _assert_recovers(vol, suv)
+    assert vol.meta["decay_time_s"] == pytest.approx((START - INJECTED).total_seconds(), abs=1e-3)
+
+
 def test_series_metadata_and_sorted_files(suv, tmp_path):
     folder = _write(suv, tmp_path / "pet")
     vol = read_pet(folder)

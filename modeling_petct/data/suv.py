@@ -61,12 +61,17 @@ def _positive(value, path: Path, tag: str, why: str) -> float:
     return number
 
 
+UNDATED = "19000101"  # anonymisation often removes every date but keeps the times: decay needs only their difference
+
+
 def scan_start(headers, path: Path) -> tuple[dt.datetime, str]:
-    """Scan start: Series date-time unless later than the earliest acquisition (then GE's private tag, else that acquisition)."""
+    """Scan start: Series date-time unless later than the earliest acquisition (then GE's private tag, else that
+    acquisition). Without any date (anonymised), the times are taken as of one day (UNDATED)."""
     ref = headers[0]
-    series = _dicom_datetime(ref.get("SeriesDate"), ref.get("SeriesTime"))
+    day = ref.get("SeriesDate") or next((ds.get("AcquisitionDate") for ds in headers if ds.get("AcquisitionDate")), None)
+    series = _dicom_datetime(ref.get("SeriesDate") or day or UNDATED, ref.get("SeriesTime"))
     acquisitions = [
-        _dicom_datetime(ds.get("AcquisitionDate") or ref.get("SeriesDate"), ds.get("AcquisitionTime")) for ds in headers
+        _dicom_datetime(ds.get("AcquisitionDate") or day or UNDATED, ds.get("AcquisitionTime")) for ds in headers
     ]
     acquisitions = [a for a in acquisitions if a is not None]
     earliest = min(acquisitions) if acquisitions else None
@@ -75,7 +80,7 @@ def scan_start(headers, path: Path) -> tuple[dt.datetime, str]:
     if earliest is None or (series is not None and series <= earliest):
         return series, "SeriesDateTime"
     ge = _parse_dt(_private(ref, 0x0009, GE_PRIVATE_CREATOR, 0x0D))
-    if ge is not None:
+    if ge is not None and (day or ge.year == int(UNDATED[:4])):
         return ge, "GE private (0009,100D)"
     return earliest, "earliest AcquisitionDateTime"
 
@@ -84,9 +89,9 @@ def injection_time(ref, start: dt.datetime, path: Path) -> tuple[dt.datetime, st
     """RadiopharmaceuticalStartDateTime, else StartTime on the scan date (the day before if that is after the scan)."""
     info = ref.RadiopharmaceuticalInformationSequence[0]
     full = _parse_dt(info.get("RadiopharmaceuticalStartDateTime"))
-    if full is not None:
+    if full is not None and start.strftime("%Y%m%d") != UNDATED:
         return full, "RadiopharmaceuticalStartDateTime"
-    time = info.get("RadiopharmaceuticalStartTime")
+    time = info.get("RadiopharmaceuticalStartTime") or (full.strftime("%H%M%S.%f") if full is not None else None)
     if not time:
         raise PetCtInputError(path, "RadiopharmaceuticalStartDateTime (0018,1078) and StartTime (0018,1072) missing: no injection time")
     injected = _dicom_datetime(start.strftime("%Y%m%d"), time)
