@@ -96,6 +96,12 @@ def _sts_files(root: Path, real_sts: Path) -> dict:
             "ct_nifti": sts / "CT" / "nifti" / "image" / "image.nii.gz"}
 
 
+def _reordered(path: Path, array, affine) -> Path:
+    """The same voxels on the same grid, stored with the first axis reversed and the first two axes swapped."""
+    swap_flip = np.array([[0, -1, 0, array.shape[0] - 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+    return _nifti(path, np.asarray(array)[::-1].transpose(1, 0, 2), affine @ swap_flip)
+
+
 def _huge_declared(path: Path, shape=(700, 700, 700)) -> Path:
     """A .nii.gz of about a hundred bytes whose header declares ``shape`` float32 voxels."""
     import gzip
@@ -144,6 +150,7 @@ def env(tmp_path_factory, real_sts):
     e["minus_one"] = _nifti(root / "minus_one.nii.gz", -seg)
     e["pet_as_pred"] = _nifti(root / "pet_as_pred.nii.gz", np.random.default_rng(0).gamma(2.0, 0.6, seg.shape))
     e["labels_two"] = _nifti(root / "labels_two.nii.gz", seg * 2)
+    e["gt_reordered"] = _reordered(root / "gt_reordered.nii.gz", seg, np.eye(4))
     ct = read_ct(e["cohort"] / sorted(os.listdir(e["cohort"]))[0] / "CT.nii.gz")
     cohort_pet = read_pet(e["cohort"] / sorted(os.listdir(e["cohort"]))[0] / "PET.nii.gz")
     e["wrong_label"] = _study_folder(root / "wrong_label" / "s1", cohort_pet, ct, np.zeros((10, 10, 10)))
@@ -543,6 +550,9 @@ CASES = [
     Case("evaluate a probability map as ground truth",
          lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["prob"])],
          says="not an integer ground-truth label map"),
+    Case("evaluate the same grid in another voxel order",
+         lambda e, t: ["evaluate", "--pred", str(e["gt_reordered"]), "--gt", str(e["gt"]), "--bootstrap", "10"],
+         code=0, says="aggregate (1 cases, 1 with lesions): dice 1.0000"),
     Case("evaluate ground-truth labels 2 warn",
          lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["labels_two"]), "--bootstrap", "10"],
          code=0, says="labels_two.nii.gz: labels up to 2; every label > 0 is taken as lesion", stream="stderr"),

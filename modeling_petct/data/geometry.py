@@ -31,6 +31,24 @@ def same_grid(shape_a, affine_a, shape_b, affine_b, atol_mm: float = GRID_ATOL_M
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol_mm, rtol=0)
 
 
+def in_voxel_order_of(volume, reference, atol_mm: float = GRID_ATOL_MM):
+    """``volume`` in ``reference``'s voxel order when it is the same grid stored in another order (axes permuted or
+    flipped, as some tools save a mask: the same voxels, no resampling); otherwise ``volume`` unchanged."""
+    from nibabel import orientations as ornt
+
+    if same_grid(volume.shape, volume.affine, reference.shape, reference.affine, atol_mm):
+        return volume
+    transform = ornt.ornt_transform(ornt.io_orientation(volume.affine), ornt.io_orientation(reference.affine))
+    array = ornt.apply_orientation(np.asarray(volume.array), transform)
+    affine = volume.affine @ ornt.inv_ornt_aff(transform, volume.shape)
+    if not same_grid(array.shape, affine, reference.shape, reference.affine, atol_mm):
+        return volume
+    from .volume import Volume
+
+    return Volume(np.ascontiguousarray(array), reference.affine.copy(), volume.source, reference.header,
+                  dict(volume.meta))
+
+
 def check_same_grid(volume, reference, *, reference_name: str = "the reference", atol_mm: float = GRID_ATOL_MM) -> None:
     """Refuse a volume that is not voxel-aligned with ``reference`` (a mask with its PET, a prediction with its truth)."""
     if tuple(volume.shape) != tuple(reference.shape):

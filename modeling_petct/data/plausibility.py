@@ -110,10 +110,10 @@ def ct_modes(values: np.ndarray) -> dict:
 def check_label(label: Volume | None, pet: Volume) -> None:
     """A lesion mask must lie on the PET's own grid (autoPET's convention): same shape, placed within half a voxel.
     Harmonisation would otherwise resample any label silently onto the PET, wherever it lies."""
-    from .geometry import check_same_grid
+    from .geometry import check_same_grid, in_voxel_order_of
 
-    if label is not None:
-        check_same_grid(label, pet, reference_name="the PET's", atol_mm=0.5 * min(pet.spacing))
+    if label is not None:  # harmonisation resamples by world position: another voxel order of the PET grid is fine
+        check_same_grid(in_voxel_order_of(label, pet, 0.5 * min(pet.spacing)), pet, reference_name="the PET's", atol_mm=0.5 * min(pet.spacing))
         check_label_map(label, what="lesion mask")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.geometry import check_same_grid
+from ..data.geometry import check_same_grid, in_voxel_order_of
 from ..errors import PetCtInputError
 from .metrics import case_metrics
 from .statistics import aggregate
@@ -90,6 +90,7 @@ def evaluate_cases(pairs: dict, *, n_boot: int = 2000, seed: int = 0) -> dict:
         pred = read_volume(pred_path)
         check_label_map(pred, what="prediction")  # a probability map or a PET would be binarised with > 0
         check_label_map(gt, what="ground-truth label map")
+        pred = in_voxel_order_of(pred, gt)  # the same grid saved in another voxel order is no misregistration
         check_same_grid(pred, gt, reference_name="the ground truth's")
         per_case[name] = case_metrics(pred.array, gt.array, header_voxel_volume_ml(gt))
     return {**per_case, "aggregate": aggregate(per_case, n_boot=n_boot, seed=seed)}
