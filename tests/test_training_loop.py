@@ -240,3 +240,34 @@ def test_gradient_checkpointing_is_switched_on_without_the_deprecated_call(tmp_p
         warnings.simplefilter("error", FutureWarning)  # transformers' deprecation of gradient_checkpointing_enable
         prepare_model(model, TrainArguments(output_dir=str(tmp_path), gradient_checkpointing=True))
     assert model.petct.gradient_checkpointing and model.is_activation_checkpointing
+
+
+def test_the_data_order_is_accelerates_seedable_permutation_per_epoch(tiny_cache, tmp_path):
+    from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling
+    from modeling_petct.data.transforms import MaeCropDataset
+    from modeling_petct.training.args import TrainArguments
+    from modeling_petct.training.loop import DATA_SEED_STRIDE, fit, make_accelerator
+
+    class Recording(torch.utils.data.Dataset):
+        def __init__(self, data):
+            self.data, self.epoch, self.seen = data, 0, []
+
+        def __len__(self):
+            return len(self.data)
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+            self.data.set_epoch(epoch)
+
+        def __getitem__(self, i):
+            self.seen.append((self.epoch, i))
+            return self.data[i]
+
+    data = Recording(MaeCropDataset(tiny_cache, tiny_cache.ids(), crop_size=(32, 32, 32), seed=0))
+    args = TrainArguments(output_dir=str(tmp_path), cpu=True, max_steps=2 * len(data), per_device_batch_size=1,
+                          checkpointing_steps=100, report_to="none", progress_bar=False, seed=3)
+    accelerator = make_accelerator(args)
+    fit(accelerator, args, PetCtForMaskedImageModeling(PetCtConfig.from_preset("tiny-unet")), data, learning_rate=1e-3)
+    for epoch in (0, 1):
+        expected = torch.randperm(len(data), generator=torch.Generator().manual_seed(3 * DATA_SEED_STRIDE + epoch))
+        assert [i for e, i in data.seen if e == epoch] == expected.tolist(), epoch

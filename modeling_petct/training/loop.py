@@ -5,8 +5,8 @@ sharding, mid-epoch resume that reproduces the uninterrupted run bit for bit, se
 computed by sliding-window inference, and reconstruction previews. Everything distributed (DDP, mixed precision,
 gradient accumulation, checkpoint files, trackers) is Accelerate's.
 
-Reproducible resume rests on three things: (1) the data order is a permutation seeded by (seed, epoch), identical on
-every rank, sharded by Accelerate and skipped with `skip_first_batches`; (2) the dataset draws its augmentation from
+Reproducible resume rests on three things: (1) the data order is Accelerate's seedable sampler, a permutation seeded
+by (seed, epoch), identical on every rank, sharded by Accelerate and skipped with `skip_first_batches`; (2) the dataset draws its augmentation from
 (seed, epoch, index) alone (`set_epoch`, as data/transforms.py does), never from a worker's RNG; (3) Accelerate's
 checkpoint (training/checkpoint.py: JSON and safetensors, never a pickle) restores model, optimizer, scheduler, the
 RNG states and our `LoopState` (epoch, batch, step, best metric, history). The DataLoader gets its own generator so that creating an iterator draws nothing from the global RNG.
@@ -23,29 +23,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..atomic import atomic_folder
 from ..errors import PetCtInputError
 from . import checkpoint as ckpt
 from .args import TrainArguments
 
-
-class EpochPermutationSampler(Sampler[int]):
-    """A permutation of the dataset seeded by (seed, epoch): the same on every rank, different every epoch."""
-
-    def __init__(self, length: int, seed: int):
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.length
+DATA_SEED_STRIDE = 100_003  # see make_accelerator
 
 
 @dataclass
@@ -101,7 +86,7 @@ def check_trackers(report_to: str) -> None:
 def make_accelerator(args: TrainArguments):
     """An Accelerator configured from the arguments; also seeds every RNG (call before building the model)."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 
     project = ProjectConfiguration(
         project_dir=args.output_dir,
@@ -117,6 +102,8 @@ def make_accelerator(args: TrainArguments):
         cpu=args.cpu,
         dynamo_backend="inductor" if args.torch_compile else "no",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.ddp_find_unused_parameters)],
+        # epoch e of a run is permuted with seed data_seed + e: the stride keeps seeds s and s + 1 apart
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed * DATA_SEED_STRIDE),
     )
     set_seed(args.seed)
     return accelerator
@@ -313,7 +300,10 @@ def _setup(accelerator, args: TrainArguments, model, dataset, learning_rate: flo
            num_workers: int, head_only_steps: int = 0, head_lr_factor: float = 1.0) -> _Run:
     """Loader, optimizer and scheduler prepared by Accelerate; the step budget; the loop state registered for
     checkpointing. The order of these calls is part of bit-exact resume: keep it."""
-    sampler = EpochPermutationSampler(len(dataset), args.seed)
+    if not accelerator.dataloader_config.use_seedable_sampler:
+        raise ValueError("fit needs the Accelerator of make_accelerator (a seedable sampler: resume reproduces the "
+                         "data order)")
+    sampler = RandomSampler(dataset)  # Accelerate's prepare makes it its SeedableRandomSampler
     loader_generator = torch.Generator()  # keeps DataLoader from drawing on the global RNG (resume equality)
     loader = DataLoader(dataset, batch_size=args.per_device_batch_size, sampler=sampler, num_workers=num_workers,
                         drop_last=False, generator=loader_generator)
