@@ -100,6 +100,41 @@ def test_dicom_seg_references_the_pet_series(tmp_path, real_sts):
     assert hits == int(result.mask.array.sum())
 
 
+def test_dicom_seg_frames_do_not_depend_on_the_masks_array_order(tmp_path, real_sts):
+    """The same mask in another axis order (permuted, flipped: same world voxels) gives the same SEG frames; a mask
+    half a voxel off the PET's grid is refused."""
+    import highdicom as hd
+
+    from modeling_petct.data.io import read_pet
+    from modeling_petct.errors import PetCtInputError
+    from modeling_petct.outputs.dicom_seg import build_dicom_seg
+
+    pet = read_pet(real_sts / "STS_001" / "PET" / "dicom" / "image")
+    mask = np.zeros(pet.shape, np.uint8)
+    mask[5:9, 10:20, 3:30] = 1
+    mask[20, 30, 40] = 1  # asymmetric: a flip or a swap would move it
+    plain = Volume(mask, pet.affine, meta=pet.meta)
+    shape = np.array(mask.shape)
+    flip = np.diag([1.0, -1.0, 1.0, 1.0])
+    flip[1, 3] = shape[1] - 1  # j -> n - 1 - j, the world position of every voxel unchanged
+    order = [2, 0, 1]
+    permute = np.eye(4)[[*order, 3]].T  # new axis a is old axis order[a]
+    other = Volume(np.transpose(mask[:, ::-1, :], order), pet.affine @ flip @ permute, meta=pet.meta)
+    frames = []
+    for i, volume in enumerate((plain, other)):
+        build_dicom_seg(volume, pet).save_as(tmp_path / f"{i}.dcm")
+        seg = hd.seg.segread(tmp_path / f"{i}.dcm")
+        frames.append({item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID: frame
+                       for frame, item in zip(seg.pixel_array.reshape(-1, seg.Rows, seg.Columns),
+                                              seg.PerFrameFunctionalGroupsSequence)})
+    assert frames[0].keys() == frames[1].keys() and sum(int(f.sum()) for f in frames[0].values()) == int(mask.sum())
+    assert all(np.array_equal(frames[0][uid], frames[1][uid]) for uid in frames[0])
+    shifted = pet.affine.copy()
+    shifted[:3, 3] += 0.5 * pet.affine[:3, 0]
+    with pytest.raises(PetCtInputError, match="not on this PET image's grid"):
+        build_dicom_seg(Volume(mask, shifted, meta=pet.meta), pet)
+
+
 def _bad(args, tmp_path, capsys, message):
     out = tmp_path / "bad" / "lesions.nii.gz"
     code = main(["segment", *args, "-o", str(out), "--stats", str(tmp_path / "bad" / "s.csv")])

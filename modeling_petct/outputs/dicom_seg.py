@@ -1,9 +1,11 @@
 """A lesion mask as a DICOM Segmentation object (highdicom) that references the source PET series, so PACS and
 viewers overlay it on the PET it was computed from.
 
-Frames are cut from the mask through DICOM geometry, not array order: for each source PET image the world position
-of its pixels (ImagePositionPatient, ImageOrientationPatient, PixelSpacing) is mapped through the mask's affine, so
-any slice order or in-plane flip of the reader cannot misplace a frame.
+The mask goes to highdicom as a Volume (its array and world affine), matched to the PET series' own geometry (frames
+down axis 0 as the DICOM images stack, rows, columns) by permuting and flipping axes only, never padding, cropping or
+resampling, and then required to have exactly that geometry: highdicom
+then places every frame and finds its source image from the DICOM geometry, so no slice order or in-plane flip of
+the reader can misplace a frame. A mask that is not on the PET's grid is refused.
 """
 
 from __future__ import annotations
@@ -16,20 +18,38 @@ from ..data.geometry import LPS_TO_RAS
 from ..data.volume import Volume
 from ..errors import PetCtInputError
 
+GRID_TOLERANCE_MM = 1e-2  # the mask's grid and the DICOM geometry may differ by rounding of the header strings
 
-def _frame(mask: np.ndarray, inverse_affine: np.ndarray, ds) -> np.ndarray:
-    """The mask's pixels on one source image's (rows, columns) grid; the grids must coincide voxel for voxel."""
-    origin = np.asarray(ds.ImagePositionPatient, float)
-    iop = np.asarray(ds.ImageOrientationPatient, float)
-    row_mm, col_mm = (float(v) for v in ds.PixelSpacing)  # spacing between rows, between columns
-    rr, cc = np.meshgrid(np.arange(int(ds.Rows)), np.arange(int(ds.Columns)), indexing="ij")
-    lps = origin + cc[..., None] * col_mm * iop[:3] + rr[..., None] * row_mm * iop[3:]
-    ijk = (lps @ LPS_TO_RAS) @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
-    index = np.rint(ijk).astype(int)
-    inside = np.all((index >= 0) & (index < mask.shape), axis=-1)
-    if np.abs(ijk - index).max() > 1e-2 or not inside.all():
-        raise PetCtInputError(ds.filename or "PET series", "the mask is not on this PET image's grid")
-    return mask[index[..., 0], index[..., 1], index[..., 2]]
+
+def _series_geometry(sources):
+    """The PET series' grid as highdicom's VolumeGeometry: frames stacked along the images' normal."""
+    import highdicom as hd
+
+    iop = np.asarray(sources[0].ImageOrientationPatient, float)
+    stacking = np.cross(iop[3:], iop[:3])  # highdicom stacks frames right-handed: (frames, rows, columns)
+    positions = sorted(float(np.dot(np.asarray(ds.ImagePositionPatient, float), stacking)) for ds in sources)
+    first = min(sources, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), stacking)))
+    return hd.VolumeGeometry.from_attributes(
+        image_position=[float(v) for v in first.ImagePositionPatient], image_orientation=iop.tolist(),
+        rows=int(first.Rows), columns=int(first.Columns), pixel_spacing=[float(v) for v in first.PixelSpacing],
+        spacing_between_slices=float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0,
+        number_of_frames=len(sources), coordinate_system="PATIENT",
+        frame_of_reference_uid=getattr(first, "FrameOfReferenceUID", None))
+
+
+def _on_series_grid(segments: np.ndarray, affine: np.ndarray, sources):
+    """``segments`` (on a grid with RAS ``affine``) as a highdicom Volume on the PET series' frames."""
+    import highdicom as hd
+
+    geometry = _series_geometry(sources)
+    lps = affine.copy()
+    lps[:3] = LPS_TO_RAS @ affine[:3]  # the same flip maps RAS to LPS
+    volume = hd.Volume(segments, lps, coordinate_system="PATIENT",
+                       frame_of_reference_uid=geometry.frame_of_reference_uid)
+    matched = volume.match_orientation(geometry)  # axes permuted and flipped: no padding, cropping or resampling
+    if not matched.geometry_equal(geometry, tol=GRID_TOLERANCE_MM):
+        raise PetCtInputError(sources[0].filename or "PET series", "the mask is not on this PET image's grid")
+    return matched
 
 
 # SNOMED CT codes of the default organ vocabulary (data/organs.py), for each segment's AnatomicRegionSequence.
@@ -100,13 +120,12 @@ def build_dicom_seg(mask: Volume, pet: Volume, *, model_name: str = "petct-fm", 
         raise PetCtInputError(pet.source, "--dicom-seg needs the PET as a DICOM series folder (this PET is not DICOM)")
     sources = [_with_type2_attributes(pydicom.dcmread(f)) for f in files]  # in memory: the files are not touched
     model_name = _algorithm_name(model_name)
-    inverse = np.linalg.inv(mask.affine)
     if organs is None:
         segments, regions = (np.asarray(mask.array) > 0).astype(np.uint8), [None]
     else:
         segments, regions = _organ_segments(mask, organs, organ_names)
         regions = regions or [None]
-    frames = np.stack([_frame(segments, inverse, ds) for ds in sources]).astype(np.uint8)
+    frames = _on_series_grid(segments.astype(np.uint8), np.asarray(mask.affine, float), sources)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=model_name, version=__version__, family=codes.cid7162.ArtificialIntelligence
     )
