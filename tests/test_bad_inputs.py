@@ -308,6 +308,11 @@ def _zip_of(path: Path, members: dict) -> Path:
     return path
 
 
+def _zipped_truncated(e, tmp):
+    archive = _zip_of(tmp / "truncated.zip", {f"PET/{f.name}": f.read_bytes() for f in sorted(e["truncated"].glob("*"))})
+    return seg(e, tmp, *out(tmp), pet=archive, ct=e["ct_dicom"])
+
+
 def _zip_bomb(e, tmp):
     bomb = _zip_of(tmp / "bomb.zip", {f"PET/{i}.dcm": bytes(2**20) for i in range(300)})  # 300 MiB in ~0.3 MiB
     return seg(e, tmp, *out(tmp), pet=bomb, ct=e["ct_dicom"])
@@ -558,6 +563,8 @@ CASES = [
          code=0, says="labels_two.nii.gz: labels up to 2; every label > 0 is taken as lesion", stream="stderr"),
     # 11. resources: what a file declares is checked before it is unpacked or allocated
     Case("segment: zip of 300 members of 1 MiB zeros", _zip_bomb, says="expands 1"),
+    Case("segment: truncated .dcm in a zip named by zip and member", _zipped_truncated,
+         says=lambda e: f"truncated.zip (member PET/{e['broken_name']})"),
     Case("segment: zip member of 300 characters", _long_member_name, says="characters) cannot be unpacked"),
     Case("segment: 91-byte .nii.gz declaring 1024^3", lambda e, t: seg(e, t, *out(t), pet=e["declares_4gib"]),
          says="truncated or corrupt", setenv={"PETCT_MAX_MEMORY_GB": "1000"}),

@@ -254,8 +254,26 @@ def _unzipped(path, scratch: contextlib.ExitStack):
     from ..web.uploads import UploadLimits, dicom_series_folder, safe_extract_zip
 
     work = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="petct-zip-")))
+    scratch.enter_context(_named_in_zip(work / Path(path).stem, path))
     limits = UploadLimits(max_file_bytes=2**40, max_unzipped_bytes=16 * 2**30)
     return dicom_series_folder(safe_extract_zip(path, work / Path(path).stem, limits), path, limits)
+
+
+@contextlib.contextmanager
+def _named_in_zip(unpacked, zip_path):
+    """An error about an unpacked file names the zip and its member, not a temporary path gone by the time it is read."""
+    import os
+
+    from ..errors import PetCtInputError
+
+    try:
+        yield
+    except PetCtInputError as err:
+        if not err.source.startswith(str(unpacked)):
+            raise
+        member = os.path.relpath(err.source, unpacked)
+        where = zip_path if member == "." else f"{zip_path} (member {member})"
+        raise PetCtInputError(where, err.problem.replace(f"{unpacked}{os.sep}", "")) from None
 
 
 def _summary_line(name, totals, result) -> str:
