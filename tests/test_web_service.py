@@ -228,3 +228,73 @@ def test_result_table_filters_sorts_locates_and_shows_organs_and_its_header_keep
     assert "A" in result.header("A") and "still from" not in result.header("A")
     assert "this result is still from `A`" in result.header("B") and "validation Dice 0.432" in result.header("B")
     assert "1 under 0.5 ml hidden" in result.summary(0.5) and "total MTV 8.10 ml" in result.summary(0.5)
+
+
+class _During:
+    """A segmenter that lets something happen (the visitor's next action) while it runs, then segments."""
+
+    def __init__(self, real, action):
+        self.real, self.action, self.device = real, action, real.device
+
+    def __call__(self, pet, ct, progress=None):
+        self.action()
+        return self.real(pet, ct, progress=progress)
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    """The demo's handlers with a tiny model, one session with a synthetic example loaded."""
+    from types import SimpleNamespace
+
+    from modeling_petct.web.app import Handlers
+    from modeling_petct.web.uploads import UploadLimits
+
+    shelf = ModelShelf({"tiny": str(save_tiny(tmp_path / "model"))}, device="cpu")
+    handlers = Handlers(shelf, DemoSessions(tmp_path / "work"), UploadLimits())
+    request = SimpleNamespace(session_hash="visitor")
+    pet, ct = handlers.sessions.get("visitor").example(0)
+    return SimpleNamespace(handlers=handlers, shelf=shelf, request=request, pet=str(pet), ct=str(ct))
+
+
+def _segment_while(page, monkeypatch, action):
+    real = page.shelf.get("tiny")
+    monkeypatch.setattr(page.shelf, "get", lambda label: _During(real, action))
+    return page.handlers.segment(page.pet, page.ct, "tiny", 10, 0.0, "Volume", page.request,
+                                 progress=lambda fraction, desc=None: None)
+
+
+def test_uploads_changed_during_a_run_never_show_the_old_result(page, monkeypatch):
+    session = page.handlers.sessions.get("visitor")
+    shown = _segment_while(page, monkeypatch, lambda: page.handlers.inputs_changed(page.ct, page.ct, page.request))
+    assert "uploads changed while segmenting" in shown[0]
+    header, mip, downloads = shown[1], shown[3], shown[-2:]
+    assert session.result is None and header == "" and mip is None and downloads == [None, None]
+
+
+def test_a_closed_page_stops_its_run_and_keeps_no_file(page, monkeypatch):
+    session = page.handlers.sessions.get("visitor")
+    shown = _segment_while(page, monkeypatch, lambda: page.handlers.end_session(page.request))
+    assert session.closed and not session.workdir.exists()
+    assert page.handlers.sessions.find("visitor") is None
+    assert not list((session.workdir.parent).glob(f"{session.workdir.name}*"))
+    assert len(shown) == 1 + len(page.handlers.cleared())
+
+
+def test_no_lesion_is_a_review_warning_with_the_facts(page):
+    from modeling_petct.web.service import ModelFacts, review_facts, run_study
+
+    session = page.handlers.sessions.get("visitor")
+    facts = ModelFacts("tiny", "x", "synthetic phantoms only", True, "no validation score")
+    result = run_study(page.pet, page.ct, page.shelf.get("tiny"), facts, session)
+    result.rows, result.notes = [], review_facts(result.view.suv, facts, dicom=True)
+    assert result.summary().startswith("**No lesion found: review the MIP.**")
+    assert "trained on synthetic phantoms only; this is a real DICOM scan" in result.summary()
+
+
+def test_demo_model_list_keeps_every_folder_under_its_own_name(tmp_path):
+    from modeling_petct.cli.demo import model_labels
+
+    a, b = (save_tiny(tmp_path / f"cells/seed{s}/best") for s in (0, 1))
+    labels = model_labels([str(a), str(b), str(a)])
+    assert list(labels) == ["seed0/best", "seed1/best"] and set(labels.values()) == {str(a), str(b)}
+    assert list(model_labels([str(a)])) == ["seed0/best"] and list(model_labels(["org/model"])) == ["org/model"]

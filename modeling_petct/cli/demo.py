@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..errors import PetCtInputError
     from ..web.app import build_demo, launch, models_from_env
 
-    models = {_label(m): m for m in args.model} if args.model else models_from_env() or quickstart_models()
+    models = model_labels(args.model) if args.model else models_from_env() or quickstart_models()
     shelf = ModelShelf(models, device=args.device)
     if models:  # load the default choice now: a wrong --model fails here, not on a visitor's first click
         first = next(iter(models))
@@ -79,6 +79,13 @@ def _run_label(cell: dict) -> str:
     return f"{arm}, {labels} · validation Dice {dice} · synthetic data"
 
 
-def _label(model: str) -> str:
-    path = Path(model)
-    return path.resolve().name if path.is_dir() else model
+def model_labels(models: list[str]) -> dict[str, str]:
+    """label -> folder or Hub id for the model list: each folder's shortest trailing path no other given folder
+    shares (quickstart folders are all named best: ``seed0/best`` beside ``seed1/best``); one entry per folder."""
+    unique = list(dict.fromkeys(str(Path(m).resolve()) if Path(m).is_dir() else m for m in models))
+    parts = [Path(m).parts if Path(m).is_dir() else (m,) for m in unique]
+    for k in range(1, max(map(len, parts)) + 1):
+        labels = ["/".join(p[-max(k, 2 if p[-1] in ("best", "last") else 1):]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return dict(zip(labels, unique))
+    return dict(zip(unique, unique))

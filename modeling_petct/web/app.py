@@ -18,7 +18,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import PetCtInputError
-from .service import DEFAULT_SUV_WINDOW, NOT_A_DEVICE, SORT_KEYS, TABLE_COLUMNS, DemoSessions, ModelShelf, run_study
+from .service import (DEFAULT_SUV_WINDOW, NOT_A_DEVICE, SORT_KEYS, TABLE_COLUMNS, DemoSessions, ModelShelf,
+                      SessionClosed, run_study)
 from .uploads import ACCEPTED, UploadLimits
 from .workroot import create_workroot, use_as_gradio_cache
 
@@ -164,10 +165,12 @@ class Handlers:
         ]
 
     def inputs_changed(self, pet, ct, request: gr.Request):
-        """A new or removed upload (or a loaded example): the old result no longer belongs to the inputs."""
+        """A new or removed upload (or a loaded example): the old result no longer belongs to the inputs, nor does
+        the result of a run still going (``segment`` checks the count when it ends)."""
         session = self.sessions.get(request.session_hash)
         session.uploads.update(Path(f) for f in (pet, ct) if f)
         session.result = None
+        session.inputs_version += 1
         return [message("info", _inputs_note(pet, ct)), *self.cleared()]
 
     def load_example(self, name, request: gr.Request):
@@ -182,14 +185,27 @@ class Handlers:
         if not pet or not ct:
             return [message("error", f"Cannot segment yet: {_inputs_note(pet, ct)}"), *self.cleared()]
         session.uploads.update((Path(pet), Path(ct)))
+        inputs = session.inputs_version
         try:
             segmenter = self.shelf.get(model_label)
-            session.result = run_study(pet, ct, segmenter, self.shelf.facts[model_label], session, limits=self.limits,
-                                       progress=progress)  # fmt: skip
+            result = run_study(pet, ct, segmenter, self.shelf.facts[model_label], session, limits=self.limits,
+                               progress=progress)  # fmt: skip
         except PetCtInputError as err:
             LOG.warning("demo refused a request: %s", _user_text(err))  # one line, no traceback: not a server fault
             return [message("error", _user_text(err)), *self.cleared()]
-        done = f"Segmented {Path(pet).name} + {Path(ct).name} with {model_label} in {session.result.seconds:.1f} s."
+        except SessionClosed:
+            return [gr.skip()] * (1 + len(self.cleared()))  # the page is gone: nothing to show, nothing kept
+        if session.closed:  # closed after the last progress step: its files must not outlive it
+            session.close()
+            return [gr.skip()] * (1 + len(self.cleared()))
+        if session.inputs_version != inputs:
+            return [message("info", "The uploads changed while segmenting: that result was of the old files and is "
+                                    "not shown. Press Segment for the new ones."), *self.cleared()]
+        session.result = result
+        done = f"Segmented {Path(pet).name} + {Path(ct).name} with {model_label} in {result.seconds:.1f} s."
+        if not result.rows:
+            return [message("info", f"No lesion found: review the MIP before trusting this. {done} {NOT_A_DEVICE}"),
+                    *self.shown(session, model_label, window, min_ml, sort)]
         return [message("done", f"{done} {NOT_A_DEVICE}"), *self.shown(session, model_label, window, min_ml, sort)]
 
     def model_changed(self, model_label, request: gr.Request):
@@ -288,7 +304,7 @@ def build_demo(
     blocks = gr.Blocks(title="petct-fm: PET/CT lesion segmentation", delete_cache=(1800, 3 * 3600),
                        analytics_enabled=False)  # fmt: skip
     with blocks as demo:
-        gr.Markdown(f"### petct-fm: whole-body FDG PET/CT lesion segmentation\n{NOT_A_DEVICE} Uploads, pictures and "
+        gr.Markdown(f"# petct-fm: whole-body FDG PET/CT lesion segmentation\n{NOT_A_DEVICE} Uploads, pictures and "
                     "downloads are deleted when you close the page.")  # fmt: skip
         with gr.Row():
             with gr.Column(scale=1, min_width=320):

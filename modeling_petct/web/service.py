@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.volume import Volume
-from ..errors import PetCtInputError
+from ..errors import PetCtInputError, PetCtWarning
 from ..outputs.lesions import DECIMALS
 from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
 from .uploads import UploadLimits, prepare_upload
@@ -192,6 +193,7 @@ class DemoResult:
     seconds: float
     device: str
     uploads: str  # "PET.nii.gz + CT.nii.gz": what the result is of
+    notes: list[str] = field(default_factory=list)  # facts to review the result by (partial view, voxel size, ...)
 
     def visible(self, min_ml: float = 0.0) -> set[int]:
         return {r["id"] for r in self.rows if r["volume_ml"] >= min_ml}
@@ -224,10 +226,16 @@ class DemoResult:
         shown = self.visible(min_ml)
         hidden = len(self.rows) - len(shown)
         mtv, tlg = fmt("volume_ml", self.totals["total_mtv_ml"]), fmt("tlg", self.totals["total_tlg"])
+        if not self.rows:
+            return f"**No lesion found: review the MIP.** {_review(self.notes)} PET grid {self.view.suv.shape}."
         text = f"**{len(self.rows)} lesion(s)**, total MTV {mtv} ml, total TLG {tlg} SUV·ml"
         if hidden:
             text += f" ({hidden} under {min_ml:g} ml hidden from the table and pictures; totals count all)"
         return f"{text}. PET grid {self.view.suv.shape}, {self.seconds:.1f} s on {self.device}."
+
+
+def _review(notes: list[str]) -> str:
+    return ("Check: " + "; ".join(notes) + ".") if notes else ""
 
 
 def _organ(row: dict) -> str:
@@ -241,6 +249,8 @@ class DemoSession:
     workdir: Path
     result: DemoResult | None = None
     uploads: set[Path] = field(default_factory=set)
+    inputs_version: int = 0  # counts changes of the uploads: a result of older inputs is never shown
+    closed: bool = False  # the page went away: a running request stops and writes nothing
     _runs: int = field(default=0, repr=False)
 
     @classmethod
@@ -249,6 +259,7 @@ class DemoSession:
         return cls(Path(tempfile.mkdtemp(prefix="session-", dir=root)))
 
     def close(self) -> None:
+        self.closed = True
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def fresh_dir(self, name: str) -> Path:
@@ -346,7 +357,7 @@ def run_study(
     from ..data.io import read_ct, read_pet
     from ..outputs.files import StudyFiles, write_study
 
-    report = progress if progress is not None else (lambda fraction, desc=None: None)  # gr.Progress is falsy
+    report = _while_open(session, progress if progress is not None else (lambda fraction, desc=None: None))
     started = time.perf_counter()
     out = session.fresh_dir("result")
     names = {"PET": Path(pet_upload).name, "CT": Path(ct_upload).name}
@@ -356,9 +367,12 @@ def run_study(
         ct = _read_upload(read_ct, ct_upload, "CT", Path(scratch) / "ct", limits)
     report(0.1, desc="segmenting")
     try:
-        result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PetCtWarning)
+            result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
     except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
         raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
+    notes = [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
     report(0.85, desc="measuring lesions")
     files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
     rows, totals = write_study(result, files)
@@ -367,7 +381,35 @@ def run_study(
     seconds = time.perf_counter() - started
     report(1.0, desc="done")
     uploads = f"`{names['PET']}` + `{names['CT']}`"
-    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads)
+    notes += review_facts(pet, facts, dicom=any(str(u).lower().endswith(".zip") for u in (pet_upload, ct_upload)))
+    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads, notes)
+
+
+class SessionClosed(Exception):
+    """The page of a running request was closed: the request stops (the worker is free for the next visitor)."""
+
+
+def _while_open(session: DemoSession, report):
+    """``report``, raising SessionClosed once the session is closed (checked at every progress step: every window)."""
+
+    def inner(fraction, desc=None):
+        if session.closed:
+            raise SessionClosed(session.workdir)
+        report(fraction, desc=desc)
+
+    return inner
+
+
+def review_facts(pet: Volume, facts: ModelFacts, *, dicom: bool) -> list[str]:
+    """Plain facts that make a result less trustworthy (shown beside "no lesion found"): real scans given to a model
+    trained on synthetic phantoms, and PET voxels far from the model's grid."""
+    notes = []
+    if facts.synthetic and dicom:
+        notes.append("this model was trained on synthetic phantoms only; this is a real DICOM scan")
+    coarse = max(pet.spacing)
+    if coarse > 6.0 or min(pet.spacing) < 1.0:
+        notes.append(f"PET voxels of {' x '.join(f'{s:.1f}' for s in pet.spacing)} mm (training data: about 2-4 mm)")
+    return notes
 
 
 def lesion_labels(mask: Volume) -> Volume:
