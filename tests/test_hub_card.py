@@ -240,3 +240,14 @@ def test_converted_weights_carry_the_data_providers_terms_in_a_linked_file(tmp_p
     terms = (out / "LICENSE.md").read_text()
     assert "TCIA data usage policy" in terms and "zenodo.org/records/15281784" in terms
     assert "started from" not in card.text and "4,997" in card.text
+
+
+def test_the_snippet_feeds_click_channels_and_loads_no_backbone_of_an_ensemble(tmp_path):
+    guided = {**MAE_CONFIG, "architectures": ["PetCtForSegmentation"], "guidance_channels": 2}
+    text = render_model_card(CardInputs("you/guided", tmp_path), guided).text
+    assert "torch.zeros(1, 4, 16, 128, 128)  # PET + CT + foreground clicks + background clicks, (z, y, x)" in text
+    assert "backbone = AutoModel.from_pretrained(" in text
+    ensemble = {**MAE_CONFIG, "architectures": ["PetCtEnsembleForSegmentation"], "ensemble_size": 2}
+    text = render_model_card(CardInputs("you/folds", tmp_path), ensemble).text
+    assert "from transformers import AutoModelForSemanticSegmentation\n" in text and "AutoModel.from" not in text
+    assert "`petct segment` and the Gradio demo take this repo id" in text

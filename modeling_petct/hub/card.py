@@ -19,7 +19,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import PetCtInputError
-from ..models.registry import model_class
+from ..models.registry import auto_map, model_class
 from .record import (SOURCE_NAMES, SPLITS, data_sources, dataset_name, find_run_record, is_synthetic,
                      postprocessing, recorded_base_model, selection_score, started_from, test_metrics)
 
@@ -212,15 +212,18 @@ def _petct_use(repo_id: str, row) -> str:
 
 
 def _usage_code(repo_id: str, row, config: dict) -> str:
-    """The card's Python snippet: the task's Auto class and, for a task model, AutoModel's backbone."""
-    modalities = config.get("modalities") or ("PET", "CT")
+    """The card's Python snippet: the task's Auto class and, where auto_map names a backbone class, AutoModel's."""
+    channels = list(config.get("modalities") or ("PET", "CT"))
+    channels += ["foreground clicks", "background clicks"][: int(config.get("guidance_channels") or 0)]
+    entries = auto_map(row)
+    backbone = entries["AutoModel"] != entries[row.auto_class]
     load = 'from_pretrained("{}", trust_remote_code=True).eval()'.format(repo_id)
-    lines = ["import torch", f"from transformers import {', '.join(dict.fromkeys((row.auto_class, 'AutoModel')))}",
+    lines = ["import torch", f"from transformers import {row.auto_class}" + (", AutoModel" * backbone),
              f"model = {row.auto_class}.{load}",
-             f"pixel_values = torch.zeros(1, {len(modalities)}, {2 * _size_divisor(config)}, 128, 128)  "
-             f"# {' + '.join(modalities)}, (z, y, x)",
+             f"pixel_values = torch.zeros(1, {len(channels)}, {2 * _size_divisor(config)}, 128, 128)  "
+             f"# {' + '.join(channels)}, (z, y, x)",
              "with torch.no_grad():", f"    out = model(pixel_values)  # {_OUTPUTS[row.auto_class]}"]
-    if row.auto_class != "AutoModel":
+    if backbone:
         lines[-2:-2] = [f"backbone = AutoModel.{load}  # the same network without its head"]
         lines.append("    features = backbone(pixel_values).last_hidden_state")
     return "\n".join(lines)
