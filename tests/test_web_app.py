@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -280,6 +281,71 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
         time.sleep(0.1)
     assert not session.workdir.exists()
     assert not [p for p in uploads if p.exists()]
+
+
+def _slow_shelf(shelf, monkeypatch) -> threading.Event:
+    """The shelf's segmenters take ~12 s, reporting progress as the sliding window does; the event says one started."""
+    started, real_get = threading.Event(), shelf.get
+
+    class Slow:
+        def __init__(self, real):
+            self.real, self.device = real, real.device
+
+        def __call__(self, pet, ct, progress=None):
+            started.set()
+            for step in range(60):
+                progress(step / 60, "window")
+                time.sleep(0.2)
+            return self.real(pet, ct, progress=progress)
+
+    monkeypatch.setattr(shelf, "get", lambda label: Slow(real_get(label)))
+    return started
+
+
+def test_browser_a_run_never_outlives_its_inputs_or_its_page(server, study, tmp_path, monkeypatch):
+    """Uploads replaced during a run: the old study's result never appears beside the new files. The page closed
+    during a run: the run stops and no file of that session is left, then or after the run would have ended."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, workroot, demo = server
+    pet, ct = study
+    other_ct = tmp_path / "CT_other.nii.gz"
+    shutil.copyfile(ct, other_ct)
+    started = _slow_shelf(demo.petct_handlers.shelf, monkeypatch)
+    before = set(workroot.glob("session-*"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(url, wait_until="domcontentloaded")
+            message = page.locator("#message")
+            page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
+            page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
+            expect(message).to_contain_text("are ready: press Segment", timeout=60_000)
+            page.locator("#segment").click()
+            assert started.wait(60)
+            page.locator("#ct-upload button[aria-label='Clear']").click()
+            page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
+            expect(message).to_contain_text("uploads changed while segmenting", timeout=120_000)
+            expect(page.locator("#result-model")).to_have_text("")
+            expect(page.locator('#mask-download a[download="lesion_mask.nii.gz"]')).to_have_count(0)
+            expect(page.locator("#mip img")).to_have_count(0)
+
+            started.clear()
+            page.locator("#segment").click()
+            assert started.wait(60)
+            session = _session(demo, before, workroot)
+            page.close()
+        finally:
+            browser.close()
+    for _ in range(300):
+        if session.closed and not session.workdir.exists():
+            break
+        time.sleep(0.1)
+    assert session.closed and not session.workdir.exists()
+    time.sleep(15)  # longer than the run would have taken: it stopped, and wrote nothing afterwards
+    assert not session.workdir.exists()
+    assert not list(workroot.glob(f"{session.workdir.name}*"))
 
 
 def _fetch(page, src: str, path: Path) -> Path:
