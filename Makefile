@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test browser clean
+.PHONY: install quickstart test lint browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -27,7 +27,13 @@ quickstart: $(STAMP)
 browser:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-test: $(STAMP) browser
+# Static checks: pyflakes/pycodestyle errors (ruff) and the import layers of DESIGN.md (import-linter), config in
+# pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check modeling_petct tests benchmarks hub_scripts train_mae.py train_seg.py
+	$(BIN)/lint-imports
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q tests
 
 clean:

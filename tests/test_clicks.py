@@ -15,7 +15,6 @@ from modeling_petct.data.clicks import (Click, clicks_from_points, encode_clicks
                                         read_clicks, voxel_of, write_clicks)
 from modeling_petct.data.harmonize import HarmonizedStudy, canonical_grid, harmonize
 from modeling_petct.data.io import read_volume, write_volume
-from modeling_petct.data.volume import Volume
 from modeling_petct.errors import PetCtInputError
 
 AUTOPET_CLICKS = SHARED_DATA / "autopet_iv" / "lesion-clicks.json"

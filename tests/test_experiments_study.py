@@ -3,7 +3,6 @@ see test_experiments_quickstart.py for a real run)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest

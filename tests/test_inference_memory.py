@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from modeling_petct.inference.memory import available_memory_bytes
+from modeling_petct.data.memory import available_memory_bytes
 
 
 def test_available_memory_is_psutils_unless_overridden(monkeypatch):

@@ -54,7 +54,7 @@ def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
 
     results = root / "study" / "results.json"
     if results.is_file():
-        from ..experiments.quickstart import cells_by_validation
+        from ..training.results import cells_by_validation
 
         ranked = {_run_label(c): c["selected_model"] for c in cells_by_validation(results)}
         ranked = {label: path for label, path in ranked.items() if Path(path).is_dir()}

@@ -244,14 +244,14 @@ def _converted_pet(path, conversion: dict):
 
 
 def _unzipped(path, scratch: contextlib.ExitStack):
-    """A .zip of one DICOM series is unpacked (with the demo's zip-bomb and path checks) into a scratch folder that
-    lives as long as ``scratch`` (the DICOM SEG reads the source files at the end)."""
+    """A .zip of one DICOM series is unpacked (with the zip-bomb and path checks of data/archives.py) into a scratch
+    folder that lives as long as ``scratch`` (the DICOM SEG reads the source files at the end)."""
     import tempfile
     from pathlib import Path
 
     if not str(path).lower().endswith(".zip"):
         return path
-    from ..web.uploads import UploadLimits, dicom_series_folder, safe_extract_zip
+    from ..data.archives import UploadLimits, dicom_series_folder, safe_extract_zip
 
     work = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="petct-zip-")))
     scratch.enter_context(_named_in_zip(work / Path(path).stem, path))

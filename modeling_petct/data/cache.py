@@ -223,7 +223,7 @@ def _harmonize_row(row: dict, root: str, options: dict):
     from .adapters import load_organs, load_study
     from .harmonize import harmonize
 
-    from ..inference.memory import check_memory
+    from .memory import check_memory
     from .plausibility import check_label, check_pet_ct
 
     sid = row["study_id"]

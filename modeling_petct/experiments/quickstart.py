@@ -17,12 +17,12 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..training.results import QUICKSTART_MARKER
 from .cohort import CohortPlan
 
-MARKER = ".petct-quickstart"
 PROTOCOLS = ("corrected", "faithful")
 
 
@@ -142,7 +142,8 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     stage("fine-tuning, probes and their evaluation")
 
     log("4/6 scoring the held-out centre and segmenting the median test study with both arms")
-    from .quickstart_report import held_out_centre, summarise_study
+    from .held_out import held_out_centre
+    from .quickstart_report import summarise_study
 
     study = summarise_study(out / "study", results)
     centre = held_out_centre(out, cohort, study, budget)
@@ -167,11 +168,11 @@ def _fresh_dir(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise PetCtInputError(out, "exists and is not a folder; choose another -o")
     if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
+        if not (out / QUICKSTART_MARKER).exists():
             raise PetCtInputError(out, "exists and is not an earlier quickstart output; choose another -o")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by petct quickstart; the folder is replaced on the next run\n")
+    (out / QUICKSTART_MARKER).write_text("written by petct quickstart; the folder is replaced on the next run\n")
     return out
 
 
@@ -271,7 +272,7 @@ def _overrides(budget: Budget, **fields) -> str:
 def _segment_examples(out: Path, cohort, study: dict) -> list[dict]:
     """The held-out example, by a stated rule: the best cell by validation score; the lesion-positive test study whose
     Dice under that cell is the median; segmented from its NIfTI files by the best cell of each arm."""
-    from .quickstart_report import best_by_arm
+    from ..training.results import best_by_arm, cells_by_validation
 
     best = cells_by_validation(study["results"])[0]
     positive = sorted((c["dice"], sid) for sid, c in best.test_cases.items() if c["gt_lesions"] and not math.isnan(c["dice"]))
@@ -302,20 +303,6 @@ def _segment_one(out: Path, cohort, cell, study_id: str) -> dict:
             "seed": cell.seed, "val_score": cell.best_val_dice, "metrics": metrics, "lesions": rows, "totals": totals,
             "timings": result.timings, "mip": mip, "mask": figures / f"{study_id}_{cell.arm}" / "lesions.nii.gz",
             "true_lesions": metrics["gt_lesions"]}
-
-
-def cells_by_validation(results) -> list:
-    """Fine-tuning runs, best validation score first (runs without one last): RunResults as given, or the cell
-    dicts of a study's results.json path (what the demo reads)."""
-    if isinstance(results, (str, Path)):
-        results = json.loads(Path(results).read_text())["cells"]
-    return sorted(results, key=checkpoint_score, reverse=True)
-
-
-def checkpoint_score(cell) -> float:
-    """The validation score of a cell's selected checkpoint (a RunResult or a results.json cell dict); -inf when none."""
-    value = cell.get("best_val_dice") if isinstance(cell, dict) else cell.best_val_dice
-    return -math.inf if value is None or math.isnan(value) else value
 
 
 def _save_rgb(rgb, path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..training.results import validation_score
 from .report import format_value
 
 ARM_TEXT = {"pretrained": "MAE init", "scratch": "scratch", "pretrained-organs": "MAE init, organ-aware",
@@ -34,39 +35,6 @@ def summarise_study(study_dir: Path, results: list) -> dict:
     return {"results": results, "rows": rows, "tests": tests, "table": table,
             "figure": label_efficiency_plot(rows, study_dir / "label_efficiency.png"),
             "json": write_results_json(study_dir / "results.json", rows, tests, results)}
-
-
-def best_by_arm(results: list) -> dict:
-    """The cell of best validation score per fine-tuning arm (never chosen on test studies)."""
-    from .quickstart import cells_by_validation
-
-    best = {}
-    for cell in cells_by_validation(results):
-        if cell.arm in ("pretrained", "scratch"):
-            best.setdefault(cell.arm, cell)
-    return best
-
-
-def held_out_centre(out: Path, cohort, study: dict, budget) -> dict:
-    """autoPET metrics of each arm's best-by-validation cell on the held-out centre's test studies."""
-    ids = cohort.roles.get("held_out_test", [])
-    if not ids:
-        return {}
-    from ..evaluation import aggregate
-    from ..training.args import SegArguments, TrainArguments
-    from ..training.loop import make_accelerator
-    from ..training.segmentation import build_segmenter, score_studies  # noqa: F401  (same scoring as the test split)
-    from .. import PetCtForSegmentation
-
-    accelerator = make_accelerator(TrainArguments(output_dir=str(out / "held_out_centre"), report_to="none",
-                                                  mixed_precision=budget.mixed_precision))  # as the cells scored
-    seg = SegArguments(sw_overlap=0.0)
-    scored = {}
-    for arm, cell in best_by_arm(study["results"]).items():
-        model = PetCtForSegmentation.from_pretrained(cell.selected_model).eval()
-        cases = score_studies(accelerator, model, cohort.cache, ids, seg, native=True)
-        scored[arm] = {"cell": cell, **aggregate(cases, n_boot=500)}
-    return scored
 
 
 def _paired(results: list, a: tuple[str, str], b: tuple[str, str], n_boot: int = 2000, key: str = "dice") -> dict:
@@ -100,8 +68,8 @@ def claims(results: list, budget) -> list[dict]:
     spec = [("1a", f"MAE init at {lo} beats scratch at {lo}", ("pretrained", lo), ("scratch", lo), "better"),
             ("1b", f"MAE init at {lo} matches scratch at {hi}", ("pretrained", lo), ("scratch", hi), "matches"),
             ("2", f"{k} probe: joint MAE beats separated PET-only + CT-only MAEs", ("probe", k), ("probe-separated", k), "better"),
-            ("2c", f"control: joint-MAE probe beats a random-feature probe", ("probe", k), ("probe-random", k), "better"),
-            ("2d", f"control: separated-MAE probe beats a random-feature probe", ("probe-separated", k), ("probe-random", k), "better")]
+            ("2c", "control: joint-MAE probe beats a random-feature probe", ("probe", k), ("probe-random", k), "better"),
+            ("2d", "control: separated-MAE probe beats a random-feature probe", ("probe-separated", k), ("probe-random", k), "better")]
     out = []
     for name, text, a, b, kind in spec:
         t = _paired(results, a, b)
@@ -233,16 +201,6 @@ def arm_candidates(study: dict) -> list[dict]:
     out = [{**rows[key], "val": float(np.mean([validation_score(c) for c in cells])), "cells": cells}
            for key, cells in groups.items()]
     return sorted(out, key=lambda c: -c["val"])
-
-
-def validation_score(cell) -> float:
-    """A cell's validation score after its post-processing (the best candidate's score where one was chosen), else
-    its checkpoint's score; -inf when it has none."""
-    from .quickstart import checkpoint_score
-
-    if cell.lesion_filter_scores:
-        return float(max(cell.lesion_filter_scores.values()))
-    return float(checkpoint_score(cell))
 
 
 def target_met(summary: dict) -> bool:

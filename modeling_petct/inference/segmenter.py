@@ -78,7 +78,7 @@ class SegmentationMethod(ABC):
 
     def check_memory(self, pet, ct) -> None:
         """Refuse, from the headers, a study that cannot fit in memory (before any voxel is read)."""
-        from .memory import check_memory
+        from ..data.memory import check_memory
 
         check_memory(pet, ct, spacing=self.spacing)
 
@@ -168,7 +168,7 @@ class Segmenter(SegmentationMethod):
         return bool(self.model.config.guidance_channels)
 
     def check_memory(self, pet, ct) -> None:
-        from .memory import check_memory
+        from ..data.memory import check_memory
 
         check_memory(pet, ct, self.model.config)
 

@@ -12,10 +12,9 @@ files: relative imports among model files only.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .backbones import output_channels
-from .configuration_petct import PetCtConfig, PetCtSeparatedConfig
+from .configuration_petct import PetCtSeparatedConfig
 from .modeling_petct import PetCtForSegmentation, PetCtModel, PetCtModelOutput, PetCtPreTrainedModel
 
 

@@ -28,7 +28,6 @@ from scipy import ndimage
 from ..atomic import atomic_path
 from ..data.geometry import LPS_TO_RAS, check_same_grid, label_lesions
 from ..data.volume import Volume
-from ..errors import PetCtInputError
 
 PEAK_SPHERE_ML = 1.0
 PEAK_RADIUS_MM = (3.0 * PEAK_SPHERE_ML * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)

@@ -1,7 +1,8 @@
 """The results record of one fine-tuning or probing run (`results.json`), one name per fact.
 
 Written by `training.segmentation.finetune`, read by the study report, the quickstart report, the model card and the
-demo, so that a fact is spelled the same everywhere: ``network`` is the backbone family (``config.backbone``, e.g.
+demo, so that a fact is spelled the same everywhere, and ranked by one set of rules (``cells_by_validation``,
+``best_by_arm``: validation scores only): ``network`` is the backbone family (``config.backbone``, e.g.
 "swinunetr-v2"), ``preset`` the preset name (e.g. "swinunetr-v2-small"), ``arm`` how the network started.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation 
 SELECTION_SCORES = {"val_dice": "validation Dice (mean over lesion-positive studies)",
                     "val_dice_fp": f"validation Dice minus {FP_PENALTY} per false-positive lesion on an average "
                                    "lesion-free study"}
+QUICKSTART_MARKER = ".petct-quickstart"  # in a `petct quickstart` output folder: its models saw phantoms only
 ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels)
 
 
@@ -124,3 +127,36 @@ def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return str(value)
+
+
+# Ranking rules over run records (cells): validation scores only, never test studies.
+
+def cells_by_validation(results) -> list:
+    """Fine-tuning runs, best validation score first (runs without one last): RunResults as given, or the cell
+    dicts of a study's results.json path (what the demo reads)."""
+    if isinstance(results, (str, Path)):
+        results = json.loads(Path(results).read_text())["cells"]
+    return sorted(results, key=checkpoint_score, reverse=True)
+
+
+def checkpoint_score(cell) -> float:
+    """The validation score of a cell's selected checkpoint (a RunResult or a results.json cell dict); -inf when none."""
+    value = cell.get("best_val_dice") if isinstance(cell, dict) else cell.best_val_dice
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+def best_by_arm(results: list) -> dict:
+    """The cell of best validation score per fine-tuning arm (never chosen on test studies)."""
+    best = {}
+    for cell in cells_by_validation(results):
+        if cell.arm in ("pretrained", "scratch"):
+            best.setdefault(cell.arm, cell)
+    return best
+
+
+def validation_score(cell) -> float:
+    """A cell's validation score after its post-processing (the best candidate's score where one was chosen), else
+    its checkpoint's score; -inf when it has none."""
+    if cell.lesion_filter_scores:
+        return float(max(cell.lesion_filter_scores.values()))
+    return float(checkpoint_score(cell))

@@ -70,7 +70,7 @@ class ModelFacts:
 def read_model_facts(label: str, location: str) -> ModelFacts:
     """Facts from the files a run leaves: ``training_summary.json`` (the validation score the model was selected on)
     in the folder, and the quickstart marker above it (quickstart models are trained on synthetic phantoms only)."""
-    from ..experiments.quickstart import MARKER
+    from ..training.results import QUICKSTART_MARKER
 
     folder = Path(location)
     if not folder.is_dir():
@@ -84,7 +84,7 @@ def read_model_facts(label: str, location: str) -> ModelFacts:
             validation = f"{metric} {float(selected['value']):.3f}"
     except (OSError, ValueError, TypeError):
         pass
-    if any((parent / MARKER).is_file() for parent in (folder, *folder.resolve().parents)):
+    if any((parent / QUICKSTART_MARKER).is_file() for parent in (folder, *folder.resolve().parents)):
         return ModelFacts(label, location, "synthetic phantoms only (petct quickstart)", True, validation)
     return ModelFacts(label, location, "data not recorded with the model", None, validation)
 

@@ -25,7 +25,7 @@ _BASE_BYTES = 600 * 2**20  # the interpreter, torch and the model
 
 def estimate_memory_bytes(pet_shape, pet_affine, ct_shape, target_spacing, roi_size=None, num_labels: int = 2) -> int:
     """Rough peak resident memory of harmonising (``roi_size`` None) or segmenting one study, from its grids alone."""
-    from ..data.harmonize import canonical_grid
+    from .harmonize import canonical_grid
 
     native = int(np.prod(pet_shape, dtype=np.int64)) * _NATIVE_BYTES + int(np.prod(ct_shape, dtype=np.int64)) * _CT_NATIVE_BYTES
     _, grid_shape = canonical_grid(np.asarray(pet_affine, float), tuple(pet_shape[:3]), target_spacing)
@@ -50,7 +50,7 @@ def available_memory_bytes() -> int:
 def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
     """(shape, RAS affine) of a Volume, or of an image file from its header alone; None when not cheaply known
     (DICOM folders: their slices are counted by the reader)."""
-    from ..data.volume import Volume
+    from .volume import Volume
 
     if isinstance(source, Volume):
         return source.shape, source.affine
@@ -66,7 +66,7 @@ def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
         if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
             import SimpleITK as sitk
 
-            from ..data.geometry import LPS_TO_RAS
+            from .geometry import LPS_TO_RAS
 
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(source))
@@ -96,7 +96,7 @@ def check_memory(pet, ct, config=None, *, spacing=None) -> None:
     need = estimate_memory_bytes(pet_grid[0], pet_grid[1], ct_grid[0], spacing, roi, labels)
     have = available_memory_bytes()
     if need > have:
-        from ..data.harmonize import canonical_grid
+        from .harmonize import canonical_grid
 
         grid = canonical_grid(pet_grid[1], pet_grid[0], spacing)[1]
         source = pet.source if hasattr(pet, "source") else pet
