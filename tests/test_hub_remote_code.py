@@ -19,7 +19,6 @@ import pytest
 import torch
 from hub_user_env import clean_site, distributions_for
 from local_hub import LocalHub
-from safetensors.torch import load_file
 
 from modeling_petct.hub.card import CardInputs, render_model_card, validate_model_card
 from modeling_petct.models.backbones import install_lines
