@@ -41,6 +41,19 @@ def test_one_study_at_a_time_with_a_bounded_queue(tmp_path, monkeypatch):
     assert all(fn.concurrency_limit in ("default", 1) for fn in demo.fns.values())
 
 
+def test_the_page_has_a_heading_and_every_picture_a_description(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from modeling_petct.web.app import build_demo
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    demo = build_demo(ModelShelf({}), workroot=tmp_path)
+    blocks = list(demo.blocks.values())
+    pictures = [b for b in blocks if isinstance(b, gr.Image)]
+    assert len(pictures) == 3 and all(len(p.alt_text or "") > 20 for p in pictures)
+    assert any(isinstance(b, gr.Markdown) and str(b.value).startswith("# petct-fm") for b in blocks)
+
+
 def test_no_model_configured_is_said_plainly():
     shelf = ModelShelf({})
     assert "No model configured" in shelf.describe(None)
@@ -298,3 +311,27 @@ def test_demo_model_list_keeps_every_folder_under_its_own_name(tmp_path):
     labels = model_labels([str(a), str(b), str(a)])
     assert list(labels) == ["seed0/best", "seed1/best"] and set(labels.values()) == {str(a), str(b)}
     assert list(model_labels([str(a)])) == ["seed0/best"] and list(model_labels(["org/model"])) == ["org/model"]
+
+
+def test_the_downloaded_mask_numbers_lesions_as_the_table_does(page):
+    """Two blobs as the segmenter's mask: the downloaded mask holds ids 1 and 2, each where the table's row says."""
+    import nibabel as nib
+    import numpy as np
+
+    from modeling_petct.web.service import run_study
+
+    session, real = page.handlers.sessions.get("visitor"), page.shelf.get("tiny")
+
+    def two_blobs(pet, ct, progress=None):
+        result = real(pet, ct, progress=progress)
+        blobs = np.zeros(result.mask.shape, np.uint8)
+        blobs[10:14, 10:14, 10:14], blobs[30:32, 30:32, 30:32] = 1, 1
+        result.mask = result.mask.with_array(blobs)
+        return result
+
+    two_blobs.device = real.device
+    result = run_study(page.pet, page.ct, two_blobs, page.shelf.facts["tiny"], session)
+    mask = np.asarray(nib.load(result.mask_path).dataobj)
+    assert sorted(np.unique(mask)) == [0, 1, 2] and len(result.rows) == 2
+    for row in result.rows:
+        assert int((mask == row["id"]).sum()) == row["voxels"]

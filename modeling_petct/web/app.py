@@ -46,8 +46,8 @@ def _slider(label: str, elem_id: str) -> gr.Slider:
     return gr.Slider(0, 1, value=0, step=1, label=label, interactive=False, elem_id=elem_id)  # enabled by a result
 
 
-def _picture(label: str, elem_id: str) -> gr.Image:
-    return gr.Image(label=label, type="filepath", interactive=False, elem_id=elem_id, buttons=["download"])
+def _picture(label: str, elem_id: str, alt: str) -> gr.Image:
+    return gr.Image(label=label, type="filepath", interactive=False, elem_id=elem_id, buttons=["download"], alt_text=alt)
 
 
 @dataclass
@@ -114,12 +114,14 @@ def _viewer_panel(limits: UploadLimits) -> dict:
         min_ml = gr.Number(0.0, minimum=0.0, step=0.1, label="Hide lesions under (ml)", elem_id="min-volume")
         sort = gr.Radio(list(SORT_KEYS), value="Volume", label="Sort table by", elem_id="sort")
     with gr.Row():
-        mip = _picture("PET MIP, lesions numbered", "mip")
+        mip = _picture("PET MIP, lesions numbered", "mip", "PET maximum-intensity projection, front view, with the "
+                       "found lesions outlined and numbered as in the lesion table")
         with gr.Column():
-            axial = _picture("Axial PET/CT", "axial")
+            axial = _picture("Axial PET/CT", "axial", "Axial slice: PET in colour over the CT, found lesions outlined")
             axial_index = _slider("Axial slice", "axial-index")
         with gr.Column():
-            coronal = _picture("Coronal PET/CT", "coronal")
+            coronal = _picture("Coronal PET/CT", "coronal", "Coronal slice: PET in colour over the CT, found lesions "
+                               "outlined")
             coronal_index = _slider("Coronal slice", "coronal-index")
     return dict(message=msg, header=header, summary=summary, window=window, min_ml=min_ml, sort=sort, mip=mip, axial=axial,
                 axial_index=axial_index, coronal=coronal, coronal_index=coronal_index)  # fmt: skip
@@ -130,7 +132,8 @@ def _table_panel() -> dict:
     table = gr.Dataframe(headers=list(TABLE_COLUMNS.values()), label="Lesions (click a row to show its slices)",
                          interactive=False, elem_id="lesion-table")  # fmt: skip
     with gr.Row():
-        mask_out = gr.File(label="Lesion mask (NIfTI, PET grid, all lesions)", interactive=False, elem_id="mask-download")
+        mask_out = gr.File(label="Lesion mask (NIfTI, PET grid, all lesions; voxel value = lesion # in the table)",
+                           interactive=False, elem_id="mask-download")
         csv_out = gr.File(label="Lesion table (CSV, all lesions)", interactive=False, elem_id="csv-download")
     return dict(table=table, mask_out=mask_out, csv_out=csv_out)
 

@@ -8,6 +8,7 @@ facts of the model that produced it (name, training data, validation score) what
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -375,9 +376,10 @@ def run_study(
     notes = [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
     report(0.85, desc="measuring lesions")
     files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
-    rows, totals = write_study(result, files)
+    labels = lesion_labels(result.mask)  # the download's voxel values are the table's lesion numbers
+    rows, totals = write_study(dataclasses.replace(result, mask=labels), files)
     report(0.92, desc="rendering")
-    view = StudyView.build(pet, ct, lesion_labels(result.mask))
+    view = StudyView.build(pet, ct, labels)
     seconds = time.perf_counter() - started
     report(1.0, desc="done")
     uploads = f"`{names['PET']}` + `{names['CT']}`"
