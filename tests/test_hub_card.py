@@ -251,3 +251,18 @@ def test_the_snippet_feeds_click_channels_and_loads_no_backbone_of_an_ensemble(t
     text = render_model_card(CardInputs("you/folds", tmp_path), ensemble).text
     assert "from transformers import AutoModelForSemanticSegmentation\n" in text and "AutoModel.from" not in text
     assert "`petct segment` and the Gradio demo take this repo id" in text
+
+
+def test_an_imported_nnunet_keeps_its_own_card_and_links_a_licence_the_hub_does_not_know(tmp_path):
+    from nnunet_fixture import RESULTS
+
+    from modeling_petct.hub.export import export_model_folder
+    from modeling_petct.hub.nnunet_import import import_to_folder
+
+    imported = import_to_folder(RESULTS, tmp_path / "model", weights_licence="research use only (see source)")
+    for folder in (imported, export_model_folder(imported, tmp_path / "out", CardInputs("you/imported", imported))):
+        card = validate_model_card((folder / "README.md").read_text(), folder=folder)
+        assert (card.data.license, card.data.license_name, card.data.license_link) == (
+            "other", "research use only (see source)", "LICENSE.md")
+        assert "research use only (see source)" in (folder / "LICENSE.md").read_text()
+        assert "nnU-Net v2 model" in card.text and "4,997" not in card.text  # not the authors' converted corpus

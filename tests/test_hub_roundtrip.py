@@ -25,7 +25,7 @@ from modeling_petct.hub.export import remote_code_files
 from modeling_petct.hub.upload import EXPORT_MARKER
 from modeling_petct.models.registry import REMOTE_CODE_FILES
 
-MAE_CODE = set(REMOTE_CODE_FILES) - {"modeling_separated.py"}  # what save_pretrained copies for the MAE
+MAE_CODE = set(REMOTE_CODE_FILES) - {"modeling_separated.py", "modeling_ensemble.py"}  # what an MAE save copies
 
 REPO = "user/petct-tiny"
 

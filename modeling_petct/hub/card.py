@@ -91,7 +91,11 @@ class CardInputs:
 
     @property
     def converted(self) -> bool:
-        return (self.model_dir / "conversion.json").is_file()
+        """Converted from one of the authors' checkpoints (an nnU-Net import has a card of its own)."""
+        from .nnunet_card import is_import
+
+        path = self.model_dir / "conversion.json"
+        return path.is_file() and not is_import(read_structured(path))
 
 
 def read_structured(path: Path) -> dict:

@@ -56,6 +56,17 @@ def load_model(model_dir: str | Path):
     return getattr(modeling_petct, arch).from_pretrained(model_dir)
 
 
+def _card_and_terms(inputs: CardInputs, config: dict, num_parameters: int):
+    """The card and the LICENSE.md text (None: a Hub licence id needs none): an nnU-Net import keeps its own card."""
+    from .nnunet_card import import_licence_file, is_import, render_import_card
+
+    conversion = inputs.model_dir / "conversion.json"
+    provenance = json.loads(conversion.read_text()) if conversion.is_file() else {}
+    if is_import(provenance):
+        return render_import_card(inputs.repo_id.split("/")[-1], config, provenance), import_licence_file(provenance)
+    return render_model_card(inputs, config, num_parameters), license_terms(inputs)[2]
+
+
 def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: CardInputs, *,
                         overwrite: bool = False) -> Path:
     """Write ``out_dir`` (atomically) from a saved model: the files a Hub model repo needs, and the card. An earlier
@@ -69,8 +80,7 @@ def export_model_folder(model_dir: str | Path, out_dir: str | Path, inputs: Card
                                              "an Auto class (modeling_petct/__init__.py)")
         remote_code_files(tmp)
         config = json.loads((tmp / "config.json").read_text())
-        card = render_model_card(inputs, config, model.num_parameters())
-        terms = license_terms(inputs)[2]
+        card, terms = _card_and_terms(inputs, config, model.num_parameters())
         if terms is not None:
             (tmp / LICENSE_FILE).write_text(terms)
         validate_model_card(str(card), source=str(out_dir / "README.md"), folder=tmp)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .card import HUB_LICENSES, install_section, validate_model_card
+from .card import HUB_LICENSES, LICENSE_FILE, install_section, validate_model_card
+
+IMPORT_SOURCE = "nnU-Net v2 results folder"  # conversion.json's "source" of an import (a conversion has a file)
 
 NNUNET_CITATION = ("Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH. nnU-Net: a self-configuring method for "
                    "deep learning-based biomedical image segmentation. Nature Methods 18, 203-211 (2021).")
@@ -21,6 +23,19 @@ def _licence(licence: str | None) -> tuple[str, str | None, str]:
     return "other", licence, f"The weights' licence, as stated by their authors: {licence}."
 
 
+def is_import(provenance: dict) -> bool:
+    return provenance.get("source") == IMPORT_SOURCE
+
+
+def import_licence_file(provenance: dict) -> str | None:
+    """LICENSE.md of an import whose licence is not a Hub id (the card's license_link points to it)."""
+    licence_id, licence_name, sentence = _licence(provenance.get("weights_licence"))
+    if licence_id != "other":
+        return None
+    source = provenance.get("source_url") or provenance["folder"]
+    return f"# Licence of these weights\n\n{sentence}\n\nSource: {source}. Check the source's own terms.\n"
+
+
 def render_import_card(name: str, config: dict, provenance: dict) -> ModelCard:
     """README.md of an imported model folder (validated as the Hub parses it)."""
     licence_id, licence_name, licence_text = _licence(provenance.get("weights_licence"))
@@ -32,6 +47,7 @@ def render_import_card(name: str, config: dict, provenance: dict) -> ModelCard:
     folds = ", ".join(provenance["folds"])
     source = provenance.get("source_url") or provenance["folder"]
     meta = ModelCardData(model_name=name, license=licence_id, license_name=licence_name, library_name="transformers",
+                         license_link=LICENSE_FILE if licence_id == "other" else None,
                          pipeline_tag="image-segmentation",
                          tags=["medical-imaging", "pet-ct", "3d", "nnu-net", "custom_code"])
     body = f"""

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PetCtInputError
+from .nnunet_card import IMPORT_SOURCE
 
 NETWORKS = {"PlainConvUNet": "plain-conv-unet", "ResidualEncoderUNet": "residual-encoder-unet"}
 SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization", "RescaleTo01Normalization")
@@ -299,7 +300,7 @@ def import_results_folder(folder, *, folds=None, checkpoint: str = "final", chan
         with torch.no_grad():
             member.load_state_dict(state, strict=True)
     provenance = {
-        "source": "nnU-Net v2 results folder", "folder": folder.name, "dataset": plans.get("dataset_name"),
+        "source": IMPORT_SOURCE, "folder": folder.name, "dataset": plans.get("dataset_name"),
         "plans": plans.get("plans_name"), "configuration": first["init_args"]["configuration"], "trainer": trainer,
         "folds": [f for f, _ in paths], "checkpoint": f"checkpoint_{checkpoint}.pth",
         "sha256": {f"fold_{f}": _sha256(p) for f, p in paths}, "channel_roles": how,
@@ -314,7 +315,8 @@ def import_to_folder(folder, out_dir, *, folds=None, checkpoint: str = "final", 
     """Write ``out_dir`` (atomically): save_pretrained (weights, config.json, remote code), conversion.json (the
     provenance) and README.md (the card)."""
     from ..atomic import atomic_folder
-    from .nnunet_card import render_import_card
+    from .card import LICENSE_FILE
+    from .nnunet_card import import_licence_file, render_import_card
 
     model, provenance = import_results_folder(folder, folds=folds, checkpoint=checkpoint, channels=channels)
     provenance.update(weights_licence=weights_licence or "unknown", source_url=source_url)
@@ -324,4 +326,7 @@ def import_to_folder(folder, out_dir, *, folds=None, checkpoint: str = "final", 
         (tmp / "conversion.json").write_text(json.dumps(provenance, indent=2) + "\n")
         config = json.loads((tmp / "config.json").read_text())
         (tmp / "README.md").write_text(str(render_import_card(out_dir.name, config, provenance)))
+        terms = import_licence_file(provenance)
+        if terms is not None:
+            (tmp / LICENSE_FILE).write_text(terms)
     return out_dir
