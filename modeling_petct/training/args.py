@@ -76,7 +76,7 @@ class TrainArguments:
     logging_steps: int = 10
     resume: bool = field(default=False, metadata={"help": "Continue from the latest complete checkpoint in output_dir.",
                                                   "aliases": _aliases("resume_from_checkpoint")})
-    report_to: str = field(default="tensorboard", metadata={"help": "An Accelerate tracker (tensorboard, wandb, ...) or none."})
+    report_to: str = field(default="tensorboard", metadata={"help": "Accelerate trackers, comma-separated (tensorboard, wandb, ...; one not installed is refused with its pip line), or none."})
     cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
     ddp_find_unused_parameters: bool = field(default=False, metadata={"help": "Needed by backbones with unused layers under DDP."})
     progress_bar: bool = True
