@@ -154,8 +154,11 @@ def test_every_statement_of_the_card_is_the_run_records(tmp_path):
     from modeling_petct.evaluation.statistics import aggregate
 
     record = _full_record()
-    card = _record_card(tmp_path, record, {**CONFIG, "backbone": "plain-conv-unet", "strides": [1, 2, 2, 2]})
+    config = {**CONFIG, "backbone": "plain-conv-unet", "strides": [1, 2, 2, 2], "min_lesion_ml": 0.2,
+              "min_lesion_confidence": 0.9}  # the lesion filter stored in the model, which petct segment applies
+    card = _record_card(tmp_path, record, config)
     text, meta = card.text, card.data
+    assert "- `min_lesion_ml`: `0.2`\n- `min_lesion_confidence`: `0.9`" in text
     facts = dict(re.findall(r"^- ([^:`]+(?:\([^)]*\))?): `([^`]*)`$", text.split("## Training procedure")[1], re.M))
     assert facts == {
         "started from": "a local checkpoint", "arm": record["arm"], "network": record["network"],

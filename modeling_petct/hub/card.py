@@ -364,8 +364,9 @@ Authors' code: {AUTHORS_CODE}."""
 
 
 def _model_summary(config: dict, num_parameters: int | None) -> str:
-    keys = ("preset", "backbone", "modalities", "crop_size", "target_spacing", "normalization", "id2label",
-            "organ_labels", "mask_cell_size", "mask_ratio", "imputation", "masked_loss_weight", "visible_loss_weight")
+    keys = ("preset", "backbone", "modalities", "guidance_channels", "crop_size", "target_spacing", "normalization",
+            "id2label", "organ_labels", "min_lesion_ml", "min_lesion_confidence", "mask_cell_size", "mask_ratio",
+            "imputation", "masked_loss_weight", "visible_loss_weight")
     lines = [f"- `{k}`: `{config[k]}`" for k in keys if config.get(k) not in (None, [], ())]
     if num_parameters:
         lines.append(f"- parameters: {num_parameters / 1e6:.2f}M")
