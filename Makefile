@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[demo,test,cpu-fast]"
-	# Its timm/torchvision requirements would replace the pinned torch; the Plain/ResEnc UNets need neither.
-	$(BIN)/pip install -q --no-deps "dynamic-network-architectures>=0.4,<0.5"
+	# Its timm/torchvision requirements would replace the pinned torch; the Plain/ResEnc UNets need neither. The pin
+	# has one home, models/backbones.py (model cards print it too).
+	$(BIN)/pip install -q --no-deps "$$($(BIN)/python -c 'from modeling_petct.models.backbones import DNA_REQUIREMENT as r; print(r)')"
 	# nnU-Net itself, the reference of the import parity tests (its other requirements are in the test extra).
 	$(BIN)/pip install -q --no-deps "nnunetv2==2.8.1"
 	touch $(STAMP)

@@ -166,7 +166,7 @@ def test_the_organ_aware_verdict_states_the_reduction(organ_fpv, verdict):
         cases = {f"s{i}": {"dice": dice + 0.01 * i, "fpv_physiological_ml": fpv, "gt_lesions": 1} for i in range(6)}
         return RunResult(network="plain-conv-unet", preset="tiny-unet", arm=arm, pretrained=None, linear_probe=False,
                          schedule="equal_steps", k_shot=None, label_fraction=1.0, n_train=4, seed=seed, split_seed=seed,
-                         steps=2, learning_rate=1e-3, selected_model="m", selected_step=2, best_val_dice=0.5,
+                         steps=2, learning_rate=1e-3, selected_model="m", selected_step=2, best_val_score=0.5,
                          test_cases=cases)
 
     results = [cell("scratch", s, 0.4, 0.5) for s in (0, 1)] + [cell("scratch-organs", s, organ_fpv, 0.6) for s in (0, 1)]
@@ -186,7 +186,7 @@ def test_the_best_arm_is_the_group_with_the_best_mean_validation_score():
         return RunResult(network="plain-conv-unet", preset="tiny-unet", arm=arm, pretrained=None, linear_probe=False,
                          schedule="equal_steps", k_shot=5 if arm == "probe" else None,
                          label_fraction=None if arm == "probe" else fraction, n_train=4, seed=seed, split_seed=seed,
-                         steps=2, learning_rate=1e-3, selected_model="m", selected_step=2, best_val_dice=val,
+                         steps=2, learning_rate=1e-3, selected_model="m", selected_step=2, best_val_score=val,
                          lesion_filter_scores=filter_scores, test_cases={"a": case})
 
     results = [cell("scratch", 0, 1.0, 0.2, {"0,0": 0.9}, 0.7), cell("scratch", 1, 1.0, 0.2, {"0,0": 0.1}, 0.7),

@@ -69,7 +69,7 @@ def _result(arm, fraction, seed, dice_by_case):
     return RunResult(network="plain-conv-unet", preset="net", arm=arm, pretrained="mae" if arm == "pretrained" else None,
                      linear_probe=False, schedule="epochs", k_shot=None, label_fraction=fraction,
                      n_train=int(10 * fraction), seed=seed, split_seed=seed, steps=1, learning_rate=1e-3,
-                     selected_model="m", selected_step=1, best_val_dice=0.5, test_cases=cases)
+                     selected_model="m", selected_step=1, best_val_score=0.5, test_cases=cases)
 
 
 def test_table_pools_seeds_and_pairs_pretrained_with_scratch_case_by_case():

@@ -143,7 +143,7 @@ def _full_record(**changes) -> dict:
     record = RunResult(network="plain-conv-unet", preset="tiny-unet", arm="pretrained", pretrained="/tmp/runs/mae/best",
                        linear_probe=False, schedule="epochs", k_shot=None, label_fraction=None, n_train=6, seed=4,
                        split_seed=0, steps=200, learning_rate=0.002, selected_model="/tmp/runs/seg/best",
-                       selected_step=150, best_val_dice=0.37, split={"train": ids[:6], "val": ids[6:8], "test": ids[8:]},
+                       selected_step=150, best_val_score=0.37, split={"train": ids[:6], "val": ids[6:8], "test": ids[8:]},
                        test={"test_dice": 0.35, "test_fpv_ml": 0.75, "test_fnv_ml": 2.5}, test_cases=cases,
                        data_sources={"synthetic-phantom": 12}, min_lesion_ml=0.2, min_lesion_confidence=0.9,
                        selection_metric="val_dice_fp", select_on="val")
@@ -167,7 +167,7 @@ def test_every_statement_of_the_card_is_the_run_records(tmp_path):
         "learning rate": str(record["learning_rate"]), "seed": str(record["seed"]),
         "selected at step": str(record["selected_step"]), "selected on": "the validation split",
         "selection score (validation Dice minus 0.05 per false-positive lesion on an average lesion-free study)":
-            str(record["best_val_dice"])}
+            str(record["best_val_score"])}
     assert "/tmp/runs" not in text and meta.base_model is None  # a local start is not a base model
 
     split = record["split"]

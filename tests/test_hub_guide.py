@@ -54,7 +54,7 @@ def _run_folder(root: Path) -> None:
     ids = [f"phantom_000_{i:04d}" for i in range(8)]
     RunResult(network="plain-conv-unet", preset="tiny-unet", arm="scratch", pretrained=None, linear_probe=False,
               schedule="epochs", k_shot=None, label_fraction=None, n_train=4, seed=0, split_seed=0, steps=40,
-              learning_rate=1e-3, selected_model=str(root / "runs/seg/best"), selected_step=40, best_val_dice=0.2,
+              learning_rate=1e-3, selected_model=str(root / "runs/seg/best"), selected_step=40, best_val_score=0.2,
               split={"train": ids[:4], "val": ids[4:6], "test": ids[6:]},
               test={"test_dice": 0.25, "test_fpv_ml": 1.0, "test_fnv_ml": 2.0},
               data_sources={"synthetic-phantom": 8}).save(root / "runs/seg")

@@ -103,7 +103,7 @@ def test_cli_demo_quickstart_and_pipeline_write_the_same_files(setup, tmp_path, 
     shelf = ModelShelf({"m": str(model_dir)}, device="cpu")
     demo = run_study(pet, ct, shelf.get("m"), shelf.facts["m"], DemoSession.open(folders["demo"]))
     cell = types.SimpleNamespace(selected_model=str(model_dir), arm="mae", label_fraction=1.0, seed=0,
-                                 best_val_dice=0.5)
+                                 best_val_score=0.5)
     case = _segment_one(folders["quickstart"], types.SimpleNamespace(dirs={"s": study}), cell, "s")
     seg = pipeline("petct-segmentation", model=str(model_dir), device="cpu")
     out = seg({"pet": str(pet), "ct": str(ct)}, output_dir=str(folders["pipeline"]))

@@ -72,11 +72,15 @@ def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:
 
 
 def _run_label(cell: dict) -> str:
-    """A model-list entry a clinician can read: how it was trained, its validation Dice, and that data was synthetic."""
+    """A model-list entry a clinician can read: how it was trained, its validation score named as what it is, and
+    that the data was synthetic."""
+    from ..training.results import recorded_score, selection_name
+
     arm = {"pretrained": "MAE-pretrained", "scratch": "no pretraining"}.get(cell["arm"], cell["arm"])
     labels = "k-shot labels" if cell.get("label_fraction") is None else f"{cell['label_fraction']:.0%} of labels"
-    dice = "n/a" if cell.get("best_val_dice") is None else f"{cell['best_val_dice']:.2f}"
-    return f"{arm}, {labels} · validation Dice {dice} · synthetic data"
+    score = recorded_score(cell)
+    shown = "n/a" if score is None else f"{score:.2f}"
+    return f"{arm}, {labels} · {selection_name(cell, short=True)} {shown} · synthetic data"
 
 
 def model_labels(models: list[str]) -> dict[str, str]:

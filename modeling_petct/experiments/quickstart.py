@@ -300,7 +300,7 @@ def _segment_one(out: Path, cohort, cell, study_id: str) -> dict:
     mip = figures / f"held_out_mip_{cell.arm}.png"
     _save_rgb(np.concatenate([pet_mip_overlay(result.pet, gt), pet_mip_overlay(result.pet, result.mask)], axis=1), mip)
     return {"study_id": study_id, "model": cell.selected_model, "arm": cell.arm, "fraction": cell.label_fraction,
-            "seed": cell.seed, "val_score": cell.best_val_dice, "metrics": metrics, "lesions": rows, "totals": totals,
+            "seed": cell.seed, "val_score": cell.best_val_score, "metrics": metrics, "lesions": rows, "totals": totals,
             "timings": result.timings, "mip": mip, "mask": figures / f"{study_id}_{cell.arm}" / "lesions.nii.gz",
             "true_lesions": metrics["gt_lesions"]}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..training.results import validation_score
+from ..training.args import LESION_PRIOR
+from ..training.results import FP_PENALTY, validation_score
 from .report import format_value
 
 ARM_TEXT = {"pretrained": "MAE init", "scratch": "scratch", "pretrained-organs": "MAE init, organ-aware",
@@ -147,7 +148,8 @@ def _what_ran(budget, recipe, protocol: str, cohort, maes: dict, results: list) 
         f"- **Protocol: {protocol}.** " + ("Corrected: pretraining excludes every test study; equal fine-tuning steps at "
          "every label fraction; LP-FT (the head alone for the first "
          f"{recipe.head_steps} steps from an MAE start, at {recipe.head_lr_factor:g}x the lr throughout), "
-         f"{recipe.warmup_steps} warm-up steps, zero-initialised head on MAE features (p(lesion) starts at 10%); checkpoint chosen on validation Dice less 0.05 per false-positive lesion on a "
+         f"{recipe.warmup_steps} warm-up steps, zero-initialised head on MAE features (p(lesion) starts at {LESION_PRIOR:.0%}); checkpoint chosen on validation Dice less "
+         f"{FP_PENALTY} per false-positive lesion on a "
          "lesion-free validation study (`val_dice_fp`), then by the same score on validation the post-processing "
          "every mask of the model gets: lesion components under a minimum volume (0-1 ml) or peak probability (0-0.99) "
          "dropped (`--min-lesion-ml auto --min-lesion-confidence auto`)."

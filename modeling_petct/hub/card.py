@@ -270,8 +270,11 @@ def _selection(record: dict, model_dir: Path) -> dict:
         return {}
     split = {"val": "the validation split", "test": "the test split (the authors' protocol: test numbers are "
              "optimistic)"}.get(record.get("select_on"), "a split the record does not name")
-    score = record.get("best_val_dice", record.get("best_val_loss"))
-    name = selection_score(record, model_dir) if "best_val_dice" in record else "validation reconstruction loss"
+    from ..training.results import recorded_score
+
+    score = recorded_score(record)
+    name = selection_score(record, model_dir) if score is not None else "validation reconstruction loss"
+    score = record.get("best_val_loss") if score is None else score
     return {"selected at step": record["selected_step"], "selected on": split,
             f"selection score ({name})": None if score is None else round(float(score), 4)}
 

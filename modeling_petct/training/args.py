@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..data.cache import LESION_CROP_PROB
 
+LESION_PRIOR = 0.1  # p(lesion) a zero/small head starts at (RetinaNet's prior init, milder: short schedules here)
+
 SWIN_LR, CNN_LR = 1e-4, 5e-4  # METHOD.md: the authors' per-backbone AdamW learning rates
 
 
@@ -98,7 +100,8 @@ class SegArguments:
     test_ids: str | None = field(default=None, metadata={"help": "Text file of test study ids (evaluated once, at the end)."})
     # The transfer recipe. Defaults are the authors' protocol; experiments/quickstart.py names both recipes.
     transfer: str = field(default="whole", metadata={"help": "What a pretrained start keeps: whole (encoder + decoder, the authors') | encoder (decoder re-initialised)."})
-    head_init: str = field(default="random", metadata={"help": "Output 1x1x1 head of a pretrained start or probe: random (the authors') | zero (weights 0) | small (random x 0.01); zero/small start p(lesion) at 1%."})
+    head_init: str = field(default="random", metadata={"help": "Output 1x1x1 head of a pretrained start or probe: random (the authors') | zero (weights 0) | small (random x 0.01); "
+                                                              f"zero/small start p(lesion) at {LESION_PRIOR:.0%}."})
     head_steps: int = field(default=0, metadata={"help": "LP-FT: from a pretrained start, only the output head learns for this many steps (the backbone's lr is 0), then the whole network; counted in the total."})
     head_lr_factor: float = field(default=1.0, metadata={"help": "From a pretrained start: the output head's lr = this x the lr (a new layer learns faster; the authors: 1)."})
     zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})

@@ -20,10 +20,13 @@ RESULTS_FILE = "results.json"
 PRETRAINING_FILE = "pretraining.json"  # the MAE pretraining run's record (a model card reads both)
 ARMS = ("pretrained", "scratch", "pretrained-organs", "scratch-organs", "probe", "probe-separated", "probe-random")
 FP_PENALTY = 0.05  # Dice per false-positive lesion on a lesion-free validation study (our choice; paper: Dice only)
-# --selection_metric -> what the score is (the record's best_val_dice holds the selected checkpoint's score)
+# --selection_metric -> what the score is (the record's best_val_score holds the selected checkpoint's score)
 SELECTION_SCORES = {"val_dice": "validation Dice (mean over lesion-positive studies)",
                     "val_dice_fp": f"validation Dice minus {FP_PENALTY} per false-positive lesion on an average "
                                    "lesion-free study"}
+# ... and in a few words, where a score is shown beside a model (the demo's model list)
+SELECTION_SHORT = {"val_dice": "validation Dice", "val_dice_fp": "validation Dice less FP penalty"}
+LEGACY_KEYS = {"best_val_dice": "best_val_score"}  # records written before the rename are read as today's
 QUICKSTART_MARKER = ".petct-quickstart"  # in a `petct quickstart` output folder: its models saw phantoms only
 ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels)
 
@@ -55,7 +58,7 @@ class RunResult:
     learning_rate: float
     selected_model: str
     selected_step: int | None
-    best_val_dice: float | None
+    best_val_score: float | None  # the selected checkpoint's score, on selection_metric
     history: list = field(default_factory=list)
     split: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)  # test_dice, test_fpv_ml, test_fnv_ml (summary)
@@ -65,7 +68,7 @@ class RunResult:
     min_lesion_ml: float = 0.0  # the selected model's post-processing (config.min_lesion_ml, inference.LesionFilter)
     min_lesion_confidence: float = 0.0  # ... and config.min_lesion_confidence
     lesion_filter_scores: dict = field(default_factory=dict)  # "<ml>,<confidence>" -> selection score, when chosen
-    selection_metric: str | None = None  # what best_val_dice is: a key of SELECTION_SCORES (None: older records)
+    selection_metric: str | None = None  # what best_val_score is: a key of SELECTION_SCORES (None: older records)
     select_on: str | None = None  # the split the checkpoint was selected on: "val", or "test" (the authors' protocol)
 
     @property
@@ -87,6 +90,7 @@ class RunResult:
     def from_dict(cls, values: dict) -> RunResult:
         """A record from results.json (keys this version does not know are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        values = {LEGACY_KEYS.get(k, k): v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def save(self, folder: str | Path) -> Path:
@@ -102,6 +106,17 @@ class RunResult:
         if path.is_dir():
             path = path / RESULTS_FILE
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def recorded_score(record: dict) -> float | None:
+    """The selected checkpoint's score of a results.json record, whichever version wrote it."""
+    return record.get("best_val_score", record.get("best_val_dice"))
+
+
+def selection_name(record: dict, short: bool = False) -> str:
+    """What a record's score is (SELECTION_SCORES / SELECTION_SHORT of its selection_metric); Dice for old records."""
+    names = SELECTION_SHORT if short else SELECTION_SCORES
+    return names.get(record.get("selection_metric") or "val_dice", "validation score")
 
 
 def data_sources(cache, ids) -> dict[str, int]:
@@ -141,7 +156,7 @@ def cells_by_validation(results) -> list:
 
 def checkpoint_score(cell) -> float:
     """The validation score of a cell's selected checkpoint (a RunResult or a results.json cell dict); -inf when none."""
-    value = cell.get("best_val_dice") if isinstance(cell, dict) else cell.best_val_dice
+    value = recorded_score(cell) if isinstance(cell, dict) else cell.best_val_score
     return -math.inf if value is None or math.isnan(value) else value
 
 

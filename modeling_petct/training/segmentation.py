@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..inference.loading import resolve_model_dir
-from .args import DataArguments, ModelArguments, SegArguments, TrainArguments, default_learning_rate, read_id_file
+from .args import (LESION_PRIOR, DataArguments, ModelArguments, SegArguments, TrainArguments, default_learning_rate,
+                   read_id_file)
 from .loop import HEAD_PREFIXES, FitResult, Selection, check_trackers, fit, make_accelerator
 from .mae import ModalitySelect, subjects_of
 from .results import FP_PENALTY, SELECTION_SCORES, RunResult, arm_of, data_sources
@@ -284,7 +285,6 @@ def _number_in(text: str, top: float) -> bool:
 
 TRANSFERS, HEAD_INITS = ("whole", "encoder"), ("random", "zero", "small")
 SELECTION_METRICS = tuple(SELECTION_SCORES)
-LESION_PRIOR = 0.1  # p(lesion) a zero/small head starts at (RetinaNet's prior init, milder: short schedules here)
 
 
 def apply_transfer_recipe(model, model_args: ModelArguments, seg_args: SegArguments) -> None:
@@ -380,7 +380,7 @@ def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: flo
         label_fraction=seg_args.label_fraction, n_train=len(split.train), seed=train_args.seed,
         split_seed=seg_args.split_seed, steps=fitted.state.step, learning_rate=lr,
         selected_model=str(fitted.model_dir), selected_step=fitted.state.best_step, select_on=seg_args.select_on,
-        best_val_dice=fitted.state.best_metric, selection_metric=seg_args.selection_metric,
+        best_val_score=fitted.state.best_metric, selection_metric=seg_args.selection_metric,
         history=fitted.state.history, split=split.to_dict(),
         test=summarize(test_cases, "test") if test_cases else {}, test_cases=test_cases)
 

@@ -71,7 +71,7 @@ class ModelFacts:
 def read_model_facts(label: str, location: str) -> ModelFacts:
     """Facts from the files a run leaves: ``training_summary.json`` (the validation score the model was selected on)
     in the folder, and the quickstart marker above it (quickstart models are trained on synthetic phantoms only)."""
-    from ..training.results import QUICKSTART_MARKER
+    from ..training.results import QUICKSTART_MARKER, SELECTION_SHORT
 
     folder = Path(location)
     if not folder.is_dir():
@@ -81,7 +81,7 @@ def read_model_facts(label: str, location: str) -> ModelFacts:
     try:
         selected = json.loads(summary.read_text()) if summary.is_file() else {}
         if selected.get("value") is not None:
-            metric = str(selected.get("selected_on", "score")).replace("val_", "validation ").replace("dice", "Dice")
+            metric = SELECTION_SHORT.get(selected.get("selected_on"), f"validation {selected.get('selected_on')}")
             validation = f"{metric} {float(selected['value']):.3f}"
     except (OSError, ValueError, TypeError):
         pass
