@@ -70,7 +70,6 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="PET (z, y, x); default AutoPET 326x400x400")
     parser.add_argument("--patch", type=int, nargs=3, default=(64, 128, 128), help="window (z, y, x)")
     args = parser.parse_args()
-    import numpy as np
 
     from modeling_petct.data.io import read_volume
     from modeling_petct.hub.nnunet_import import import_to_folder
