@@ -62,23 +62,35 @@ def check_same_grid(volume, reference, *, reference_name: str = "the reference",
         )
 
 
-def peek_geometry(path) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
-    """Shape and voxel size (mm) from the header alone, before any voxel is read; None when not cheaply known."""
-    path = Path(path)
-    name = path.name.lower()
+def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """(shape, RAS affine) of a Volume, or of an image file from its header alone; None when not cheaply known
+    (DICOM folders: their slices are counted by the reader)."""
+    from .volume import Volume
+
+    if isinstance(source, Volume):
+        return source.shape, source.affine
+    name = Path(source).name.lower()
     try:
         if name.endswith((".nii", ".nii.gz")):
             import nibabel as nib
 
-            img = nib.load(str(path))
-            return tuple(img.shape), tuple(float(z) for z in img.header.get_zooms()[:3])
+            img = nib.load(str(source))
+            if len(img.shape) < 3:
+                return None  # 2-D: the reader refuses it, with its own message
+            return tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, float)
         if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
             import SimpleITK as sitk
 
             reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
+            reader.SetFileName(str(source))
             reader.ReadImageInformation()
-            return tuple(reader.GetSize()), tuple(reader.GetSpacing())
+            if reader.GetDimension() < 3:
+                return None
+            affine = np.eye(4)
+            direction = np.asarray(reader.GetDirection(), float).reshape(reader.GetDimension(), -1)[:3, :3]
+            affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(reader.GetSpacing()[:3])
+            affine[:3, 3] = LPS_TO_RAS @ np.asarray(reader.GetOrigin()[:3], float)
+            return tuple(int(n) for n in reader.GetSize()[:3]), affine
     except Exception:  # unreadable headers are reported by the reader itself, with its own message
         return None
     return None

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import PetCtInputError
 from .adapters import SPADE_SPACING_ZYX, attach_organs, check_study_ids, discover
+from .geometry import peek_grid
 
 COLUMNS = ("study_id", "source", "subject", "study", "pet_path", "ct_path", "label_path", "spacing", "shape", "suv_status",
            "has_label", "split", "in_10pct", "in_30pct", "in_100pct", "organ_path")
@@ -113,26 +114,17 @@ def split_by_subject(manifest, *, val: float = 0.1, test: float = 0.2, seed: int
 
 
 def probe_geometry(path, source: str | None = None) -> tuple[list[float], list[int]]:
-    """PET spacing (mm, i/j/k) and shape from the file header alone; empty lists where unknown (DICOM folders)."""
+    """PET spacing (mm, i/j/k) and shape from the file header alone (``geometry.peek_grid``); empty lists where
+    unknown (DICOM folders, broken files: they are reported when harmonised, the manifest still lists them)."""
     path = Path(path)
-    name = path.name.lower()
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            hdr = nib.load(str(path)).header
-            shape = [int(s) for s in hdr.get_data_shape()[:3]]
-            return [float(z) for z in hdr.get_zooms()[:3]], shape
-        if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
-            import SimpleITK as sitk
-
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            reader.ReadImageInformation()
-            return list(reader.GetSpacing())[:3], list(reader.GetSize())[:3]
-        if name.endswith(".npy") and source == "spade":
+    if path.name.lower().endswith(".npy") and source == "spade":
+        try:
             shape = np.load(path, mmap_mode="r").shape
-            return list(SPADE_SPACING_ZYX[::-1]), [int(s) for s in shape[::-1]]
-    except Exception:  # a broken file is reported when it is harmonised; the manifest still lists it
+        except (OSError, ValueError):
+            return [], []
+        return list(SPADE_SPACING_ZYX[::-1]), [int(s) for s in shape[::-1]]
+    grid = peek_grid(path)
+    if grid is None:
         return [], []
-    return [], []
+    shape, affine = grid
+    return [round(float(s), 6) for s in np.linalg.norm(affine[:3, :3], axis=0)], list(shape)

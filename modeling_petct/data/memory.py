@@ -8,7 +8,6 @@ at 3x2x2 mm, so the guard sizes that grid (``canonical_grid`` of the PET header)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -47,45 +46,11 @@ def available_memory_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def peek_grid(source) -> tuple[tuple[int, int, int], np.ndarray] | None:
-    """(shape, RAS affine) of a Volume, or of an image file from its header alone; None when not cheaply known
-    (DICOM folders: their slices are counted by the reader)."""
-    from .volume import Volume
-
-    if isinstance(source, Volume):
-        return source.shape, source.affine
-    name = Path(source).name.lower()
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            img = nib.load(str(source))
-            if len(img.shape) < 3:
-                return None  # 2-D: the reader refuses it, with its own message
-            return tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, float)
-        if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
-            import SimpleITK as sitk
-
-            from .geometry import LPS_TO_RAS
-
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(source))
-            reader.ReadImageInformation()
-            if reader.GetDimension() < 3:
-                return None
-            affine = np.eye(4)
-            direction = np.asarray(reader.GetDirection(), float).reshape(reader.GetDimension(), -1)[:3, :3]
-            affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(reader.GetSpacing()[:3])
-            affine[:3, 3] = LPS_TO_RAS @ np.asarray(reader.GetOrigin()[:3], float)
-            return tuple(int(n) for n in reader.GetSize()[:3]), affine
-    except Exception:  # unreadable headers are reported by the reader itself, with its own message
-        return None
-    return None
-
-
 def check_memory(pet, ct, config=None, *, spacing=None) -> None:
     """Refuse, before reading voxels, a study that would not fit in memory. ``pet``/``ct``: paths or Volumes;
     ``config`` a segmentation model's (its spacing, window and labels), or ``spacing`` alone for harmonisation."""
+    from .geometry import peek_grid
+
     pet_grid, ct_grid = peek_grid(pet), peek_grid(ct)
     if pet_grid is None or ct_grid is None:
         return

@@ -92,10 +92,9 @@ def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, step
 
 def plot_dice_vs_clicks(results: dict, path) -> None:
     """Mean Dice per step, one line per protocol (PNG)."""
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     for protocol, result in results.items():

@@ -306,12 +306,8 @@ def _segment_one(out: Path, cohort, cell, study_id: str) -> dict:
 
 
 def _save_rgb(rgb, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ..atomic import atomic_path
+    from ..plotting import pyplot
 
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, rgb, format="png")
+        pyplot().imsave(tmp, rgb, format="png")

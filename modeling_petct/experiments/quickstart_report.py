@@ -312,10 +312,9 @@ def _lesion_table(rows: list[dict]) -> list[str]:
 
 
 def _learning_curves(results: list, path: Path) -> None:
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for r in results:

@@ -91,10 +91,9 @@ def markdown_table(rows: list[dict], tests: list[dict]) -> str:
 
 def label_efficiency_plot(rows: list[dict], path: Path, title: str = "Label efficiency") -> Path:
     """Figure 4 style: test Dice (95% CI) against the labelled fraction, one line per preset and start."""
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     lines: dict[tuple, list] = defaultdict(list)

@@ -15,10 +15,9 @@ def reconstruction_preview(model, pixel_values: torch.Tensor, path: Path, *, acc
                            modalities=("PET", "CT")) -> Path:
     """Save a PNG grid (rows: modalities; columns: input, mask, masked input, reconstruction) of the middle coronal
     slice, and log it to the TensorBoard tracker when there is one."""
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     device = next(model.parameters()).device
     was_training = model.training
