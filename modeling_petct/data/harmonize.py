@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from ..errors import PetCtInputError
 from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, NORMALIZATIONS
-from .io import volume_to_sitk
+from .io import resample_sitk, volume_to_sitk
 from .volume import Volume
 
 # nnU-Net's AutoPET plan (METHOD.md): clip window, then (x - mean) / sd. Channel 0 PET (SUV), channel 1 CT (HU).
@@ -54,7 +54,7 @@ class HarmonizedStudy:
             raise ValueError(f"array shape {array_zyx.shape} is not the harmonised grid {self.shape}")
         interp = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear}[order]
         src = volume_to_sitk(Volume(np.asarray(array_zyx).T, _zyx_to_sitk_order(self.grid_affine)))
-        return sitk.GetArrayFromImage(_resample(src, self.pet_affine, self.pet_shape, interp, fill)).T
+        return sitk.GetArrayFromImage(resample_sitk(src, self.pet_affine, self.pet_shape, interp, fill)).T
 
     def to_native_probabilities(self, prob_czyx: np.ndarray, fill_background: bool = True) -> np.ndarray:
         """Per-channel linear resampling of class probabilities; outside the crop is background (channel 0 = 1)."""
@@ -122,8 +122,8 @@ def harmonize(
     full_affine, full_shape = canonical_grid(pet.affine, pet.shape, spacing)
 
     # CT on the whole canonical grid (the body crop needs it); PET and label straight onto the crop
-    ct_img = _resample(volume_to_sitk(ct), _zyx_to_sitk_order(full_affine), full_shape[::-1], sitk.sitkLinear,
-                       CT_AIR_HU)
+    ct_img = resample_sitk(volume_to_sitk(ct), _zyx_to_sitk_order(full_affine), full_shape[::-1], sitk.sitkLinear,
+                           CT_AIR_HU)
     ct_full = sitk.GetArrayViewFromImage(ct_img)  # a view: valid while ct_img lives (to the end of this function)
     box = body_box(ct_full) if crop_body else tuple((0, n) for n in full_shape)
     ct_arr = ct_full[tuple(slice(a, b) for a, b in box)]
@@ -133,7 +133,8 @@ def harmonize(
 
     def onto_crop(vol, interp, fill, array=None):
         img = volume_to_sitk(vol, array)
-        return sitk.GetArrayFromImage(_resample(img, _zyx_to_sitk_order(grid_affine), crop_shape[::-1], interp, fill))
+        return sitk.GetArrayFromImage(resample_sitk(img, _zyx_to_sitk_order(grid_affine), crop_shape[::-1], interp,
+                                                    fill))
 
     suv = onto_crop(pet, sitk.sitkLinear, 0.0)
     image = np.empty((2, *crop_shape), np.float32)
@@ -263,15 +264,3 @@ def _mean_sd(a: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float]:
 def _zyx_to_sitk_order(affine_zyx: np.ndarray) -> np.ndarray:
     """An affine indexed (z, y, x) rewritten for SimpleITK's index order (x, y, z)."""
     return affine_zyx[:, [2, 1, 0, 3]]
-
-
-def _resample(img: sitk.Image, affine: np.ndarray, size, interp, fill) -> sitk.Image:
-    """Resample onto the grid (RAS ``affine`` over SimpleITK's index order, ``size``); float32 out unless nearest.
-
-    The target geometry is taken from a one-voxel image
-    built by ``volume_to_sitk``, so there is one RAS->LPS conversion in the package, and no full-size reference.
-    """
-    g = volume_to_sitk(Volume(np.zeros((1, 1, 1), np.uint8), np.asarray(affine, float)))
-    pixel = img.GetPixelID() if interp == sitk.sitkNearestNeighbor else sitk.sitkFloat32
-    return sitk.Resample(img, [int(n) for n in size], sitk.Transform(), interp, g.GetOrigin(), g.GetSpacing(),
-                        g.GetDirection(), float(fill), pixel)

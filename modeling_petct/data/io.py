@@ -163,6 +163,20 @@ def volume_to_sitk(vol: Volume, array: np.ndarray | None = None):
     return img
 
 
+def resample_sitk(img, affine: np.ndarray, size, interp, fill):
+    """Resample onto the grid (RAS ``affine`` over SimpleITK's index order, ``size``); float32 out unless nearest.
+
+    The target geometry is taken from a one-voxel image built by ``volume_to_sitk``, so there is one RAS->LPS
+    conversion in the package, and no full-size reference.
+    """
+    import SimpleITK as sitk
+
+    g = volume_to_sitk(Volume(np.zeros((1, 1, 1), np.uint8), np.asarray(affine, float)))
+    pixel = img.GetPixelID() if interp == sitk.sitkNearestNeighbor else sitk.sitkFloat32
+    return sitk.Resample(img, [int(n) for n in size], sitk.Transform(), interp, g.GetOrigin(), g.GetSpacing(),
+                        g.GetDirection(), float(fill), pixel)
+
+
 def _read_itk(path: Path) -> Volume:
     import SimpleITK as sitk
 

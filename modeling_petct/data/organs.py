@@ -165,11 +165,10 @@ def organ_map_on(organ_map: Volume, reference: Volume) -> Volume:
         return reference.with_array(np.asarray(organ_map.array, np.uint8), modality="SEG", units="organ label")
     import SimpleITK as sitk
 
-    from .harmonize import _resample
-    from .io import volume_to_sitk
+    from .io import resample_sitk, volume_to_sitk
 
     img = volume_to_sitk(organ_map, np.asarray(organ_map.array, np.uint8))
-    out = sitk.GetArrayFromImage(_resample(img, reference.affine, reference.shape, sitk.sitkNearestNeighbor, 0)).T
+    out = sitk.GetArrayFromImage(resample_sitk(img, reference.affine, reference.shape, sitk.sitkNearestNeighbor, 0)).T
     return reference.with_array(out.astype(np.uint8), modality="SEG", units="organ label")
 
 

@@ -363,11 +363,10 @@ def ct_on_pet_grid(ct, pet):
         return ct
     import SimpleITK as sitk
 
-    from ..data.harmonize import _resample
-    from ..data.io import volume_to_sitk
+    from ..data.io import resample_sitk, volume_to_sitk
 
     img = volume_to_sitk(ct, np.asarray(ct.array, np.float32))
-    out = sitk.GetArrayFromImage(_resample(img, pet.affine, pet.shape, sitk.sitkLinear, -1024.0)).T
+    out = sitk.GetArrayFromImage(resample_sitk(img, pet.affine, pet.shape, sitk.sitkLinear, -1024.0)).T
     return pet.with_array(out.astype(np.float32), modality="CT", units="HU")
 
 

@@ -76,43 +76,52 @@ def _fail(field: str, problem: str, owner: str = "PetCtConfig"):
 
 @strict
 class PetCtConfig(PreTrainedConfig):
-    r"""Configuration of a petct-fm model.
+    r"""Configuration of a petct-fm model (the fields are checked when the config is made).
 
-    backbone: "swinunetr-v2" (MONAI SwinUNETR, use_v2=True), "plain-conv-unet" (nnU-Net PlainConvUNet) or
-        "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate
-        and swin_downsample ("mergingv2", the authors'; "merging" only for checkpoints built with MONAI's default);
-        the CNNs use features_per_stage/strides/kernel_size/blocks_per_stage (convs per stage for the plain net,
-        residual blocks for ResEnc)/decoder_convs_per_stage. strides: one entry per stage; kernel_size: one size or
-        one entry per stage; an entry is one value for all axes or a (z, y, x) triple (nnU-Net's anisotropic plans).
-    modalities: the images among the input channels, in their order: ("PET", "CT") by default; ("PET",) or ("CT",)
-        for separated-modality MAEs; ("CT", "PET") for nnU-Net models trained on autoPET (CT is its channel 0).
-    crop_size, target_spacing, normalization: the (z, y, x) training crop, voxel spacing in mm and intensity scheme the
-        weights were trained with (read by data and inference code).
-    mask_cell_size, mask_ratio, independent_channel_masks, imputation, masked_loss_weight, visible_loss_weight: the
-        masked-autoencoder objective (METHOD.md); visible_loss_weight=0 gives a masked-only loss.
-    freeze_backbone: segmentation models train only the final 1x1x1 output convolution (linear probing).
-    batch_dice: the segmentation loss's Dice term is computed over the whole batch and over the lesion class only
-        (nnU-Net's choice); False is the authors' MONAI DiceCELoss default (per crop, background included), under
-        which a crop without lesions rewards predicting nothing.
-    organ_labels: organ names (e.g. data.organs.ORGANS) the model also segments, from automatic TotalSegmentator
-        labels, with a second output head (see PetCtForSegmentation); () = lesion-only, the default and the paper's
-        protocol. organ_loss_weight: weight of the organ DiceCE added to the unchanged lesion loss.
-    min_lesion_ml: predicted lesion components smaller than this volume (ml, on the native PET grid) are dropped from
-        every mask the model makes (nnU-Net-style post-processing; train_seg.py's ``--min-lesion-ml auto`` chooses it
-        on validation); 0 keeps every component, the paper's protocol. min_lesion_confidence: likewise, components
-        whose peak lesion probability is below this are dropped (``--min-lesion-confidence auto``); 0 keeps all.
-    guidance_channels: click-guidance input channels after the image channels: 0 (none, the default) or 2 (a map of
-        foreground clicks, then one of background clicks; the input is PET, CT, foreground, background).
-        guidance_encoding: how a click is drawn on the model grid, "gaussian" (the autoPET IV baseline) or "ball" (a
-        distance-transform ball, LesionLocator's); guidance_size: its sigma or radius, in voxels of the model grid.
-        Maps are never normalised: a click's voxel holds 1. A model without guidance loads into one with zero
-        guidance weights (PetCtPreTrainedModel.with_guidance), so at zero clicks it predicts exactly as before.
-    preset: name of the preset the config was built from (informational).
-    nnunet: for a network imported from an nnU-Net v2 results folder (hub/nnunet_import.py), how nnU-Net prepares
-        its inputs and combines its outputs, which inference/nnunet.py reproduces: per-channel "normalization"
-        (scheme and the plans' statistics; nnU-Net normalises guidance maps too), "resampling" orders, "mirror_axes",
-        the reader's "array_order", the plans' "transpose_forward" and dataset.json's "channel_names";
-        target_spacing and crop_size then hold the plans' spacing and patch size. None for every other model.
+    Args:
+        backbone: "swinunetr-v2" (MONAI SwinUNETR, use_v2=True), "plain-conv-unet" (nnU-Net PlainConvUNet) or
+            "residual-encoder-unet" (nnU-Net ResEnc). Swin uses feature_size/depths/num_heads/window_size/drop_path_rate
+            and swin_downsample ("mergingv2", the authors'; "merging" only for checkpoints built with MONAI's default);
+            the CNNs use features_per_stage/strides/kernel_size/blocks_per_stage (convs per stage for the plain net,
+            residual blocks for ResEnc)/decoder_convs_per_stage. strides: one entry per stage; kernel_size: one size or
+            one entry per stage; an entry is one value for all axes or a (z, y, x) triple (nnU-Net's anisotropic plans).
+        modalities: the images among the input channels, in their order: ("PET", "CT") by default; ("PET",) or ("CT",)
+            for separated-modality MAEs; ("CT", "PET") for nnU-Net models trained on autoPET (CT is its channel 0).
+        crop_size, target_spacing, normalization: the (z, y, x) training crop, voxel spacing in mm and intensity scheme the
+            weights were trained with (read by data and inference code).
+        mask_cell_size, mask_ratio, independent_channel_masks, imputation, masked_loss_weight, visible_loss_weight: the
+            masked-autoencoder objective (METHOD.md); visible_loss_weight=0 gives a masked-only loss.
+        freeze_backbone: segmentation models train only the final 1x1x1 output convolution (linear probing).
+        batch_dice: the segmentation loss's Dice term is computed over the whole batch and over the lesion class only
+            (nnU-Net's choice); False is the authors' MONAI DiceCELoss default (per crop, background included), under
+            which a crop without lesions rewards predicting nothing.
+        organ_labels: organ names (e.g. data.organs.ORGANS) the model also segments, from automatic TotalSegmentator
+            labels, with a second output head (see PetCtForSegmentation); () = lesion-only, the default and the paper's
+            protocol. organ_loss_weight: weight of the organ DiceCE added to the unchanged lesion loss.
+        min_lesion_ml: predicted lesion components smaller than this volume (ml, on the native PET grid) are dropped from
+            every mask the model makes (nnU-Net-style post-processing; train_seg.py's ``--min-lesion-ml auto`` chooses it
+            on validation); 0 keeps every component, the paper's protocol. min_lesion_confidence: likewise, components
+            whose peak lesion probability is below this are dropped (``--min-lesion-confidence auto``); 0 keeps all.
+        guidance_channels: click-guidance input channels after the image channels: 0 (none, the default) or 2 (a map of
+            foreground clicks, then one of background clicks; the input is PET, CT, foreground, background).
+            guidance_encoding: how a click is drawn on the model grid, "gaussian" (the autoPET IV baseline) or "ball" (a
+            distance-transform ball, LesionLocator's); guidance_size: its sigma or radius, in voxels of the model grid.
+            Maps are never normalised: a click's voxel holds 1. A model without guidance loads into one with zero
+            guidance weights (PetCtPreTrainedModel.with_guidance), so at zero clicks it predicts exactly as before.
+        preset: name of the preset the config was built from (informational).
+        nnunet: for a network imported from an nnU-Net v2 results folder (hub/nnunet_import.py), how nnU-Net prepares
+            its inputs and combines its outputs, which inference/nnunet.py reproduces: per-channel "normalization"
+            (scheme and the plans' statistics; nnU-Net normalises guidance maps too), "resampling" orders, "mirror_axes",
+            the reader's "array_order", the plans' "transpose_forward" and dataset.json's "channel_names";
+            target_spacing and crop_size then hold the plans' spacing and patch size. None for every other model.
+
+    Example::
+
+        >>> from modeling_petct import PetCtConfig, PetCtForSegmentation
+        >>> config = PetCtConfig.from_preset("tiny-unet", target_spacing=(4.0, 4.0, 4.0), min_lesion_ml=0.5)
+        >>> config.input_channels, config.crop_size
+        ([0, 1], (32, 32, 32))
+        >>> model = PetCtForSegmentation(config)  # a bad value (PetCtConfig(backbone="unet")) raises, naming the field
     """
 
     model_type = "petct"

@@ -88,8 +88,6 @@ class PetCtPreTrainedModel(PreTrainedModel):
             else:
                 init.kaiming_normal_(module.weight, a=1e-2)
                 init.zeros_(module.bias)
-        elif isinstance(module, PetCtForMaskedImageModeling) and module.mask_token is not None:
-            init.zeros_(module.mask_token)  # starts as the paper's zero imputation
 
     # Every Auto class that loads this class's checkpoints, {auto class: "module.Class"}: set by petct-fm's
     # registration (models/registry.auto_map); register_for_auto_class alone writes one entry.
@@ -196,6 +194,13 @@ class PetCtForMaskedImageModeling(PetCtPreTrainedModel):
         token_shape = (1, config.num_channels, 1, 1, 1)
         self.mask_token = nn.Parameter(torch.zeros(token_shape)) if config.imputation == "token" else None
         self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """The shared heads' init, and the learnable mask token, which starts as the paper's zero imputation."""
+        super()._init_weights(module)
+        if module is self and self.mask_token is not None:
+            init.zeros_(self.mask_token)
 
     def forward(
         self,

@@ -210,5 +210,7 @@ def _plane(plane: str) -> str:
 def _check_grid(reference: Volume, other: Volume | None) -> None:
     if other is None:
         return
-    if other.shape != reference.shape or not np.allclose(other.affine, reference.affine, atol=1e-3):
+    from ..data.geometry import same_grid
+
+    if not same_grid(other.shape, other.affine, reference.shape, reference.affine):
         raise ValueError(f"{other.source} (grid {other.shape}) is not on the PET grid {reference.shape}: resample it")
