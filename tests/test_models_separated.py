@@ -107,7 +107,7 @@ def test_grid_adds_a_separated_probe_per_seed_next_to_the_joint_probe():
     assert all(c.separated == ("pet_a", "ct_a") and c.k_shot == 5 for c in separated)
     names = [c.name for c in cells]
     assert names.index("a/probe-separated/5shot/seed0") == names.index("a/probe/5shot/seed0") + 1
-    with pytest.raises(ValueError, match="two entries per backbone"):
+    with pytest.raises(ValueError, match="two entries per preset"):
         grid(StudyArguments(backbones=["a", "b"], separated_pretrained=["pet_a", "ct_a"]))
 
 

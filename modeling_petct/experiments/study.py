@@ -215,12 +215,14 @@ def check_study(args: StudyArguments) -> None:
     if out.exists() and not out.is_dir():
         raise PetCtInputError(out, "exists and is not a folder: --output_dir is where the cells and the table go")
     bad = [f for f in args.grid.fractions if not 0 < f <= 1]
-    if bad or not args.grid.fractions:
-        raise PetCtInputError("--fractions", f"label fractions lie in (0, 1], got {bad or 'none'}")
+    if bad:
+        raise PetCtInputError("--fractions", f"label fractions lie in (0, 1], got {bad}")
     unknown = [p for p in args.grid.presets if p not in PRESETS]
     if unknown or not args.grid.presets:
         raise PetCtInputError("--presets", f"unknown preset(s) {unknown}; choose among {sorted(PRESETS)}")
     cells = grid(args)
+    if not cells:  # no fractions is a probes-only study; neither leaves nothing to run
+        raise PetCtInputError("--fractions", "no cell to run: give label fractions, or a pretrained model and --probe_k")
     for start in {c.pretrained for c in cells if c.pretrained} | {p for c in cells for p in c.separated or ()}:
         _check_starting_model(start)
     for cell in cells:
