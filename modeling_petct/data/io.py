@@ -14,7 +14,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import PetCtInputError
-from .geometry import LPS_TO_RAS
+from .geometry import LPS_TO_RAS, same_grid
 from .volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -199,8 +199,8 @@ def write_volume(array_or_volume, path: str | os.PathLike, like: Volume | None =
     if isinstance(array_or_volume, Volume):
         grid = like or array_or_volume
         array = array_or_volume.array
-        if not np.allclose(grid.affine, array_or_volume.affine, atol=1e-4):
-            raise ValueError("the volume's affine differs from like.affine: resample it onto that grid first")
+        if not same_grid(grid.shape, grid.affine, array_or_volume.shape, array_or_volume.affine):
+            raise ValueError("the volume's shape or affine differs from like's: resample it onto that grid first")
     else:
         if like is None:
             raise ValueError("write_volume needs like=<Volume> to place a bare array in the world")
