@@ -142,6 +142,29 @@ def fused_slice(
     return _annotated(image, labels, plane, slice_position(pet, plane, index), bar, suv_max)
 
 
+def slice_voxel(volume: Volume, plane: str, index: int, x: float, y: float, height: int = 400):
+    """The voxel (i, j, k of ``volume``'s own array) under pixel (``x`` column, ``y`` row) of ``fused_slice(volume,
+    ..., plane=plane, index=index, height=height)``; None on the colour bar or outside the picture. The inverse of
+    that picture's layout: RAS+ reorientation, radiological view, square-pixel zoom."""
+    ras = to_ras(volume)
+    axis = _VIEW_AXIS[_plane(plane)]
+    in_plane = [a for a in range(3) if a != axis]  # (left-right, the other) axes of the slab, RAS order
+    n_rows, n_cols = ras.shape[in_plane[1]], ras.shape[in_plane[0]]
+    spacing = ras.spacing
+    zoom_r = height / n_rows
+    zoom_c = spacing[0] * height / (n_rows * (spacing[2] if plane == "coronal" else spacing[1]))
+    out_rows, out_cols = round(n_rows * zoom_r), round(n_cols * zoom_c)
+    if not (0 <= x < out_cols and 0 <= y < out_rows):
+        return None
+    row = min(n_rows - 1, int((y + 0.5) * n_rows / out_rows))
+    col = min(n_cols - 1, int((x + 0.5) * n_cols / out_cols))
+    voxel = [0, 0, 0]
+    voxel[axis], voxel[in_plane[0]], voxel[in_plane[1]] = int(index), n_cols - 1 - col, n_rows - 1 - row
+    world = ras.affine[:3, :3] @ voxel + ras.affine[:3, 3]
+    native = np.linalg.solve(volume.affine[:3, :3], world - volume.affine[:3, 3])
+    return tuple(int(v) for v in np.clip(np.rint(native), 0, np.asarray(volume.shape) - 1))
+
+
 def _fuse(ct_gray01: np.ndarray, heat01: np.ndarray) -> np.ndarray:
     """PET "hot" over grey CT, more opaque where hotter; uint8 RGB."""
     alpha = (0.8 * np.sqrt(heat01))[..., None]

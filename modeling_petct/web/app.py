@@ -19,11 +19,12 @@ import gradio as gr
 
 from ..errors import PetCtInputError
 from .service import (DEFAULT_SUV_WINDOW, NOT_A_DEVICE, SORT_KEYS, TABLE_COLUMNS, DemoSessions, ModelShelf,
-                      SessionClosed, run_study)
+                      SessionClosed, clicked_voxel, edit_result, lesion_voxel, run_study)
 from .uploads import ACCEPTED, UploadLimits
 from .workroot import create_workroot, use_as_gradio_cache
 
 EXAMPLES = {f"Phantom, seed {seed}": seed for seed in (0, 1, 2)}  # short: the whole choice shows in the box
+CLICK_MODES = {"Look": None, "Add a lesion": "add", "Mark a false positive": "false positive"}  # -> edit action
 FILE_TYPES = [".nii", ".gz", ".mha", ".zip", ".dcm"]  # .dcm only to say "zip the series"
 LOG = logging.getLogger("modeling_petct.demo")
 CSS = """
@@ -75,6 +76,10 @@ class Page:
     table: gr.Dataframe
     mask_out: gr.File
     csv_out: gr.File
+    click_mode: gr.Radio
+    undo: gr.Button
+    reset: gr.Button
+    remove: gr.Button
 
     def results(self) -> list:
         """Everything a result fills in, in the order ``Handlers.cleared`` and ``Handlers.shown`` return it."""
@@ -113,6 +118,10 @@ def _viewer_panel(limits: UploadLimits) -> dict:
                            elem_id="suv-window")  # fmt: skip
         min_ml = gr.Number(0.0, minimum=0.0, step=0.1, label="Hide lesions under (ml)", elem_id="min-volume")
         sort = gr.Radio(list(SORT_KEYS), value="Volume", label="Sort table by", elem_id="sort")
+    with gr.Row(equal_height=True):
+        click_mode = gr.Radio(list(CLICK_MODES), value="Look", label="A click on a slice", elem_id="click-mode")
+        undo = gr.Button("Undo edit", elem_id="undo", min_width=90)
+        reset = gr.Button("Reset edits", elem_id="reset", min_width=90)
     with gr.Row():
         mip = _picture("PET MIP, lesions numbered", "mip", "PET maximum-intensity projection, front view, with the "
                        "found lesions outlined and numbered as in the lesion table")
@@ -124,18 +133,20 @@ def _viewer_panel(limits: UploadLimits) -> dict:
                                "outlined")
             coronal_index = _slider("Coronal slice", "coronal-index")
     return dict(message=msg, header=header, summary=summary, window=window, min_ml=min_ml, sort=sort, mip=mip, axial=axial,
-                axial_index=axial_index, coronal=coronal, coronal_index=coronal_index)  # fmt: skip
+                axial_index=axial_index, coronal=coronal, coronal_index=coronal_index, click_mode=click_mode,
+                undo=undo, reset=reset)  # fmt: skip
 
 
 def _table_panel() -> dict:
     """Below: the lesion table (click a row to show its slices) and the downloads."""
     table = gr.Dataframe(headers=list(TABLE_COLUMNS.values()), label="Lesions (click a row to show its slices)",
                          interactive=False, elem_id="lesion-table")  # fmt: skip
+    remove = gr.Button("Remove the selected lesion", elem_id="remove-lesion", size="sm")
     with gr.Row():
         mask_out = gr.File(label="Lesion mask (NIfTI, PET grid, all lesions; voxel value = lesion # in the table)",
                            interactive=False, elem_id="mask-download")
         csv_out = gr.File(label="Lesion table (CSV, all lesions)", interactive=False, elem_id="csv-download")
-    return dict(table=table, mask_out=mask_out, csv_out=csv_out)
+    return dict(table=table, mask_out=mask_out, csv_out=csv_out, remove=remove)
 
 
 class Handlers:
@@ -246,6 +257,7 @@ class Handlers:
         if session is None or session.result is None or not evt.row_value:
             return [gr.skip()] * 5
         lesion_id = int(float(evt.row_value[0]))
+        session.selected = lesion_id
         view, visible = session.result.view, session.result.visible(min_ml or 0.0)
         axial_index, coronal_index = view.slices_through(lesion_id)
         return [
@@ -255,6 +267,62 @@ class Handlers:
             gr.Slider(value=coronal_index),
             message("info", f"Showing lesion {lesion_id}: axial slice {axial_index}, coronal slice {coronal_index}."),
         ]
+
+    def edited(self, session, done: str, window, min_ml, sort, axial_index, coronal_index) -> list:
+        """Message, then everything the edited mask changes: summary, pictures, table, downloads."""
+        result, visible = session.result, session.result.visible(min_ml or 0.0)
+        return [
+            message("done", f"{done} {len(result.rows)} lesion(s) now ({result.seconds:.1f} s)."),
+            result.summary(min_ml or 0.0),
+            session.picture("mip", result.view.mip(visible, window)),
+            session.picture("axial", result.view.render("axial", axial_index, visible, window)),
+            session.picture("coronal", result.view.render("coronal", coronal_index, visible, window)),
+            gr.Dataframe(value=result.table(min_ml or 0.0, sort), headers=result.columns()),
+            str(result.mask_path),
+            str(result.csv_path),
+        ]
+
+    def _editable(self, request: gr.Request):
+        session = self.sessions.find(request.session_hash)
+        return session if session is not None and session.result is not None else None
+
+    def slice_clicked(self, plane: str):
+        """A click on a slice picture: in an edit mode, add a lesion or mark a false positive at that voxel."""
+        def clicked(mode, index, window, min_ml, sort, axial_index, coronal_index, evt: gr.SelectData,
+                    request: gr.Request):
+            session, action = self._editable(request), CLICK_MODES.get(mode)
+            if session is None or action is None:
+                return [gr.skip()] * 8
+            voxel = clicked_voxel(session.result, plane, index, *evt.index[:2])
+            if voxel is None:
+                return [message("info", "That click was off the image: click on the slice itself."), *[gr.skip()] * 7]
+            edit_result(session, action, voxel)
+            done = f"{mode} at PET voxel {voxel}:"
+            return self.edited(session, done, window, min_ml, sort, axial_index, coronal_index)
+
+        return clicked
+
+    def edit_button(self, action: str):
+        """Undo, Reset, or remove the lesion of the selected table row."""
+        def pressed(window, min_ml, sort, axial_index, coronal_index, request: gr.Request):
+            session = self._editable(request)
+            if session is None:
+                return [message("error", "Nothing to edit yet: press Segment first."), *[gr.skip()] * 7]
+            if action == "remove":
+                lesion = session.selected
+                if lesion is None or lesion not in {r["id"] for r in session.result.rows}:
+                    return [message("error", "Click a row of the lesion table first, then Remove."), *[gr.skip()] * 7]
+                edit_result(session, "remove", lesion_voxel(session.result, lesion))
+                session.selected = None
+                done = f"Removed lesion {lesion}:"
+            else:
+                if action == "undo" and not session.result.editor.edits:
+                    return [message("info", "No edit to undo."), *[gr.skip()] * 7]
+                edit_result(session, action)
+                done = "Undone:" if action == "undo" else "Edits reset to the model's result:"
+            return self.edited(session, done, window, min_ml, sort, axial_index, coronal_index)
+
+        return pressed
 
     def end_session(self, request: gr.Request):
         self.sessions.close(request.session_hash)
@@ -291,6 +359,12 @@ def _wire(demo: gr.Blocks, page: Page, h: Handlers) -> None:
         slider.input(h.scroller(plane), [slider, page.window, page.min_ml], image, api_name=f"{plane}_slice", **quiet)
     page.table.select(h.row_selected, [page.window, page.min_ml],
                       [page.axial, page.axial_index, page.coronal, page.coronal_index, page.message], **quiet)  # fmt: skip
+    view = [*page.view_controls(), page.axial_index, page.coronal_index]
+    edited = [page.message, page.summary, page.mip, page.axial, page.coronal, page.table, page.mask_out, page.csv_out]
+    for plane, slider, image in (("axial", page.axial_index, page.axial), ("coronal", page.coronal_index, page.coronal)):
+        image.select(h.slice_clicked(plane), [page.click_mode, slider, *view], edited, show_progress="hidden")
+    for action, button in (("undo", page.undo), ("reset", page.reset), ("remove", page.remove)):
+        button.click(h.edit_button(action), view, edited, show_progress="hidden")
     demo.unload(h.end_session)  # the page was closed: delete the session's files now
 
 

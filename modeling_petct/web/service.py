@@ -24,7 +24,8 @@ import numpy as np
 from ..data.volume import Volume
 from ..errors import PetCtInputError, PetCtWarning
 from ..outputs.lesions import DECIMALS
-from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, to_ras
+from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, slice_voxel, to_ras
+from .editing import MaskEditor
 from .uploads import UploadLimits, prepare_upload
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
@@ -168,11 +169,18 @@ class StudyView:
 
     def slices_through(self, lesion_id: int) -> tuple[int, int]:
         """(axial, coronal) slice indices through the lesion voxel nearest its centroid (always inside the lesion)."""
+        anchor = self.anchor(lesion_id)
+        return int(anchor[2]), int(anchor[1])
+
+    def anchor(self, lesion_id: int) -> np.ndarray:
+        """The lesion's voxel nearest its centroid (RAS+ voxel order of this view)."""
         voxels = np.argwhere(np.asarray(self.labels.array) == lesion_id)
         if not len(voxels):
             raise KeyError(lesion_id)
-        anchor = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
-        return int(anchor[2]), int(anchor[1])
+        return voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+
+    def world(self, voxel_ras) -> np.ndarray:
+        return self.labels.affine[:3, :3] @ np.asarray(voxel_ras, float) + self.labels.affine[:3, 3]
 
 
 def location(row: dict) -> str:
@@ -183,7 +191,8 @@ def location(row: dict) -> str:
 
 @dataclass
 class DemoResult:
-    """One segmented study, frozen with the facts of the model that produced it."""
+    """One segmented study, frozen with the facts of the model that produced it; ``editor`` holds its edits (the
+    table, pictures and downloads are those of the edited mask)."""
 
     view: StudyView
     rows: list[dict]
@@ -195,6 +204,8 @@ class DemoResult:
     device: str
     uploads: str  # "PET.nii.gz + CT.nii.gz": what the result is of
     notes: list[str] = field(default_factory=list)  # facts to review the result by (partial view, voxel size, ...)
+    editor: MaskEditor | None = None
+    segmentation: object = None  # the method's SegmentationResult, which the edited masks are written from
 
     def visible(self, min_ml: float = 0.0) -> set[int]:
         return {r["id"] for r in self.rows if r["volume_ml"] >= min_ml}
@@ -252,6 +263,7 @@ class DemoSession:
     uploads: set[Path] = field(default_factory=set)
     inputs_version: int = 0  # counts changes of the uploads: a result of older inputs is never shown
     closed: bool = False  # the page went away: a running request stops and writes nothing
+    selected: int | None = None  # the lesion id of the last table row clicked (what "remove" removes)
     _runs: int = field(default=0, repr=False)
 
     @classmethod
@@ -378,13 +390,15 @@ def run_study(
     files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
     labels = lesion_labels(result.mask)  # the download's voxel values are the table's lesion numbers
     rows, totals = write_study(dataclasses.replace(result, mask=labels), files)
+    editor = MaskEditor(pet, np.asarray(result.mask.array, np.uint8), _refiner(segmenter, result))
     report(0.92, desc="rendering")
     view = StudyView.build(pet, ct, labels)
     seconds = time.perf_counter() - started
     report(1.0, desc="done")
     uploads = f"`{names['PET']}` + `{names['CT']}`"
     notes += review_facts(pet, facts, dicom=any(str(u).lower().endswith(".zip") for u in (pet_upload, ct_upload)))
-    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads, notes)
+    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads, notes,
+                      editor, result)
 
 
 class SessionClosed(Exception):
@@ -412,6 +426,62 @@ def review_facts(pet: Volume, facts: ModelFacts, *, dicom: bool) -> list[str]:
     if coarse > 6.0 or min(pet.spacing) < 1.0:
         notes.append(f"PET voxels of {' x '.join(f'{s:.1f}' for s in pet.spacing)} mm (training data: about 2-4 mm)")
     return notes
+
+
+def _refiner(segmenter, result):
+    """For a click-guided model: clicks (data.clicks.Click) -> its mask on the PET grid, re-run on the study as
+    harmonised for the first pass; None for a method without click inputs."""
+    if not segmenter.accepts_clicks:
+        return None
+    from ..inference import to_native_mask
+
+    def refine(clicks):
+        probs, _ = segmenter.infer(result.harmonized, clicks, lambda done, message: None)
+        return to_native_mask(result.harmonized, probs, segmenter.lesion_filter)
+
+    return refine
+
+
+EDIT_ACTIONS = ("add", "false positive", "remove", "undo", "reset")
+
+
+def edit_result(session: DemoSession, action: str, voxel=None) -> DemoResult:
+    """The session's result after one edit (``action`` in EDIT_ACTIONS; add, false positive and remove at
+    ``voxel``, an index of the PET grid): table, pictures and downloads follow the edited mask, written by the one
+    writer with the edits in its settings record."""
+    from dataclasses import asdict, replace
+
+    from ..outputs.files import StudyFiles, write_study
+
+    result = session.result
+    started = time.perf_counter()
+    editor = result.editor
+    if action == "undo":
+        editor.undo()
+    elif action == "reset":
+        editor.reset()
+    else:
+        editor.apply(action, voxel)
+    labels = lesion_labels(editor.pet.with_array(editor.mask(), modality="SEG", units="label"))
+    edits = [asdict(e) for e in editor.edits]
+    edited = replace(result.segmentation, mask=labels, provenance={**result.segmentation.provenance, "edits": edits})
+    out = session.fresh_dir("result")
+    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
+    rows, totals = write_study(edited, files)  # as the first result: voxel values are the table's lesion numbers
+    view = replace(result.view, labels=to_ras(labels))
+    session.result = replace(result, view=view, rows=rows, totals=totals, mask_path=files.mask, csv_path=files.csv,
+                             seconds=time.perf_counter() - started)
+    return session.result
+
+
+def clicked_voxel(result: DemoResult, plane: str, index: int, x: float, y: float):
+    """The PET-grid voxel under a click at pixel (x, y) of a slice picture (None off the image)."""
+    return slice_voxel(result.editor.pet, plane, index, x, y)
+
+
+def lesion_voxel(result: DemoResult, lesion_id: int):
+    """A PET-grid voxel inside table lesion ``lesion_id`` (what a row's "remove" edits at)."""
+    return result.editor.voxel(result.view.world(result.view.anchor(lesion_id)))
 
 
 def lesion_labels(mask: Volume) -> Volume:

@@ -1,0 +1,108 @@
+"""Editing a result in the Space without a browser: a click on a slice picture finds its PET voxel, edits add, remove
+and undo lesions (41%-SUVmax for models without click inputs, the model itself for click-guided ones), and the table
+and the downloaded mask follow the edited mask."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import make_affine
+from modeling_petct.data.volume import Volume
+from modeling_petct.outputs.pictures import OUTLINE, fused_slice, slice_voxel, to_ras
+
+
+@pytest.mark.parametrize("columns", [np.diag([-4.0, -4.0, 3.0]), np.diag([2.0, 3.0, 4.0]),
+                                     np.array([[0, 3.0, 0], [-2.0, 0, 0], [0, 0, 4.0]])])
+def test_a_pixel_of_a_slice_picture_maps_back_to_its_voxel(columns):
+    shape, voxel = (30, 24, 20), (7, 5, 12)
+    affine = make_affine(columns, origin=(5, 6, 7))
+    mask = np.zeros(shape, np.uint8)
+    mask[voxel] = 1
+    pet, m = Volume(np.zeros(shape, np.float32), affine), Volume(mask, affine)
+    ras_voxel = np.argwhere(to_ras(m).array > 0)[0]
+    for plane, axis in (("axial", 2), ("coronal", 1)):
+        picture = fused_slice(pet, pet, m, plane=plane, index=int(ras_voxel[axis]))
+        outline = np.argwhere(np.all(picture == OUTLINE, -1))  # drawn around the voxel
+        y, x = outline.mean(0)
+        assert slice_voxel(pet, plane, int(ras_voxel[axis]), x, y) == voxel
+        assert slice_voxel(pet, plane, int(ras_voxel[axis]), x, picture.shape[0] + 5) is None  # on the colour bar
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from modeling_petct.data.synthetic.phantom import make_phantom
+
+    return make_phantom(3, size="small", n_lesions=3)
+
+
+def _lesions(label: np.ndarray) -> list[np.ndarray]:
+    import cc3d
+
+    parts = cc3d.connected_components((label > 0).astype(np.uint8), connectivity=18)
+    return [parts == k for k in range(1, int(parts.max()) + 1)]
+
+
+def test_without_click_inputs_add_is_the_41_percent_region_and_edits_undo_exactly(phantom):
+    from modeling_petct.web.editing import MaskEditor
+
+    lesions = _lesions(phantom.label.array)
+    target = max(lesions, key=lambda m: m.sum())
+    peak = np.unravel_index(np.argmax(np.where(target, phantom.pet.array, -1)), target.shape)
+    editor = MaskEditor(phantom.pet, np.zeros(phantom.pet.shape, np.uint8))
+    editor.apply("add", peak)
+    added = editor.mask() > 0
+    dice = 2 * (added & target).sum() / (added.sum() + target.sum())
+    assert added[peak] and dice > 0.4, dice
+    editor.apply("false positive", peak)
+    assert not editor.mask().any()
+    editor.undo()
+    assert np.array_equal(editor.mask() > 0, added)
+    editor.reset()
+    assert not editor.mask().any() and editor.undo() is None
+
+
+def test_a_click_guided_model_reruns_with_the_clicks_and_the_downloads_follow(phantom, tmp_path):
+    import torch
+
+    from modeling_petct import PetCtConfig, PetCtForSegmentation
+    from modeling_petct.data.io import write_volume
+    from modeling_petct.web.service import DemoSession, edit_result, lesion_voxel, read_model_facts, run_study
+
+    write_volume(phantom.pet, tmp_path / "PET.nii.gz")
+    write_volume(phantom.ct, tmp_path / "CT.nii.gz")
+    torch.manual_seed(0)
+    config = PetCtConfig.from_preset("tiny-unet", crop_size=(64, 64, 64), guidance_channels=2)
+    model = PetCtForSegmentation(config).eval()
+    seen = []
+    session = DemoSession.open(tmp_path / "sessions")
+    from modeling_petct.inference import Segmenter
+
+    result = run_study(tmp_path / "PET.nii.gz", tmp_path / "CT.nii.gz", Segmenter(model), read_model_facts("m", "m"),
+                       session)
+    session.result = result  # as the page's handler keeps it
+    refine = result.editor.refine
+    result.editor.refine = lambda clicks: seen.append(list(clicks)) or refine(clicks)
+    target = max(_lesions(phantom.label.array), key=lambda m: m.sum())
+    voxel = tuple(int(v) for v in np.argwhere(target)[0])
+    edited = edit_result(session, "add", voxel)
+    assert len(seen) == 1 and [c.kind for c in seen[0]] == ["tumor"]
+    assert np.allclose(seen[0][0].world, phantom.pet.affine[:3, :3] @ voxel + phantom.pet.affine[:3, 3])
+    saved = np.asarray(nib.load(edited.mask_path).dataobj)
+    assert np.array_equal(saved, result.editor.mask()) and sum(r["voxels"] for r in edited.rows) == int(saved.sum())
+    import json
+
+    from modeling_petct.outputs.files import settings_path
+
+    record = json.loads(settings_path(edited.mask_path).read_text())
+    assert [e["kind"] for e in record["edits"]] == ["add"]  # the settings record says the mask was edited
+    if edited.rows:  # a row's "remove" takes that lesion away, whatever the model says
+        first = edited.rows[0]["id"]
+        removed = edit_result(session, "remove", lesion_voxel(edited, first))
+        assert len(removed.rows) == len(edited.rows) - 1
+    undone = edit_result(session, "undo")
+    undone = edit_result(session, "undo") if edited.rows else undone
+    assert np.array_equal(np.asarray(nib.load(undone.mask_path).dataobj), result.editor.base)
+    assert len(seen) == 1  # the undone clicks were not re-run
+    session.close()
