@@ -47,6 +47,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The browser tests drive Debian's chromium headless (Playwright's own browser download is blocked here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+def fetch(page, src: str, path: Path) -> Path:
+    """What a Playwright ``page`` links to (a picture, a download), saved at ``path``."""
+    path.write_bytes(page.request.get(src).body())
+    return path
+
+
 def make_affine(columns, *, origin=None, centre_of=None, centre_at=(0.0, 0.0, 0.0)):
     """A 4x4 voxel -> RAS affine whose column a is the world step (mm) of array axis a; translated to `origin`, or so
     that the centre voxel of an array of shape `centre_of` sits at `centre_at`."""

@@ -24,7 +24,7 @@ import cc3d
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import CHROMIUM, CHROMIUM_ARGS, fetch, free_port
 
 pytestmark = pytest.mark.slow  # end to end: every test here takes more than a few seconds
 
@@ -33,11 +33,6 @@ MODELS = {  # label -> (seed, validation Dice written in training_summary.json)
     "tiny-random-unet B (test model)": (1, 0.321),
 }
 MODEL_A, MODEL_B = MODELS
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +213,7 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             # lesion numbers on the MIP: the page shows the picture the server drew with the table's ids
             expect(page.locator("#summary")).to_contain_text("hidden from the table", timeout=30_000)
             mip_src = page.locator("#mip img").get_attribute("src")
-            shown_mip = np.asarray(Image.open(_fetch(page, mip_src, tmp_path / "mip.png")).convert("RGB"))
+            shown_mip = np.asarray(Image.open(fetch(page, mip_src, tmp_path / "mip.png")).convert("RGB"))
             from modeling_petct.outputs.pictures import OUTLINE, pet_mip_overlay
 
             plain = pet_mip_overlay(result.view.suv, result.view.shown(result.visible(1.0)))
@@ -346,8 +341,3 @@ def test_browser_a_run_never_outlives_its_inputs_or_its_page(server, study, tmp_
     time.sleep(15)  # longer than the run would have taken: it stopped, and wrote nothing afterwards
     assert not session.workdir.exists()
     assert not list(workroot.glob(f"{session.workdir.name}*"))
-
-
-def _fetch(page, src: str, path: Path) -> Path:
-    path.write_bytes(page.request.get(src).body())
-    return path

@@ -431,7 +431,7 @@ def review_facts(pet: Volume, facts: ModelFacts, *, dicom: bool) -> list[str]:
 def _refiner(segmenter, result):
     """For a click-guided model: clicks (data.clicks.Click) -> its mask on the PET grid, re-run on the study as
     harmonised for the first pass; None for a method without click inputs."""
-    if not segmenter.accepts_clicks:
+    if not getattr(segmenter, "accepts_clicks", False):  # any callable segmenting a study may serve the demo
         return None
     from ..inference import to_native_mask
 

@@ -9,8 +9,9 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import free_port
-from test_demo_app import CHROMIUM, CHROMIUM_ARGS, _fetch
+from conftest import CHROMIUM, CHROMIUM_ARGS, fetch, free_port
+
+pytestmark = pytest.mark.slow  # a server and a browser
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_click_to_add_a_missed_lesion_then_false_positive_undo_and_row_removal(s
             click_target("Add a lesion", f"Add a lesion at PET voxel {peak}")
             expect(rows).to_have_count(2, timeout=30_000)
             href = page.locator("#mask-download a").first.get_attribute("href")
-            mask = np.asarray(nib.load(_fetch(page, href, tmp_path / "edited.nii.gz")).dataobj)
+            mask = np.asarray(nib.load(fetch(page, href, tmp_path / "edited.nii.gz")).dataobj)
             assert mask.shape == phantom.pet.shape and mask[peak] == 1
             truth = phantom.label.array > 0
             assert (mask > 0)[truth].any() and (mask > 0).sum() < 20 * truth.sum()
