@@ -2,10 +2,11 @@
 scoring mask files (``cases``, behind `petct evaluate`). Definitions follow the official autoPET code."""
 
 from .cases import evaluate_cases, find_cases, header_voxel_volume_ml, match_cases
-from .metrics import CONNECTIVITY, autopet_case_metrics, case_metrics, lesion_f1, physiological_fpv_ml
+from .metrics import CONNECTIVITY, ComponentScorer, autopet_case_metrics, case_metrics, lesion_f1, physiological_fpv_ml
 from .statistics import aggregate, bootstrap_ci, paired_wilcoxon
 
 __all__ = [
-    "evaluate_cases", "find_cases", "header_voxel_volume_ml", "match_cases", "CONNECTIVITY", "autopet_case_metrics",
-    "case_metrics", "lesion_f1", "physiological_fpv_ml", "aggregate", "bootstrap_ci", "paired_wilcoxon",
+    "evaluate_cases", "find_cases", "header_voxel_volume_ml", "match_cases", "CONNECTIVITY", "ComponentScorer",
+    "autopet_case_metrics", "case_metrics", "lesion_f1", "physiological_fpv_ml", "aggregate", "bootstrap_ci",
+    "paired_wilcoxon",
 ]

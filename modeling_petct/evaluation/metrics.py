@@ -13,7 +13,6 @@ is labelled once and the overlap of every component with the other mask is one `
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cc3d
 import numpy as np
@@ -21,29 +20,46 @@ import numpy as np
 from ..data.geometry import LESION_CONNECTIVITY as CONNECTIVITY
 
 
-@dataclass(frozen=True)
-class _Components:
-    """Per-component voxel counts of one mask and how many voxels of the other mask each component overlaps."""
+class ComponentScorer:
+    """Both masks labelled once (18-connected); then the per-case metrics of any subset of the predicted components,
+    each as `case_metrics` would give for the mask holding only those components (dropping a component leaves the
+    others as they are). Scoring several minimum volumes or thresholds of one prediction costs one labelling."""
 
-    sizes: np.ndarray  # (n,) voxels per component
-    overlap: np.ndarray  # (n,) voxels of the other mask inside the component
+    def __init__(self, pred, gt, voxel_volume_ml: float):
+        pred, gt = _binary(pred), _binary(gt)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+        self.voxel_ml = float(voxel_volume_ml)
+        plabels, n = cc3d.connected_components(pred.astype(np.uint8), connectivity=CONNECTIVITY, return_N=True)
+        glabels, m = cc3d.connected_components(gt.astype(np.uint8), connectivity=CONNECTIVITY, return_N=True)
+        self.sizes = np.bincount(plabels.ravel(), minlength=n + 1)[1:]  # voxels per predicted component
+        self.gt_sizes = np.bincount(glabels.ravel(), minlength=m + 1)[1:]
+        self.overlap = np.bincount(plabels[gt], minlength=n + 1)[1:]  # true-lesion voxels in each predicted one
+        both = (plabels > 0) & gt
+        pairs = np.unique(plabels[both].astype(np.int64) * (m + 1) + glabels[both])
+        self.pairs = (pairs // (m + 1) - 1, pairs % (m + 1) - 1)  # (predicted, true) components that touch
 
-    @property
-    def count(self) -> int:
-        return int(self.sizes.size)
-
-    @property
-    def isolated(self) -> np.ndarray:
-        """Components that touch no voxel of the other mask (false positives / missed lesions)."""
-        return self.overlap == 0
-
-
-def _components(mask: np.ndarray, other: np.ndarray) -> _Components:
-    labels, n = cc3d.connected_components(mask.astype(np.uint8, copy=False), connectivity=CONNECTIVITY, return_N=True)
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=n + 1)[1:]
-    overlap = np.bincount(flat[other.ravel()], minlength=n + 1)[1:]
-    return _Components(sizes, overlap)
+    def metrics(self, kept: np.ndarray | None = None) -> dict:
+        """The autoPET triple and lesion-wise counts of the predicted components flagged in ``kept`` (all: None)."""
+        kept = np.ones(self.sizes.size, bool) if kept is None else np.asarray(kept, bool)
+        gt_voxels, pred_voxels = int(self.gt_sizes.sum()), int(self.sizes[kept].sum())
+        touched = np.zeros(self.gt_sizes.size, bool)
+        touched[self.pairs[1][kept[self.pairs[0]]]] = True
+        false_positive = kept & (self.overlap == 0)
+        if gt_voxels == 0:
+            dice = fnv = math.nan
+        else:
+            dice = 2.0 * int(self.overlap[kept].sum()) / (gt_voxels + pred_voxels)
+            fnv = float(self.gt_sizes[~touched].sum()) * self.voxel_ml
+        return {
+            "dice": float(dice),
+            "fpv_ml": float(self.sizes[false_positive].sum()) * self.voxel_ml,
+            "fnv_ml": float(fnv),
+            "gt_lesions": int(self.gt_sizes.size),
+            "detected_lesions": int(touched.sum()),
+            "pred_components": int(kept.sum()),
+            "false_positive_components": int(false_positive.sum()),
+        }
 
 
 def _binary(mask) -> np.ndarray:
@@ -56,26 +72,7 @@ def case_metrics(pred, gt, voxel_volume_ml: float) -> dict:
     Lesion-wise detection uses the same overlap rule as FNV/FPV: a ground-truth lesion is detected when any predicted
     voxel touches it; a predicted component is a false positive when it touches no ground-truth voxel.
     """
-    pred, gt = _binary(pred), _binary(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
-    gt_voxels, pred_voxels = int(gt.sum()), int(pred.sum())
-    gt_cc, pred_cc = _components(gt, pred), _components(pred, gt)
-    if gt_voxels == 0:
-        dice = fnv = math.nan
-    else:
-        dice = 2.0 * int(np.count_nonzero(gt & pred)) / (gt_voxels + pred_voxels)
-        fnv = float(gt_cc.sizes[gt_cc.isolated].sum()) * voxel_volume_ml
-    fpv = float(pred_cc.sizes[pred_cc.isolated].sum()) * voxel_volume_ml
-    return {
-        "dice": float(dice),
-        "fpv_ml": fpv,
-        "fnv_ml": float(fnv),
-        "gt_lesions": gt_cc.count,
-        "detected_lesions": int((~gt_cc.isolated).sum()),
-        "pred_components": pred_cc.count,
-        "false_positive_components": int(pred_cc.isolated.sum()),
-    }
+    return ComponentScorer(pred, gt, voxel_volume_ml).metrics()
 
 
 def autopet_case_metrics(pred, gt, voxel_volume_ml: float) -> dict:

@@ -1,0 +1,111 @@
+"""Classical threshold baselines: the four rules, the component scorer behind their choice, the choice on its own
+studies only, and `petct segment --method threshold` writing a model's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from modeling_petct.data.organs import ORGANS
+from modeling_petct.evaluation import ComponentScorer, case_metrics
+from modeling_petct.experiments.baselines import Study, choose_rule, load_study, score_rule, threshold_baselines
+from modeling_petct.inference.threshold import ThresholdRule, fixed_fraction, liver_threshold
+
+BRAIN, LIVER = ORGANS.index("brain") + 1, ORGANS.index("liver") + 1
+
+
+def _volume():
+    """Background SUV 1; a 27-voxel lesion (SUV 8, core 10); a 1-voxel speck (SUV 6); a brain block (SUV 9)."""
+    suv = np.ones((20, 20, 20), np.float32)
+    suv[2:5, 2:5, 2:5] = 8.0
+    suv[3, 3, 3] = 10.0
+    suv[10, 10, 10] = 6.0
+    suv[14:18, 14:18, 14:18] = 9.0
+    organs = np.zeros(suv.shape, np.uint8)
+    organs[14:18, 14:18, 14:18] = BRAIN
+    label = np.zeros(suv.shape, np.uint8)
+    label[2:5, 2:5, 2:5] = 1
+    return suv, organs, label
+
+
+def test_suv_rule_keeps_every_hot_component_over_the_minimum_volume():
+    suv, organs, _ = _volume()
+    assert ThresholdRule("suv", 4.0, 0.0).mask(suv, 1.0).sum() == 27 + 1 + 64
+    assert ThresholdRule("suv", 4.0, 2.0).mask(suv, 1.0).sum() == 27 + 64  # the 1-voxel speck is under 2 ml
+    assert ThresholdRule("suv", 7.0, 0.0).mask(suv, 1.0).sum() == 27 + 64
+
+
+def test_organ_rule_drops_physiological_uptake_and_its_one_voxel_rim():
+    suv, organs, _ = _volume()
+    suv[13, 15, 15] = 9.0  # hot voxel touching the brain: inside the dilated organ
+    mask = ThresholdRule("suv-organs", 4.0, 0.0).mask(suv, 1.0, organs, ORGANS)
+    assert mask[14:18, 14:18, 14:18].sum() == 0 and mask[13, 15, 15] == 0
+    assert mask.sum() == 27 + 1
+    with pytest.raises(ValueError, match="organ map"):
+        ThresholdRule("suv-organs").mask(suv, 1.0)
+
+
+def test_fixed_fraction_is_per_region():
+    suv = np.ones((10, 10, 20), np.float32)
+    suv[1:4, 1:4, 1:4] = 5.0
+    suv[2, 2, 2] = 20.0  # 41% of 20 = 8.2: only the peak of this region stays
+    suv[5:8, 5:8, 10:13] = 5.0  # its own SUVmax 5: the whole region stays
+    out = fixed_fraction(suv, suv >= 4.0)
+    assert out[1:4, 1:4, 1:4].sum() == 1 and out[5:8, 5:8, 10:13].sum() == 27
+
+
+def test_percist_threshold_from_the_liver():
+    rng = np.random.default_rng(0)
+    suv = np.ones((12, 12, 12), np.float32)
+    organs = np.zeros(suv.shape, np.uint8)
+    organs[2:10, 2:10, 2:10] = LIVER
+    suv[2:10, 2:10, 2:10] = rng.normal(2.0, 0.2, (8, 8, 8))
+    core = suv[3:9, 3:9, 3:9]
+    assert liver_threshold(suv, organs, ORGANS) == pytest.approx(1.5 * core.mean() + 2 * core.std(), rel=1e-5)
+    assert liver_threshold(suv, np.zeros_like(organs), ORGANS) is None
+    assert ThresholdRule("percist", 0, 0).mask(suv, 1.0, np.zeros_like(organs), ORGANS).sum() == 0
+
+
+def test_component_scorer_equals_case_metrics_of_each_filtered_mask():
+    rng = np.random.default_rng(1)
+    pred = rng.random((24, 24, 24)) > 0.93
+    gt = rng.random((24, 24, 24)) > 0.95
+    scorer = ComponentScorer(pred, gt, 0.064)
+    import cc3d
+
+    labels = cc3d.connected_components(pred.astype(np.uint8), connectivity=18)
+    for min_voxels in (0, 2, 3, 5):
+        kept = scorer.sizes >= min_voxels
+        filtered = np.isin(labels, np.flatnonzero(kept) + 1)
+        assert scorer.metrics(kept) == pytest.approx(case_metrics(filtered, gt, 0.064), nan_ok=True)
+    assert np.isnan(ComponentScorer(pred, np.zeros_like(gt), 1.0).metrics()["dice"])
+
+
+def _study(study_id, suv, organs, label):
+    return Study(study_id, suv, label > 0, 1.0, organs, ORGANS)
+
+
+def test_choice_uses_only_the_studies_it_is_given():
+    suv, organs, label = _volume()
+    choose = [_study("a", suv, organs, label)]
+    rule, score = choose_rule("suv-organs", choose)
+    assert rule.method == "suv-organs" and rule.min_ml >= 1.0  # the speck is dropped, the lesion kept
+    assert score == pytest.approx(1.0)
+    other = suv.copy()
+    other[10, 10, 10] = 1.0
+    out = threshold_baselines(choose, [_study("b", other, organs, label)], methods=("suv", "suv-organs"))
+    assert out["suv-organs"]["per_case"]["b"]["dice"] == pytest.approx(1.0)
+    assert out["suv"]["per_case"]["b"]["false_positive_components"] >= 1  # the brain, whatever t the choice took
+    assert json.dumps(out["suv"]["rule"])  # plain values for the report's JSON
+
+
+def test_phantom_study_loads_on_the_pet_grid(phantom_study):
+    from modeling_petct.data.organs import read_organ_map
+
+    study = load_study(phantom_study)
+    assert study.suv.shape == study.label.shape == study.organs.shape
+    assert study.excluded.any() and not study.excluded.all()
+    metrics = score_rule(ThresholdRule("suv-organs", 3.0, 0.5), [study])[phantom_study.name]
+    assert metrics["gt_lesions"] == 4
