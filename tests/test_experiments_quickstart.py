@@ -32,6 +32,11 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
                   "2: 1-shot probe: joint MAE beats separated"):
         assert claim in text
     assert "Held-out centre" in text and "median under the best cell by validation" in text
+    assert "## Classical baselines and the released segmenter" in text
+    for rule in ("| suv | SUV >=", "| suv-organs | SUV >=", "| suvmax41 | 41% of SUVmax", "| percist | PERCIST"):
+        assert rule in text  # each rule with the threshold chosen on validation
+    assert "Against the organ-excluded threshold" in text
+    assert "Foundation models**: pretrained in this run" in text  # the tiny budget pretrains in the run
     cells = json.loads((quickstart / "study" / "results.json").read_text())["cells"]
     assert {c["arm"] for c in cells} == {"pretrained", "scratch", "scratch-organs", "probe", "probe-separated",
                                          "probe-random"}

@@ -102,10 +102,36 @@ def test_choice_uses_only_the_studies_it_is_given():
 
 
 def test_phantom_study_loads_on_the_pet_grid(phantom_study):
-    from modeling_petct.data.organs import read_organ_map
 
     study = load_study(phantom_study)
     assert study.suv.shape == study.label.shape == study.organs.shape
     assert study.excluded.any() and not study.excluded.all()
     metrics = score_rule(ThresholdRule("suv-organs", 3.0, 0.5), [study])[phantom_study.name]
     assert metrics["gt_lesions"] == 4
+
+
+def test_segment_method_threshold_writes_a_models_outputs(phantom_study, tmp_path, capsys):
+    """The TMTV workflow from the command line: SUV >= 4, >= 3 ml on the PET grid, the same files as a model's run."""
+    from modeling_petct.cli import main
+    from modeling_petct.data.io import read_pet, read_volume
+
+    out = tmp_path / "lesions.nii.gz"
+    code = main(["segment", "--method", "threshold", "--pet", str(phantom_study / "PET.nii.gz"),
+                 "--ct", str(phantom_study / "CT.nii.gz"), "-o", str(out), "--stats", str(tmp_path / "lesions.csv"),
+                 "--stats-json", "-q"])
+    assert code == 0
+    pet, mask = read_pet(phantom_study / "PET.nii.gz"), read_volume(out, modality="SEG")
+    assert np.allclose(mask.affine, pet.affine) and mask.shape == pet.shape
+    expected = ThresholdRule("suv", 4.0, 3.0).mask(np.asarray(pet.array, np.float32), pet.voxel_volume_ml)
+    assert np.array_equal(np.asarray(mask.array) > 0, expected > 0) and expected.any()
+    settings = json.loads((tmp_path / "lesions.settings.json").read_text())
+    assert settings["method"] == "threshold" and settings["rule"] == {"method": "suv", "t": 4.0, "min_ml": 3.0}
+    assert (tmp_path / "lesions.csv").is_file() and (tmp_path / "lesions.json").is_file()
+
+
+def test_segment_method_threshold_refuses_network_flags(phantom_study, tmp_path, capsys):
+    from modeling_petct.cli import main
+
+    code = main(["segment", "--method", "threshold", "--model", "some/model", "--pet", str(phantom_study / "PET.nii.gz"),
+                 "--ct", str(phantom_study / "CT.nii.gz"), "-o", str(tmp_path / "m.nii.gz")])
+    assert code == 2 and "--model" in capsys.readouterr().err and not (tmp_path / "m.nii.gz").exists()

@@ -12,7 +12,7 @@ import sys
 
 
 # sub-commands, each a module of this package with the same name
-COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "demo",
+COMMANDS = ("phantom", "harmonize", "segment", "evaluate", "pretrain", "finetune", "study", "quickstart", "release", "demo",
             "import_nnunet")
 
 

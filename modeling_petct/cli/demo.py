@@ -16,8 +16,8 @@ def register(sub) -> None:
         action="append",
         metavar="DIR_OR_HUB_ID",
         help="segmentation model folder (save_pretrained) or Hub id; repeat to offer several. Default: "
-        "$PETCT_DEMO_MODELS, else the models `petct quickstart` trained in ./petct-quickstart, else none "
-        "(the page then says how to start it with one)",
+        "$PETCT_DEMO_MODELS, else the models `petct quickstart` trained in ./petct-quickstart followed by the "
+        "segmenter released with the package (petct-phantom-segmenter: trained on synthetic phantoms only)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve your network)")
     p.add_argument("--port", type=int, default=7860)
@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..errors import PetCtInputError
     from ..web.app import build_demo, launch, models_from_env
 
-    models = model_labels(args.model) if args.model else models_from_env() or quickstart_models()
+    models = model_labels(args.model) if args.model else models_from_env() or {**quickstart_models(), **released_segmenters()}
     shelf = ModelShelf(models, device=args.device)
     if models:  # load the default choice now: a wrong --model fails here, not on a visitor's first click
         first = next(iter(models))
@@ -45,6 +45,19 @@ def run(args) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (launch turns it into one): a requested stop, not a failure
         print("petct demo: stopped; the demo's files were removed", file=sys.stderr)
     return 0
+
+
+def released_segmenters() -> dict[str, str]:
+    """The segmenters released with the package (what a fresh install offers), labelled as synthetic-only."""
+    from ..models.registry import segmentation_architectures
+    from ..released import released_models
+
+    found = {}
+    for name, folder in released_models().items():
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+        if segmentation_architectures() & set(architectures):
+            found[f"{name} · released · trained on synthetic phantoms only"] = str(folder)
+    return found
 
 
 def quickstart_models(root: Path = QUICKSTART_OUTPUT) -> dict[str, str]:

@@ -15,6 +15,10 @@ def register(sub) -> None:
                    help="10min (default): ~10 minutes on 2 cores, the claim cells over 3 seeds; phantom-1h: ~1 hour on 2 "
                         "cores, twice the unlabelled pool, 5x the pretraining, longer fine-tuning, every cell over 3 "
                         "seeds (experiments/quickstart.py BUDGETS has the numbers)")
+    p.add_argument("--foundation", choices=("released", "in-run"), default=None,
+                   help="released (default): fine-tune from the phantom foundation models shipped with the package "
+                        "(built once by `petct release`); in-run: pretrain the MAEs in this run (the faithful protocol "
+                        "always does)")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests): too small to learn anything")
     p.set_defaults(run=run)
 
@@ -22,6 +26,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..experiments.quickstart import run_quickstart
 
-    report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed, protocol=args.protocol, budget=args.budget)
+    report = run_quickstart(args.output, tiny=args.tiny, seed=args.seed, protocol=args.protocol, budget=args.budget,
+                            foundation=args.foundation)
     print(report)
     return 0

@@ -29,6 +29,11 @@ def register(sub) -> None:
                        help="with -i: skip studies whose outputs exist (an interrupted run goes on)")
     p.add_argument("-o", "--output", required=True, help="mask to write (.nii.gz, .nii, .mha, .nrrd) on the PET grid; "
                    "with -i the output folder")
+    p.add_argument("--method", choices=("model", "threshold"), default="model",
+                   help="model (default): a network (--model); threshold: the TMTV workflow, SUV >= --suv-threshold "
+                        "and components >= --min-lesion-ml (default 3 ml) on the PET grid, no network")
+    p.add_argument("--suv-threshold", type=_suv, default=4.0, metavar="SUV", help="--method threshold: the SUV cut "
+                   "(default 4, the international TMTV benchmark's)")
     p.add_argument("--model", help="model folder (config.json + model.safetensors), a training run folder, or a "
                    "Hugging Face Hub id in the cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
@@ -83,6 +88,10 @@ def _number(text: str, top: float, what: str) -> float:
 
 def _volume_ml(text: str) -> float:
     return _number(text, math.inf, "a volume >= 0 in ml")
+
+
+def _suv(text: str) -> float:
+    return _number(text, math.inf, "an SUV >= 0")
 
 
 def _probability(text: str) -> float:
@@ -180,6 +189,8 @@ def _segmenter(args):
     from ..inference.loading import model_label
     from .checks import resolve_device
 
+    if args.method == "threshold":
+        return _threshold_segmenter(args)
     device = resolve_device(args.device)
     require_backend(args.backend, device)  # before the model loads: the extra may be missing
     model = load_segmentation_model(args.model, device)
@@ -193,6 +204,28 @@ def _segmenter(args):
         "fast" if args.fast else "default", tta=args.tta, backend=args.backend, min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence, suppress_physiological=args.suppress_physiological)
     return Segmenter(model, settings, device, name=model_label(args.model))
+
+
+TMTV_MIN_ML = 3.0  # the international TMTV benchmark's minimum volume
+
+
+def _threshold_segmenter(args):
+    """`--method threshold`: no model; the flags that only a network uses are refused."""
+    from ..errors import PetCtInputError
+    from ..inference import InferenceSettings
+    from ..inference.threshold import ThresholdRule, ThresholdSegmenter
+
+    network_only = {"--model": args.model, "--clicks": args.clicks, "--tta": args.tta, "--fast": args.fast,
+                    "--min-lesion-confidence": args.min_lesion_confidence}
+    given = [flag for flag, value in network_only.items() if value]
+    if given:
+        raise PetCtInputError(given[0], "is for --method model (a network); --method threshold uses no model")
+    if (args.organs_out or args.suppress_physiological) and not args.organs:
+        raise PetCtInputError("--organs-out" if args.organs_out else "--suppress-physiological",
+                              "needs --organs FILE with --method threshold")
+    min_ml = TMTV_MIN_ML if args.min_lesion_ml is None else args.min_lesion_ml
+    return ThresholdSegmenter(ThresholdRule("suv", args.suv_threshold, min_ml),
+                              InferenceSettings(suppress_physiological=args.suppress_physiological))
 
 
 def _run_one(args) -> int:

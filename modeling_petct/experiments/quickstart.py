@@ -81,12 +81,14 @@ class Budget:
     mixed_precision: str = "auto"  # bf16 where the CPU has fast bf16 kernels (AVX512-BF16/AMX), else fp32
     parallel_cells: int = 2  # cells trained at once, sharing the CPU threads
     channels_last: bool = True  # 1.1x a 1-thread tiny-unet step (BENCHMARKS.md, benchmarks/train_step.py)
+    foundation: str = "released"  # released: the MAEs shipped with the package (experiments/release.py); in-run:
+    # pretrained here with mae_steps (the faithful protocol always pretrains in the run: it includes the test studies)
 
 
 TINY = Budget(cohort=CohortPlan(train=4, val=2, test=2, held_out_test=1, unlabelled=(("B", 2),)),
               crop_size=(32, 32, 32), mae_steps=2, separated_mae_steps=1, finetune_steps=2, fractions=(0.5, 1.0),
               claim_seeds=(0, 1), probe_k=1, probe_steps=1, eval_every=2, val_crops=2, parallel_cells=1,
-              organ_aware_seeds=2)
+              organ_aware_seeds=2, foundation="in-run")
 
 
 # The hour-long study on 2 CPU cores: 2x the unlabelled pool, 5x the pretraining, fine-tuning to the plateau measured
@@ -99,9 +101,10 @@ BUDGETS = {"10min": Budget(), "phantom-1h": PHANTOM_1H, "tiny": TINY}
 
 
 def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: bool = False, seed: int = 0,
-                   protocol: str = "corrected", budget: str = "10min", log=print) -> Path:
+                   protocol: str = "corrected", budget: str = "10min", foundation: str | None = None,
+                   log=print) -> Path:
     """Run the pipeline into `out_dir` (replacing an earlier quickstart there) with one of BUDGETS (``tiny`` = the
-    "tiny" budget); returns the report path."""
+    "tiny" budget; ``foundation`` overrides its Budget.foundation); returns the report path."""
     import torch
 
     if protocol not in PROTOCOLS:
@@ -110,6 +113,10 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
         raise ValueError(f"budget must be one of {sorted(BUDGETS)}")
     budget = BUDGETS["tiny" if tiny else budget]
     recipe = FAITHFUL if protocol == "faithful" else Recipe()
+    if foundation is not None or recipe.pretrain_on_test:
+        budget = replace(budget, foundation="in-run" if recipe.pretrain_on_test else foundation)
+    if budget.foundation not in FOUNDATIONS:
+        raise ValueError(f"foundation must be one of {FOUNDATIONS}")
     out = _fresh_dir(Path(out_dir))
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     _quiet_libraries()
@@ -127,9 +134,13 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     cohort = build_cohort(out / "data", plan, seed, spacing=budget.spacing)
     stage("cohort")
 
-    log(f"2/6 MAE pretraining ({budget.preset}: joint {budget.mae_steps} steps, PET-only and CT-only "
-        f"{budget.separated_mae_steps} each; {'test studies INCLUDED (faithful)' if recipe.pretrain_on_test else 'test studies excluded'})")
-    maes = _pretrain_all(out, cohort, budget, recipe, seed)
+    if budget.foundation == "released":
+        log("2/6 the released phantom foundation models (joint, PET-only, CT-only MAEs shipped with the package)")
+        maes = released_foundations()
+    else:
+        log(f"2/6 MAE pretraining ({budget.preset}: joint {budget.mae_steps} steps, PET-only and CT-only "
+            f"{budget.separated_mae_steps} each; {'test studies INCLUDED (faithful)' if recipe.pretrain_on_test else 'test studies excluded'})")
+        maes = _pretrain_all(out, cohort, budget, recipe, seed)
     stage("pretraining")
 
     log(f"3/6 fine-tuning at label fractions {list(budget.fractions)}, MAE vs scratch ({protocol} protocol), and "
@@ -141,11 +152,16 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     results = list({r.selected_model: r for part in parts for r in cell_results(part)}.values())  # one table: below
     stage("fine-tuning, probes and their evaluation")
 
-    log("4/6 scoring the held-out centre and segmenting the median test study with both arms")
+    log("4/6 threshold baselines and the released segmenter on the test studies; the held-out centre; segmenting "
+        "the median test study with both arms")
     from .held_out import held_out_centre
+    from .quickstart_baselines import released_segmenter_result, threshold_results
     from .quickstart_report import summarise_study
 
     study = summarise_study(out / "study", results)
+    study["baselines"] = threshold_results(cohort)
+    study["released"] = released_segmenter_result(out, cohort, budget)
+    stage("baselines + released segmenter")
     centre = held_out_centre(out, cohort, study, budget)
     cases = _segment_examples(out, cohort, study)
     stage("held-out centre + segmentation")
@@ -158,6 +174,30 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     stage("report")
     log(f"6/6 done in {time.perf_counter() - t0:.0f} s. Report: {report}")
     return report
+
+
+FOUNDATIONS = ("released", "in-run")
+
+
+def released_foundations() -> dict:
+    """The released joint, PET-only and CT-only MAEs as the quickstart uses its own: model_dir, output_dir and the
+    steps they were pretrained for (their release.json)."""
+    from types import SimpleNamespace
+
+    from ..errors import PetCtInputError
+    from .release import FOUNDATION, FOUNDATION_CT, FOUNDATION_PET, RECORD, released_models
+
+    shipped = released_models()
+    missing = [n for n in (FOUNDATION, FOUNDATION_PET, FOUNDATION_CT) if n not in shipped]
+    if missing:
+        raise PetCtInputError(missing[0], "not shipped with this install: rebuild with `petct release`, or run "
+                                          "`petct quickstart --foundation in-run`")
+    out = {}
+    for key, name in (("joint", FOUNDATION), ("pet", FOUNDATION_PET), ("ct", FOUNDATION_CT)):
+        record = json.loads((shipped[name] / RECORD).read_text())
+        out[key] = SimpleNamespace(model_dir=shipped[name], output_dir=shipped[name], released=True,
+                                   state=SimpleNamespace(step=record["steps"]))
+    return out
 
 
 def _fresh_dir(out: Path) -> Path:

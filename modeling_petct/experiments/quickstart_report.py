@@ -18,6 +18,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..training.args import LESION_PRIOR
 from ..training.results import FP_PENALTY, validation_score
+from .quickstart_baselines import report_lines
 from .report import format_value
 
 ARM_TEXT = {"pretrained": "MAE init", "scratch": "scratch", "pretrained-organs": "MAE init, organ-aware",
@@ -103,7 +104,9 @@ def write_report(out: Path, *, budget, recipe, protocol: str, cohort, maes: dict
     lines = [
         "# petct-fm quickstart report", "",
         f"Generated {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} in {total_s:.0f} s on CPU; every number and figure "
-        "below was computed in this run. Synthetic data and a tiny network: this tests the method's claims on a "
+        "below was computed in this run" + ("; the foundation models and the released segmenter are released weights "
+        "(pretrained once by `petct release`, on other cohort seeds), fine-tuned and scored here" if _released(maes)
+        else "") + ". Synthetic data and a tiny network: this tests the method's claims on a "
         "cohort built to pose the task, not how the paper's models perform on patients.", "",
         *_what_ran(budget, recipe, protocol, cohort, maes, results), "",
         "## Results on the held-out test studies (reference centre)", "",
@@ -113,6 +116,8 @@ def write_report(out: Path, *, budget, recipe, protocol: str, cohort, maes: dict
         *_rows_table(rows), "",
         "![label efficiency](label_efficiency.png)", "",
         *_best_arm_lines(arm_candidates(study)), "",
+        "## Classical baselines and the released segmenter, same test studies", "",
+        *report_lines(study.get("baselines") or {}, next(iter(arm_candidates(study)), None), study.get("released")), "",
         "## The paper's claims on this cohort", "",
         "Per-case test Dice paired by (seed, study); mean difference, bootstrap 95% CI, two-sided Wilcoxon p.", "",
         *_claims_table(claims(results, budget)), "",
@@ -127,8 +132,9 @@ def write_report(out: Path, *, budget, recipe, protocol: str, cohort, maes: dict
         "![MAE reconstruction](mae_reconstruction.png)" if previews else "(no preview)", "",
         "## Time per stage", "", "| stage | seconds |", "|---|---|",
         *[f"| {name} | {secs:.0f} |" for name, secs in timings.items()], "",
-        f"Cells: {len(results)} runs under `study/cells/`; all results in `study/results.json`; MAEs in `mae/`, "
-        "`mae_pet/`, `mae_ct/`.", "",
+        f"Cells: {len(results)} runs under `study/cells/`; all results in `study/results.json`; MAEs "
+        + ("released with the package (`modeling_petct/released/`)." if _released(maes) else
+           "in `mae/`, `mae_pet/`, `mae_ct/`."), "",
     ]
     path = figures / "report.md"
     with atomic_path(path) as tmp:
@@ -136,15 +142,46 @@ def write_report(out: Path, *, budget, recipe, protocol: str, cohort, maes: dict
     return path
 
 
+def _released(maes: dict) -> bool:
+    return bool(getattr(maes["joint"], "released", False))
+
+
+def _release_record(maes: dict) -> dict:
+    import json
+
+    from .release import RECORD
+
+    return json.loads((maes["joint"].model_dir / RECORD).read_text())
+
+
+def _released_pool(record: dict) -> int:
+    """Studies the released MAEs were pretrained on (unlabelled pools plus the training pool's images)."""
+    return sum(p["n"] for p in record["cohort"] if p["role"] in ("unlabelled", "train"))
+
+
+def _foundation_line(maes: dict) -> str:
+    """Where the MAEs came from: the released folders (their release.json) or this run."""
+    if not _released(maes):
+        return "- **Foundation models**: pretrained in this run (joint, PET-only, CT-only MAEs below)."
+    record = _release_record(maes)
+    pool = _released_pool(record)
+    seeds = sorted({p["cohort_seed"] for p in record["cohort"]})
+    return (f"- **Foundation models: released weights**, not trained in this run: `{record['name']}` (joint PET+CT MAE, "
+            f"{record['steps']} steps) and its PET-only and CT-only twins, pretrained by `{record['command']}` on "
+            f"{pool} synthetic studies of cohort seeds {seeds[0]}-{seeds[-1]} (none of this run's), "
+            f"{record['wall_s']:.0f} s on {record['machine']}.")
+
+
 def _what_ran(budget, recipe, protocol: str, cohort, maes: dict, results: list) -> list[str]:
     roles = {k: len(v) for k, v in cohort.roles.items()}
-    pool = len(cohort.mae_train) + (roles.get("test", 0) + roles.get("held_out_test", 0) if recipe.pretrain_on_test else 0)
+    pool = _released_pool(_release_record(maes)) if _released(maes) else len(cohort.mae_train) + (
+        roles.get("test", 0) + roles.get("held_out_test", 0) if recipe.pretrain_on_test else 0)
     lo = max(1, round(budget.fractions[0] * roles["train"]))
     ft_steps = [r.steps for r in results if r.arm in ("pretrained", "scratch")]
     mae_steps = maes["joint"].state.step
     centres = ", ".join(f"{c} x{n}" for c, n in budget.cohort.unlabelled)
     return [
-        "## What ran", "",
+        "## What ran", "", _foundation_line(maes),
         f"- **Protocol: {protocol}.** " + ("Corrected: pretraining excludes every test study; equal fine-tuning steps at "
          "every label fraction; LP-FT (the head alone for the first "
          f"{recipe.head_steps} steps from an MAE start, at {recipe.head_lr_factor:g}x the lr throughout), "

@@ -10,15 +10,21 @@ from ..errors import PetCtInputError
 # No default public checkpoint is published yet: --model must be given (a local folder or a Hub id in the local cache).
 MODEL_HELP = (
     "pass --model with a local folder holding config.json + model.safetensors (e.g. the output of `petct quickstart` "
-    "or of train_seg.py), or a Hugging Face Hub id already in the local cache (download it where there is network "
-    "with `hf download ID`, then run with HF_HUB_OFFLINE=1)"
+    "or of train_seg.py), a Hugging Face Hub id already in the local cache (download it where there is network "
+    "with `hf download ID`, then run with HF_HUB_OFFLINE=1), or petct-phantom-segmenter (released with the package, "
+    "trained on synthetic phantoms only: a demonstration, not for patient data)"
 )
 
 
 def resolve_model_dir(path: str | os.PathLike) -> str:
     """A training run folder (train_seg.py / train_mae.py output) means its selected model: ``best/``, else ``last/``;
-    anything else (a model folder, a Hub id) is returned as given."""
+    the name of a model released with the package (``petct-phantom-segmenter``) its folder; anything else (a model
+    folder, a Hub id) is returned as given."""
+    from ..released import released_models
+
     p = Path(path).expanduser()
+    if not p.exists() and str(path) in released_models():
+        return str(released_models()[str(path)])
     if p.is_dir() and not (p / "config.json").exists():
         for sub in ("best", "last"):
             if (p / sub / "config.json").exists():

@@ -11,6 +11,9 @@ lesions) under ``min_ml``:
 - ``percist``: SUV >= 1.5 x liver mean + 2 x liver SD (PERCIST's measurability threshold), outside those organs,
   the liver taken from the organ map (eroded by one voxel, so spill-over at its border does not widen the SD);
   t is unused. A study without a mapped liver gets an empty mask (PERCIST is undefined there).
+
+``ThresholdSegmenter`` puts a rule behind the Segmenter call, so `petct segment --method threshold` writes what a
+model's run writes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..data.conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
+from .segmenter import SegmentationMethod
+from .settings import InferenceSettings
 
 METHODS = ("suv", "suv-organs", "suvmax41", "percist")
 NEEDS_ORGANS = ("suv-organs", "suvmax41", "percist")
@@ -121,3 +128,34 @@ def _components(mask: np.ndarray):
     from ..data.geometry import LESION_CONNECTIVITY
 
     return cc3d.connected_components(mask.astype(np.uint8), connectivity=LESION_CONNECTIVITY, return_N=True)
+
+
+class ThresholdSegmenter(SegmentationMethod):
+    """A threshold rule behind the Segmenter call (``segmenter(pet, ct, organs=None)``): reading, checks, organs,
+    physiological suppression and outputs are every method's; the rule runs on the native PET grid in SUV, with no
+    harmonisation and no network. Only the rules that need no organ map are offered here (``suv``: the TMTV
+    workflow); drop physiological uptake with ``InferenceSettings(suppress_physiological=True)`` and organs."""
+
+    device = "cpu"
+
+    def __init__(self, rule: ThresholdRule = ThresholdRule(), settings: InferenceSettings | None = None):
+        if rule.method in NEEDS_ORGANS:
+            raise ValueError(f"ThresholdSegmenter runs rules without an organ map, not {rule.method!r}")
+        self.rule, self.settings = rule, settings or InferenceSettings()
+        self.spacing, self.normalization = HARMONISED_SPACING_MM, DEFAULT_NORMALIZATION  # sizes the memory check
+
+    def infer(self, study, clicks, progress):
+        raise NotImplementedError("a threshold rule runs on the native PET grid: see predict_on_pet_grid")
+
+    def predict_on_pet_grid(self, pet, ct, clicks, report, clock):
+        """(the rule's mask on the PET grid, no organ labels, no harmonised study, no probabilities)."""
+        report(0.2, "thresholding")
+        mask = self.rule.mask(np.asarray(pet.array, np.float32), pet.voxel_volume_ml)
+        clock.lap("inference_s")
+        return pet.with_array(mask, modality="SEG", units="label"), None, None, None
+
+    def provenance(self) -> dict:
+        from dataclasses import asdict
+
+        return {"method": "threshold", "model": self.rule.label, "rule": asdict(self.rule),
+                "settings": self.settings.to_dict()}
