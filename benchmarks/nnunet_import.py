@@ -1,7 +1,7 @@
 """nnU-Net's own predictor against `petct segment` with the same imported model, on an AutoPET-size phantom.
 
-    python benchmarks/nnunet_import.py                 # ~15 min on 2 cores; prints the BENCHMARKS.md rows
-    python benchmarks/nnunet_import.py --shape 96 128 128   # a quick smaller run
+    python benchmarks/nnunet_import.py                 # AutoPET size: nnU-Net's run alone took > 33 min on a shared box
+    python benchmarks/nnunet_import.py --shape 48 96 96 --patch 32 64 64   # the BENCHMARKS.md rows
 
 The model is the parity tests' nnU-Net results folder (tests/fixtures/nnunet_tiny: trained by nnunetv2 on phantoms,
 fold 0) with its plans' patch enlarged to --patch (the network is fully convolutional; a realistic window count). The
