@@ -57,7 +57,7 @@ def load_checkpoint(path: Path) -> dict:
     import torch
 
     numpy_scalars = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)), type(np.dtype(np.int64)),
-                     np._core.multiarray.scalar]
+                     (getattr(np, "_core", None) or np.core).multiarray.scalar]  # numpy 2 or 1.26
     try:
         with torch.serialization.safe_globals(numpy_scalars):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
