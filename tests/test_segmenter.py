@@ -115,8 +115,12 @@ def test_cli_demo_quickstart_and_pipeline_write_the_same_files(setup, tmp_path, 
     reference = written.pop("cli")
     mask = np.asarray(nib.load(reference.mask).dataobj)
     assert mask.any() and out["totals"]["lesion_count"] == len(case["lesions"]) == len(demo.rows) > 0
+    numbered = np.asarray(nib.load(demo.mask_path).dataobj)  # the demo's download numbers lesions as its table
+    assert sorted(np.unique(numbered))[1:] == [r["id"] for r in sorted(demo.rows, key=lambda r: r["id"])]
+    assert np.array_equal(numbered > 0, mask > 0)
     for name, files in written.items():
-        assert np.array_equal(np.asarray(nib.load(files.mask).dataobj), mask), name
+        saved = np.asarray(nib.load(files.mask).dataobj)
+        assert np.array_equal(saved > 0 if name == "demo" else saved, mask), name
         assert np.array_equal(nib.load(files.mask).affine, nib.load(pet).affine), name
         assert files.csv.read_text() == reference.csv.read_text(), name
         assert json.loads(files.json.read_text()) == json.loads(reference.json.read_text()), name

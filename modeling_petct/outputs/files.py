@@ -18,7 +18,9 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 @dataclass(frozen=True)
 class StudyFiles:
-    """Where one study's outputs go; None = not written. ``settings`` is the provenance record."""
+    """Where one study's outputs go; None = not written. ``settings`` is the provenance record. ``numbered``: the
+    mask's voxel values are the lesion table's numbers (the demo's download) instead of 1 for every lesion (the
+    autoPET convention, which evaluation scripts expect)."""
 
     mask: Path
     csv: Path | None = None
@@ -26,6 +28,7 @@ class StudyFiles:
     dicom_seg: Path | None = None
     organs: Path | None = None
     settings: Path | None = None
+    numbered: bool = False
 
     @classmethod
     def in_folder(cls, folder, *, dicom_seg: bool = False, organs: bool = False) -> "StudyFiles":
@@ -37,14 +40,14 @@ class StudyFiles:
                           organs=folder / "organs.nii.gz" if organs else None)
 
     @classmethod
-    def beside(cls, mask, **others) -> "StudyFiles":
+    def beside(cls, mask, *, numbered: bool = False, **others) -> "StudyFiles":
         """``mask`` and the given ``others`` (csv, json, dicom_seg, organs), the settings record beside the mask."""
         paths = {k: Path(v) for k, v in others.items() if v is not None}
-        return cls(Path(mask), settings=settings_path(mask), **paths)
+        return cls(Path(mask), settings=settings_path(mask), numbered=numbered, **paths)
 
     def paths(self) -> dict[str, Path]:
         """The files that will be written, by role."""
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if isinstance(v, Path)}
 
 
 def settings_path(mask) -> Path:
@@ -97,7 +100,8 @@ def write_study(result, files: StudyFiles | str | Path) -> tuple[list[dict], dic
     rows, totals = lesion_report(result)
     seg = _dicom_seg(result) if files.dicom_seg is not None else None
     with contextlib.ExitStack() as stack:
-        write_volume(result.mask, stack.enter_context(atomic_path(files.mask)))
+        write_volume(_numbered(result.mask) if files.numbered else result.mask,
+                     stack.enter_context(atomic_path(files.mask)))
         if files.organs is not None:
             write_volume(result.organs, stack.enter_context(atomic_path(files.organs)))
         if files.csv is not None:
@@ -110,6 +114,15 @@ def write_study(result, files: StudyFiles | str | Path) -> tuple[list[dict], dic
             text = json.dumps(provenance_record(result), indent=2, default=str)
             stack.enter_context(atomic_path(files.settings)).write_text(text + "\n")
     return rows, totals
+
+
+def _numbered(mask):
+    """The mask with each lesion's voxels set to its number in the lesion table (the table numbers them so)."""
+    import numpy as np
+
+    from ..data.geometry import label_lesions
+
+    return mask.with_array(label_lesions(mask.array)[0].astype(np.int32))
 
 
 def _dicom_seg(result):

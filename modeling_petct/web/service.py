@@ -8,7 +8,6 @@ facts of the model that produced it (name, training data, validation score) what
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -387,9 +386,10 @@ def run_study(
         raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
     notes = [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
     report(0.85, desc="measuring lesions")
-    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
-    labels = lesion_labels(result.mask)  # the download's voxel values are the table's lesion numbers
-    rows, totals = write_study(dataclasses.replace(result, mask=labels), files)
+    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json",
+                              numbered=True)  # the download's voxel values are the table's lesion numbers
+    rows, totals = write_study(result, files)
+    labels = lesion_labels(result.mask)
     editor = MaskEditor(pet, np.asarray(result.mask.array, np.uint8), _refiner(segmenter, result))
     report(0.92, desc="rendering")
     view = StudyView.build(pet, ct, labels)
@@ -462,12 +462,14 @@ def edit_result(session: DemoSession, action: str, voxel=None) -> DemoResult:
         editor.reset()
     else:
         editor.apply(action, voxel)
-    labels = lesion_labels(editor.pet.with_array(editor.mask(), modality="SEG", units="label"))
+    mask = editor.pet.with_array(editor.mask(), modality="SEG", units="label")
+    labels = lesion_labels(mask)
     edits = [asdict(e) for e in editor.edits]
-    edited = replace(result.segmentation, mask=labels, provenance={**result.segmentation.provenance, "edits": edits})
+    edited = replace(result.segmentation, mask=mask, provenance={**result.segmentation.provenance, "edits": edits})
     out = session.fresh_dir("result")
-    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json")
-    rows, totals = write_study(edited, files)  # as the first result: voxel values are the table's lesion numbers
+    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json",
+                              numbered=True)  # as the first result: voxel values are the table's lesion numbers
+    rows, totals = write_study(edited, files)
     view = replace(result.view, labels=to_ras(labels))
     session.result = replace(result, view=view, rows=rows, totals=totals, mask_path=files.mask, csv_path=files.csv,
                              seconds=time.perf_counter() - started)
