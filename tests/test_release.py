@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 
 from modeling_petct.experiments.release import (FOUNDATION, PLANS, SEGMENTER, build_release, released_cohort_seeds,
                                                 released_models, sha256)
 from modeling_petct.experiments.quickstart import BUDGETS
+from modeling_petct.experiments.release_card import render_card
 
 QUICKSTART_SEEDS = range(0, 100)  # `petct quickstart --seed S`: any seed a user plausibly passes
 
@@ -36,6 +38,10 @@ def test_shipped_models_records_are_disjoint_and_true():
         assert record["sha256"]["model.safetensors"] == sha256(folder / "model.safetensors")
         card = (folder / "README.md").read_text()
         assert "synthetic phantoms only" in card and record["command"] in card and str(record["steps"]) in card
+        assert card == render_card(record)  # the shipped card is the one its record writes, nothing edited by hand
+        meta = ModelCard(card).data
+        assert meta.pipeline_tag == ("image-feature-extraction" if "autoencoder" in record["kind"]
+                                     else "image-segmentation")  # no MAE sent to a segmentation pipeline
 
 
 def test_tiny_release_builds_loadable_folders(tmp_path):

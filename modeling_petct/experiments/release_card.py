@@ -12,8 +12,11 @@ WARNING = ("**Trained on synthetic phantoms only.** These weights have never see
 
 def render_card(record: dict) -> str:
     """README.md: Hub metadata (YAML front matter) and the data, training, compute, evaluation and rebuild sections."""
-    meta = {"library_name": "transformers", "license": "apache-2.0", "pipeline_tag": "image-segmentation",
-            "tags": ["medical-imaging", "pet-ct", "synthetic-data", "petct-fm"]}
+    from ..models.registry import model_class
+
+    meta = {"library_name": "transformers", "license": "apache-2.0", "pipeline_tag": model_class(_class(record)).task,
+            "tags": ["medical-imaging", "pet-ct", "synthetic-data", "petct-fm"]}  # the registry's task: no MAE is
+    # tagged for a segmentation pipeline it cannot serve
     pools = "\n".join(f"| {p['role']} | {p['centre']} | {p['n']} | {p['cohort_seed']} | {'yes' if p['labelled'] else 'no'} |"
                       for p in record["cohort"])
     return f"""---

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
+from .isocontour import ISOCONTOUR_FRACTION
 from .segmenter import SegmentationMethod
 from .settings import InferenceSettings
 
 METHODS = ("suv", "suv-organs", "suvmax41", "percist")
 NEEDS_ORGANS = ("suv-organs", "suvmax41", "percist")
-FIXED_FRACTION = 0.41
 LABELS = {"suv": "SUV >= {t:g}", "suv-organs": "SUV >= {t:g} outside physiological organs",
           "suvmax41": "41% of SUVmax in regions SUV >= {t:g}", "percist": "PERCIST liver threshold"}
 
@@ -100,7 +100,7 @@ def liver_threshold(suv: np.ndarray, organs: np.ndarray, organ_names=()) -> floa
     return float(1.5 * values.mean() + 2.0 * values.std())
 
 
-def fixed_fraction(suv: np.ndarray, hot: np.ndarray, fraction: float = FIXED_FRACTION) -> np.ndarray:
+def fixed_fraction(suv: np.ndarray, hot: np.ndarray, fraction: float = ISOCONTOUR_FRACTION) -> np.ndarray:
     """Within each connected hot region, the voxels at or above ``fraction`` of that region's SUVmax."""
     labels, n = _components(hot)
     inside = labels[hot]
