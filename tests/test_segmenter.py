@@ -108,14 +108,13 @@ def test_cli_demo_quickstart_and_pipeline_write_the_same_files(setup, tmp_path, 
     seg = pipeline("petct-segmentation", model=str(model_dir), device="cpu")
     out = seg({"pet": str(pet), "ct": str(ct)}, output_dir=str(folders["pipeline"]))
 
-    written = {"cli": cli, "demo": StudyFiles.beside(demo.mask_path, csv=demo.csv_path,
-                                                     json=demo.mask_path.with_name("lesions.json")),
+    written = {"cli": cli, "demo": demo.files,
                "quickstart": StudyFiles.in_folder(case["mask"].parent),
                "pipeline": StudyFiles.in_folder(folders["pipeline"])}
     reference = written.pop("cli")
     mask = np.asarray(nib.load(reference.mask).dataobj)
     assert mask.any() and out["totals"]["lesion_count"] == len(case["lesions"]) == len(demo.rows) > 0
-    numbered = np.asarray(nib.load(demo.mask_path).dataobj)  # the demo's download numbers lesions as its table
+    numbered = np.asarray(nib.load(demo.files.mask).dataobj)  # the demo's download numbers lesions as its table
     assert sorted(np.unique(numbered))[1:] == [r["id"] for r in sorted(demo.rows, key=lambda r: r["id"])]
     assert np.array_equal(numbered > 0, mask > 0)
     for name, files in written.items():
@@ -127,6 +126,8 @@ def test_cli_demo_quickstart_and_pipeline_write_the_same_files(setup, tmp_path, 
         record, first = (json.loads(f.settings.read_text()) for f in (files, reference))
         if name == "quickstart":  # it asks for fp32 (bf16 was slower there); "auto" gave fp32 here too (use_bf16)
             assert record["settings"].pop("precision") == "fp32" and first["settings"].pop("precision") == "auto"
+        if name == "demo":  # the demo also names the uploads its downloads are of
+            assert record.pop("uploads") == {"PET": "PET.nii.gz", "CT": "CT.nii.gz"}
         assert {**record, "date": None} == {**first, "date": None}, name
     assert first["model"] == model_dir.name and first["settings"]["overlap"] == InferenceSettings().overlap
     assert len(first["weights_sha256"]) == 64 and first["petct_fm_version"]

@@ -85,12 +85,16 @@ def test_gradio_client_upload_segment_download(server, study, capfd):
     pet, ct = study
     client = Client(url, verbose=False)
     outputs = client.predict(handle_file(str(pet)), handle_file(str(ct)), MODEL_A, 10, 0, "Volume", api_name="/segment")
-    message, header, summary, mip, axial, _, _, _, table, mask_file, csv_file = outputs
+    message, header, summary, mip, axial, _, _, _, table, mask_file, csv_file, seg_file, records = outputs
     assert "Segmented PET.nii.gz + CT.nii.gz" in message
     assert MODEL_A in header and "synthetic phantoms" in header and "validation Dice 0.432" in header
 
     mask_img, pet_img = nib.load(mask_file), nib.load(str(pet))
-    assert Path(mask_file).name == "lesion_mask.nii.gz"
+    stem = f"PET_model-0-best_{time.strftime('%Y-%m-%d', time.gmtime())}"  # study_model_date
+    assert Path(mask_file).name == f"{stem}_lesions.nii.gz" and Path(csv_file).name == f"{stem}_lesions.csv"
+    assert seg_file is None  # a NIfTI PET: no DICOM SEG (it would reference a DICOM series)
+    record = json.loads(Path(next(r for r in records if r.endswith(".settings.json"))).read_text())
+    assert record["model"] == "model-0/best" and record["uploads"] == {"PET": "PET.nii.gz", "CT": "CT.nii.gz"}
     assert mask_img.shape == pet_img.shape
     assert np.array_equal(mask_img.affine, pet_img.affine)
     mask = np.asarray(mask_img.dataobj)
@@ -125,7 +129,8 @@ def test_gradio_client_upload_segment_download(server, study, capfd):
     not_an_image.write_text("a text file with an image's name\n" * 20)
     refused = client.predict(handle_file(str(not_an_image)), handle_file(str(ct)), MODEL_A, 10, 0, "Volume",
                              api_name="/segment")  # fmt: skip
-    assert "PET notes.nii.gz: not an image this demo reads" in refused[0] and refused[-1] is None and not refused[1]
+    assert "PET notes.nii.gz: not an image this demo reads" in refused[0] and list(refused[-4:]) == [None] * 4
+    assert not refused[1]
     assert "Traceback" not in "".join(capfd.readouterr())  # an ordinary user error is one log line, not a stack
     session_dirs = list(workroot.glob("session-*"))
     assert len(session_dirs) == 1
@@ -166,6 +171,26 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             expect(page.locator("#model-info")).to_contain_text("validation Dice 0.432", timeout=30_000)
             expect(page.locator("#model-info")).to_contain_text("synthetic phantoms only")
 
+            # each upload has its own name for screen readers (Gradio calls both "File upload")
+            for role, box in (("PET", "#pet-upload"), ("CT", "#ct-upload")):
+                expect(page.get_by_role("button", name=f"{role} upload", exact=True)).to_be_visible()
+                expect(page.locator(f"{box} input[type=file]")).to_have_attribute("aria-label", f"{role} upload")
+            expect(page.locator("#pet-upload, #ct-upload").get_by_label("File upload", exact=True)).to_have_count(0)
+
+            # a file over the size limit: refused before it is sent, in the message box (not a vanishing pop-up)
+            huge = tmp_path / "whole_body_PET.nii.gz"
+            with open(huge, "wb") as f:
+                f.truncate(513 * 2**20)  # sparse: no disk used
+            page.locator("#pet-upload input[type=file]").set_input_files(str(huge))
+            too_big = "PET whole_body_PET.nii.gz: file is 513 MiB; the limit is 512 MiB"
+            expect(message).to_contain_text(too_big, timeout=30_000)
+            expect(message.locator(".petct-error")).to_be_visible()
+            page.wait_for_timeout(6_000)
+            expect(message).to_contain_text(too_big)
+            expect(page.locator(".toast-body")).to_have_count(0)
+            expect(page.locator("#pet-upload a[download]")).to_have_count(0)  # nothing was uploaded
+            expect(page.locator("#pet-upload input[type=file]")).to_have_attribute("aria-label", "PET upload")
+
             # "Load example" without an example: a message, and the upload boxes still take files afterwards
             page.locator("#load-example").click()
             expect(message).to_contain_text("Pick an example in the list first", timeout=30_000)
@@ -197,7 +222,10 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             expect(header).to_contain_text(MODEL_A)
             expect(header).to_contain_text("validation Dice 0.432")
             expect(header).to_contain_text("synthetic phantoms only")
-            expect(page.locator('#mask-download a[download="lesion_mask.nii.gz"]')).to_be_visible()
+            stem = f"PET_model-0-best_{time.strftime('%Y-%m-%d', time.gmtime())}"
+            expect(page.locator(f'#mask-download a[download="{stem}_lesions.nii.gz"]')).to_be_visible()
+            expect(page.locator(f'#record-download a[download="{stem}_lesions.settings.json"]')).to_be_visible()
+            expect(page.locator("#seg-download a[download]")).to_have_count(0)  # a NIfTI PET: no DICOM SEG
             session = _session(demo, before, workroot)
             result = session.result
 
@@ -261,7 +289,7 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             expect(message).to_contain_text("CT CT_followup.nii.gz are ready: press Segment", timeout=30_000)
             expect(header).to_have_text("")
             expect(rows).to_have_count(1)  # the column titles only
-            expect(page.locator('#mask-download a[download="lesion_mask.nii.gz"]')).to_have_count(0)
+            expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
             expect(page.locator("#mip img")).to_have_count(0)
             uploads = set(session.uploads)
             assert uploads and all(p.is_relative_to(workroot) for p in uploads)  # Gradio's copies, in our folder
@@ -323,7 +351,7 @@ def test_browser_a_run_never_outlives_its_inputs_or_its_page(server, study, tmp_
             page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
             expect(message).to_contain_text("uploads changed while segmenting", timeout=120_000)
             expect(page.locator("#result-model")).to_have_text("")
-            expect(page.locator('#mask-download a[download="lesion_mask.nii.gz"]')).to_have_count(0)
+            expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
             expect(page.locator("#mip img")).to_have_count(0)
 
             started.clear()

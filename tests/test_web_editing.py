@@ -89,21 +89,22 @@ def test_a_click_guided_model_reruns_with_the_clicks_and_the_downloads_follow(ph
     edited = edit_result(session, "add", voxel)
     assert len(seen) == 1 and [c.kind for c in seen[0]] == ["tumor"]
     assert np.allclose(seen[0][0].world, phantom.pet.affine[:3, :3] @ voxel + phantom.pet.affine[:3, 3])
-    saved = np.asarray(nib.load(edited.mask_path).dataobj)  # voxel values: the table's lesion numbers
+    saved = np.asarray(nib.load(edited.files.mask).dataobj)  # voxel values: the table's lesion numbers
     assert np.array_equal(saved > 0, result.editor.mask() > 0) and saved.max() == len(edited.rows)
     assert sum(r["voxels"] for r in edited.rows) == int((saved > 0).sum())
     import json
 
     from modeling_petct.outputs.files import settings_path
 
-    record = json.loads(settings_path(edited.mask_path).read_text())
+    record = json.loads(settings_path(edited.files.mask).read_text())
     assert [e["kind"] for e in record["edits"]] == ["add"]  # the settings record says the mask was edited
+    assert edited.files.mask.name == result.files.mask.name.replace("_lesions", "_edited_lesions")
     if edited.rows:  # a row's "remove" takes that lesion away, whatever the model says
         first = edited.rows[0]["id"]
         removed = edit_result(session, "remove", lesion_voxel(edited, first))
         assert len(removed.rows) == len(edited.rows) - 1
     undone = edit_result(session, "undo")
     undone = edit_result(session, "undo") if edited.rows else undone
-    assert np.array_equal(np.asarray(nib.load(undone.mask_path).dataobj) > 0, result.editor.base > 0)
+    assert np.array_equal(np.asarray(nib.load(undone.files.mask).dataobj) > 0, result.editor.base > 0)
     assert len(seen) == 1  # the undone clicks were not re-run
     session.close()

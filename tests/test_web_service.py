@@ -229,13 +229,13 @@ def test_result_table_filters_sorts_locates_and_shows_organs_and_its_header_keep
     totals = {"total_mtv_ml": 8.1, "total_tlg": 8.1}
     rows = [row(1, 0.1, 9.0), row(2, 5.0, 3.0), row(3, 3.0, 4.0)]
     view = types.SimpleNamespace(suv=types.SimpleNamespace(shape=(4, 4, 4)))
-    result = DemoResult(view, rows, totals, Path("m"), Path("c"), facts, 1.0, "cpu", "`PET.nii.gz` + `CT.nii.gz`")
+    result = DemoResult(view, rows, totals, None, facts, 1.0, "cpu", "`PET.nii.gz` + `CT.nii.gz`")
     assert [r[0] for r in result.table(0.5, "Volume")] == [2, 3] and result.visible(0.5) == {2, 3}
     assert [r[0] for r in result.table(0.0, "SUVmax")] == [1, 3, 2]
     assert result.table()[0][1:3] == ["5.00", "3.00"] and result.table()[0][6] == "R 45 · P 12 · z 830"
     assert result.columns()[-1] == "Location (patient mm)"
     organ_rows = [row(1, 2.0, 5.0, organ="liver", physiological=False), row(2, 1.0, 6.0, organ="brain", physiological=True)]
-    with_organs = DemoResult(None, organ_rows, totals, Path("m"), Path("c"), facts, 1.0, "cpu", "x")
+    with_organs = DemoResult(None, organ_rows, totals, None, facts, 1.0, "cpu", "x")
     assert with_organs.columns()[-1] == "Organ"
     assert [r[-1] for r in with_organs.table()] == ["liver", "brain (physiological uptake?)"]
     assert "A" in result.header("A") and "still from" not in result.header("A")
@@ -280,8 +280,8 @@ def test_uploads_changed_during_a_run_never_show_the_old_result(page, monkeypatc
     session = page.handlers.sessions.get("visitor")
     shown = _segment_while(page, monkeypatch, lambda: page.handlers.inputs_changed(page.ct, page.ct, page.request))
     assert "uploads changed while segmenting" in shown[0]
-    header, mip, downloads = shown[1], shown[3], shown[-2:]
-    assert session.result is None and header == "" and mip is None and downloads == [None, None]
+    header, mip, downloads = shown[1], shown[3], shown[-4:]
+    assert session.result is None and header == "" and mip is None and downloads == [None] * 4
 
 
 def test_a_closed_page_stops_its_run_and_keeps_no_file(page, monkeypatch):
@@ -331,7 +331,63 @@ def test_the_downloaded_mask_numbers_lesions_as_the_table_does(page):
 
     two_blobs.device = real.device
     result = run_study(page.pet, page.ct, two_blobs, page.shelf.facts["tiny"], session)
-    mask = np.asarray(nib.load(result.mask_path).dataobj)
+    mask = np.asarray(nib.load(result.files.mask).dataobj)
     assert sorted(np.unique(mask)) == [0, 1, 2] and len(result.rows) == 2
     for row in result.rows:
         assert int((mask == row["id"]).sum()) == row["voxels"]
+
+
+def _zipped_series(folder: Path, archive: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, Path("export") / path.relative_to(folder.parent))
+    return archive
+
+
+def test_downloads_carry_study_model_and_date_and_a_dicom_pet_gets_its_seg_after_edits_too(page, tmp_path):
+    """A zipped DICOM PET/CT: the downloads are named study_model_date, the settings record names the uploads and
+    the model, and a DICOM SEG references the uploaded PET series (rewritten after an edit, named _edited). A NIfTI
+    PET gets no SEG (as `petct segment --dicom-seg` refuses one) and leaves no copy of its upload behind."""
+    import datetime
+    import json
+
+    import numpy as np
+    import pydicom
+
+    from modeling_petct.data.synthetic.phantom import make_phantom, write_study
+    from modeling_petct.web.service import download_stem, edit_result, run_study
+
+    study = write_study(make_phantom(1, size="small", shape=(32, 32, 24), n_lesions=1), tmp_path / "dcm", fmt="dicom")
+    pet_zip = _zipped_series(study / "PET", tmp_path / "patient7 PET.zip")
+    ct_zip = _zipped_series(study / "CT", tmp_path / "patient7 CT.zip")
+    session, segmenter = page.handlers.sessions.get("visitor"), page.shelf.get("tiny")
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+    result = run_study(pet_zip, ct_zip, segmenter, page.shelf.facts["tiny"], session)
+    stem = f"patient7-PET_model_{today}"
+    assert result.download_stem == stem == download_stem("patient7 PET.zip", "model")
+    files = result.files
+    assert {p.name for p in files.paths().values()} == {f"{stem}_lesions{s}" for s in
+                                                        (".nii.gz", ".csv", ".json", ".settings.json", "_seg.dcm")}
+    assert all(p.is_file() for p in files.paths().values())
+    record = json.loads(files.settings.read_text())
+    assert record["uploads"] == {"PET": "patient7 PET.zip", "CT": "patient7 CT.zip"} and record["model"] == "model"
+    assert record["date"].startswith(today)
+    seg = pydicom.dcmread(files.dicom_seg)
+    pet_series = {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID
+                  for f in (study / "PET").rglob("*") if f.is_file()}
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID in pet_series
+    assert seg.SegmentSequence[0].SegmentAlgorithmName == "model"
+
+    session.result = result
+    edited = edit_result(session, "add", tuple(int(v) for v in np.argwhere(result.editor.pet.array ==
+                                                                         result.editor.pet.array.max())[0]))
+    assert edited.files.dicom_seg.name == f"{stem}_edited_lesions_seg.dcm" and edited.files.dicom_seg.is_file()
+    assert pydicom.dcmread(edited.files.dicom_seg).SOPInstanceUID != seg.SOPInstanceUID
+    assert not files.mask.exists()  # the unedited downloads went with their folder
+
+    nifti = run_study(page.pet, page.ct, segmenter, page.shelf.facts["tiny"], session)
+    assert nifti.files.dicom_seg is None and nifti.download_stem == f"PET_model_{today}"
+    assert sorted(p.name.split("-")[0] for p in session.workdir.iterdir()) == ["example", "result"]

@@ -9,6 +9,7 @@ made them, lesion numbers shared by the table and the pictures, and files delete
 from __future__ import annotations
 
 import html
+import json
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ import gradio as gr
 from ..errors import PetCtInputError
 from .service import (DEFAULT_SUV_WINDOW, NOT_A_DEVICE, SORT_KEYS, TABLE_COLUMNS, DemoSessions, ModelShelf,
                       SessionClosed, clicked_voxel, edit_result, lesion_voxel, run_study)
-from .uploads import ACCEPTED, UploadLimits
+from .uploads import ACCEPTED, UploadLimits, too_large
 from .workroot import create_workroot, use_as_gradio_cache
 
 EXAMPLES = {f"Phantom, seed {seed}": seed for seed in (0, 1, 2)}  # short: the whole choice shows in the box
@@ -40,7 +41,11 @@ CSS = """
 def message(kind: str, text: str) -> str:
     """The message box's content: ``kind`` is "error", "info" or "done"; ``text`` is plain text (escaped here)."""
     role = "alert" if kind == "error" else "status"
-    return f'<div class="petct-msg petct-{kind}" role="{role}">{html.escape(text)}</div>'
+    return f'<div class="{_message_class(kind)}" role="{role}">{html.escape(text)}</div>'
+
+
+def _message_class(kind: str) -> str:
+    return f"petct-msg petct-{kind}"
 
 
 def _slider(label: str, elem_id: str) -> gr.Slider:
@@ -76,6 +81,8 @@ class Page:
     table: gr.Dataframe
     mask_out: gr.File
     csv_out: gr.File
+    seg_out: gr.File
+    record_out: gr.File
     click_mode: gr.Radio
     undo: gr.Button
     reset: gr.Button
@@ -84,7 +91,11 @@ class Page:
     def results(self) -> list:
         """Everything a result fills in, in the order ``Handlers.cleared`` and ``Handlers.shown`` return it."""
         return [self.header, self.summary, self.mip, self.axial, self.axial_index, self.coronal, self.coronal_index,
-                self.table, self.mask_out, self.csv_out]  # fmt: skip
+                self.table, *self.downloads()]  # fmt: skip
+
+    def downloads(self) -> list:
+        """In the order ``downloads`` returns their files."""
+        return [self.mask_out, self.csv_out, self.seg_out, self.record_out]
 
     def view_controls(self) -> list:
         return [self.window, self.min_ml, self.sort]
@@ -142,11 +153,24 @@ def _table_panel() -> dict:
     table = gr.Dataframe(headers=list(TABLE_COLUMNS.values()), label="Lesions (click a row to show its slices)",
                          interactive=False, elem_id="lesion-table")  # fmt: skip
     remove = gr.Button("Remove the selected lesion", elem_id="remove-lesion", size="sm")
+    gr.Markdown("Downloads are named study_model_date (`_edited` after edits); the settings record says which model, "
+                "settings, uploads and edits made them.", elem_id="downloads-note")
     with gr.Row():
         mask_out = gr.File(label="Lesion mask (NIfTI, PET grid, all lesions; voxel value = lesion # in the table)",
                            interactive=False, elem_id="mask-download")
         csv_out = gr.File(label="Lesion table (CSV, all lesions)", interactive=False, elem_id="csv-download")
-    return dict(table=table, mask_out=mask_out, csv_out=csv_out, remove=remove)
+        seg_out = gr.File(label="DICOM SEG (when the PET was uploaded as a zipped DICOM series, which it references)",
+                          interactive=False, elem_id="seg-download")
+        record_out = gr.File(label="Lesion table (JSON, with totals) and settings record", file_count="multiple",
+                             interactive=False, elem_id="record-download")
+    return dict(table=table, mask_out=mask_out, csv_out=csv_out, seg_out=seg_out, record_out=record_out, remove=remove)
+
+
+def downloads(result) -> list:
+    """The result's files for the four download boxes (no DICOM SEG for a PET that was not DICOM)."""
+    files = result.files
+    return [str(files.mask), str(files.csv), str(files.dicom_seg) if files.dicom_seg else None,
+            [str(files.json), str(files.settings)]]
 
 
 class Handlers:
@@ -159,7 +183,7 @@ class Handlers:
     def cleared() -> list:
         idle = dict(minimum=0, maximum=1, value=0, interactive=False)
         return ["", "Results appear here after **Segment**.", None, None, gr.Slider(**idle), None, gr.Slider(**idle),
-                gr.Dataframe(value=[], headers=list(TABLE_COLUMNS.values())), None, None]  # fmt: skip
+                gr.Dataframe(value=[], headers=list(TABLE_COLUMNS.values())), None, None, None, None]  # fmt: skip
 
     def shown(self, session, model_label, window, min_ml, sort) -> list:
         result, view = session.result, session.result.view
@@ -174,8 +198,7 @@ class Handlers:
             session.picture("coronal", view.render("coronal", n_co // 2, visible, window)),
             gr.Slider(minimum=0, maximum=n_co - 1, value=n_co // 2, step=1, interactive=True),
             gr.Dataframe(value=result.table(min_ml, sort), headers=result.columns()),
-            str(result.mask_path),
-            str(result.csv_path),
+            *downloads(result),
         ]
 
     def inputs_changed(self, pet, ct, request: gr.Request):
@@ -278,8 +301,7 @@ class Handlers:
             session.picture("axial", result.view.render("axial", axial_index, visible, window)),
             session.picture("coronal", result.view.render("coronal", coronal_index, visible, window)),
             gr.Dataframe(value=result.table(min_ml or 0.0, sort), headers=result.columns()),
-            str(result.mask_path),
-            str(result.csv_path),
+            *downloads(result),
         ]
 
     def _editable(self, request: gr.Request):
@@ -292,10 +314,10 @@ class Handlers:
                     request: gr.Request):
             session, action = self._editable(request), CLICK_MODES.get(mode)
             if session is None or action is None:
-                return [gr.skip()] * 8
+                return [gr.skip()] * 10
             voxel = clicked_voxel(session.result, plane, index, *evt.index[:2])
             if voxel is None:
-                return [message("info", "That click was off the image: click on the slice itself."), *[gr.skip()] * 7]
+                return [message("info", "That click was off the image: click on the slice itself."), *[gr.skip()] * 9]
             edit_result(session, action, voxel)
             done = f"{mode} at PET voxel {voxel}:"
             return self.edited(session, done, window, min_ml, sort, axial_index, coronal_index)
@@ -307,17 +329,17 @@ class Handlers:
         def pressed(window, min_ml, sort, axial_index, coronal_index, request: gr.Request):
             session = self._editable(request)
             if session is None:
-                return [message("error", "Nothing to edit yet: press Segment first."), *[gr.skip()] * 7]
+                return [message("error", "Nothing to edit yet: press Segment first."), *[gr.skip()] * 9]
             if action == "remove":
                 lesion = session.selected
                 if lesion is None or lesion not in {r["id"] for r in session.result.rows}:
-                    return [message("error", "Click a row of the lesion table first, then Remove."), *[gr.skip()] * 7]
+                    return [message("error", "Click a row of the lesion table first, then Remove."), *[gr.skip()] * 9]
                 edit_result(session, "remove", lesion_voxel(session.result, lesion))
                 session.selected = None
                 done = f"Removed lesion {lesion}:"
             else:
                 if action == "undo" and not session.result.editor.edits:
-                    return [message("info", "No edit to undo."), *[gr.skip()] * 7]
+                    return [message("info", "No edit to undo."), *[gr.skip()] * 9]
                 edit_result(session, action)
                 done = "Undone:" if action == "undo" else "Edits reset to the model's result:"
             return self.edited(session, done, window, min_ml, sort, axial_index, coronal_index)
@@ -342,6 +364,45 @@ def _user_text(err: PetCtInputError) -> str:
     return f"{Path(err.source).name}: {err.problem}"
 
 
+UPLOAD_NAMES = {"pet-upload": "PET", "ct-upload": "CT"}  # upload box -> its role, in messages and accessible names
+GRADIO_UPLOAD_NAMES = ("File upload", "Click to upload or drop files")  # what Gradio calls every upload
+
+
+def page_script(limits: UploadLimits) -> str:
+    """JavaScript run when the page loads. It names each upload for screen readers ("PET upload", "CT upload"; Gradio
+    calls both "File upload"), and refuses a file over the size limit before it is sent, in the message box, naming
+    the file and the limit (Gradio's own refusal is a pop-up that vanishes; the server still refuses it too)."""
+    return """() => {
+  const roles = %(roles)s, generic = %(generic)s, limit = %(limit)d;
+  const name = () => {
+    for (const [id, role] of Object.entries(roles)) {
+      document.querySelectorAll(`#${id} [aria-label]`).forEach((el) => {
+        if (generic.includes(el.getAttribute("aria-label"))) el.setAttribute("aria-label", `${role} upload`);
+      });
+    }
+  };
+  new MutationObserver(name).observe(document.body, {childList: true, subtree: true});
+  name();
+  const refuse = (event, files) => {
+    const box = event.target.closest && event.target.closest(Object.keys(roles).map((id) => `#${id}`).join(","));
+    const big = box && files ? Array.from(files).filter((file) => file.size > limit) : [];
+    if (!big.length) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    if (event.type === "drop") event.target.dispatchEvent(new DragEvent("dragleave", {bubbles: true}));
+    else event.target.value = "";
+    const mib = (big[0].size / 2 ** 20).toFixed(0), text = `${roles[box.id]} ${big[0].name}: %(problem)s`;
+    const shown = document.querySelector("#message .petct-msg");  // changed in place: the next message replaces it
+    shown.className = %(error)s;
+    shown.setAttribute("role", "alert");
+    shown.textContent = text;
+  };
+  document.addEventListener("change", (event) => refuse(event, event.target.files), true);
+  document.addEventListener("drop", (event) => refuse(event, event.dataTransfer && event.dataTransfer.files), true);
+}""" % dict(roles=json.dumps(UPLOAD_NAMES), generic=json.dumps(GRADIO_UPLOAD_NAMES), limit=limits.max_file_bytes,
+           problem=too_large("${mib}", limits), error=json.dumps(_message_class("error")))
+
+
 def _wire(demo: gr.Blocks, page: Page, h: Handlers) -> None:
     """Connect the events. Progress is drawn in the message box only; redraws show none."""
     quiet = dict(show_progress="hidden", trigger_mode="always_last")
@@ -360,7 +421,7 @@ def _wire(demo: gr.Blocks, page: Page, h: Handlers) -> None:
     page.table.select(h.row_selected, [page.window, page.min_ml],
                       [page.axial, page.axial_index, page.coronal, page.coronal_index, page.message], **quiet)  # fmt: skip
     view = [*page.view_controls(), page.axial_index, page.coronal_index]
-    edited = [page.message, page.summary, page.mip, page.axial, page.coronal, page.table, page.mask_out, page.csv_out]
+    edited = [page.message, page.summary, page.mip, page.axial, page.coronal, page.table, *page.downloads()]
     for plane, slider, image in (("axial", page.axial_index, page.axial), ("coronal", page.coronal_index, page.coronal)):
         image.select(h.slice_clicked(plane), [page.click_mode, slider, *view], edited, show_progress="hidden")
     for action, button in (("undo", page.undo), ("reset", page.reset), ("remove", page.remove)):
@@ -419,6 +480,7 @@ def launch(
         quiet=not block,
         footer_links=["api"],
         css=CSS,
+        js=page_script(limits),
     )
 
 

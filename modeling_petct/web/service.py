@@ -8,14 +8,16 @@ facts of the model that produced it (name, training data, validation score) what
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import shutil
 import tempfile
 import threading
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from ..errors import PetCtInputError, PetCtWarning
 from ..outputs.lesions import DECIMALS
 from ..outputs.pictures import fused_slice, pet_mip_overlay, resample_like, slice_count, slice_voxel, to_ras
 from .editing import MaskEditor
-from .uploads import UploadLimits, prepare_upload
+from .uploads import UPLOAD_SUFFIXES, UploadLimits, prepare_upload
 
 NOT_A_DEVICE = "Research demo, not a medical device: do not use it for diagnosis or treatment decisions."
 TABLE_COLUMNS = {  # lesion_table key -> column title shown in the UI
@@ -196,8 +198,7 @@ class DemoResult:
     view: StudyView
     rows: list[dict]
     totals: dict
-    mask_path: Path
-    csv_path: Path
+    files: object  # outputs.files.StudyFiles: the downloads (``download_files``)
     model: ModelFacts
     seconds: float
     device: str
@@ -205,6 +206,7 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)  # facts to review the result by (partial view, voxel size, ...)
     editor: MaskEditor | None = None
     segmentation: object = None  # the method's SegmentationResult, which the edited masks are written from
+    download_stem: str = "lesions"  # study_model_date: what the download names start with
 
     def visible(self, min_ml: float = 0.0) -> set[int]:
         return {r["id"] for r in self.rows if r["volume_ml"] >= min_ml}
@@ -360,34 +362,32 @@ def run_study(
     progress=None,
 ) -> DemoResult:
     """Check and read the two uploads, segment with ``segmenter`` (an ``inference.SegmentationMethod``), and write
-    the study's files with ``outputs.write_study`` (mask on the PET grid, lesion CSV and JSON, settings record).
+    the study's downloads with ``outputs.write_study`` (``download_files``).
 
     ``progress(fraction, desc)`` (e.g. ``gr.Progress``) is told how far the request is. Bad uploads, and PET/CT pairs
     the plausibility checks refuse, raise ``PetCtInputError`` naming the uploaded file (the zip, not what it held);
-    extracted files are removed before this returns.
+    extracted files are removed before this returns, except a DICOM PET's series, kept in the session folder while
+    its result lives (the DICOM SEG of every edit references it).
     """
-    from ..data.io import read_ct, read_pet
-    from ..outputs.files import StudyFiles, write_study
+    from ..outputs.files import write_study
 
     report = _while_open(session, progress if progress is not None else (lambda fraction, desc=None: None))
     started = time.perf_counter()
     out = session.fresh_dir("result")
     names = {"PET": Path(pet_upload).name, "CT": Path(ct_upload).name}
-    report(0.0, desc="checking the uploads")
-    with tempfile.TemporaryDirectory(dir=session.workdir) as scratch:
-        pet = _read_upload(read_pet, pet_upload, "PET", Path(scratch) / "pet", limits)
-        ct = _read_upload(read_ct, ct_upload, "CT", Path(scratch) / "ct", limits)
-    report(0.1, desc="segmenting")
+    source = session.fresh_dir("source")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", PetCtWarning)
-            result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
-    except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
-        raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
-    notes = [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
+        pet, ct, result, notes = _segment_uploads(pet_upload, ct_upload, names, segmenter, source, limits, report)
+    except BaseException:
+        shutil.rmtree(source, ignore_errors=True)
+        raise
+    dicom = bool(pet.meta.get("dicom_files"))
+    if not dicom:
+        shutil.rmtree(source, ignore_errors=True)
+    result = replace(result, provenance={**result.provenance, "uploads": names})
     report(0.85, desc="measuring lesions")
-    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json",
-                              numbered=True)  # the download's voxel values are the table's lesion numbers
+    stem = download_stem(names["PET"], result.provenance.get("model") or facts.label)
+    files = download_files(out, stem, dicom=dicom)
     rows, totals = write_study(result, files)
     labels = lesion_labels(result.mask)
     editor = MaskEditor(pet, np.asarray(result.mask.array, np.uint8), _refiner(segmenter, result))
@@ -397,8 +397,50 @@ def run_study(
     report(1.0, desc="done")
     uploads = f"`{names['PET']}` + `{names['CT']}`"
     notes += review_facts(pet, facts, dicom=any(str(u).lower().endswith(".zip") for u in (pet_upload, ct_upload)))
-    return DemoResult(view, rows, totals, files.mask, files.csv, facts, seconds, str(segmenter.device), uploads, notes,
-                      editor, result)
+    return DemoResult(view, rows, totals, files, facts, seconds, str(segmenter.device), uploads, notes, editor, result,
+                      stem)
+
+
+def _segment_uploads(pet_upload, ct_upload, names: dict, segmenter, pet_folder: Path, limits: UploadLimits, report):
+    """(PET, CT, the segmenter's result, the warnings it gave); refusals name the uploads by ``names`` ("PET", "CT" ->
+    upload name). A PET zip is unpacked in ``pet_folder``; a CT zip in a scratch folder removed at once."""
+    from ..data.io import read_ct, read_pet
+
+    report(0.0, desc="checking the uploads")
+    with tempfile.TemporaryDirectory(dir=pet_folder.parent) as scratch:
+        pet = _read_upload(read_pet, pet_upload, "PET", pet_folder, limits)
+        ct = _read_upload(read_ct, ct_upload, "CT", Path(scratch) / "ct", limits)
+    report(0.1, desc="segmenting")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PetCtWarning)
+            result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
+    except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
+        raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
+    return pet, ct, result, [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
+
+
+def download_stem(pet_name: str, model: str) -> str:
+    """What a result's download names start with: study (the PET upload's name), model and today's UTC date, each in
+    characters safe in any file system, joined by "_": ``patient7-PET_petct-phantom-segmenter_2026-12-07``."""
+    day = datetime.datetime.now(datetime.timezone.utc).date()
+    study = next((pet_name[: -len(s)] for s in UPLOAD_SUFFIXES if pet_name.lower().endswith(s)), pet_name)
+    return f"{_safe_name(study, 'study')}_{_safe_name(model, 'model')}_{day.isoformat()}"
+
+
+def _safe_name(text: str, fallback: str, limit: int = 48) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-.")[:limit].strip("-.") or fallback
+
+
+def download_files(out: Path, stem: str, *, dicom: bool):
+    """The demo's downloads in ``out``: the numbered mask (voxel value = the table's lesion number), the lesion table
+    as CSV and JSON, the settings record, and a DICOM SEG when the PET came as a DICOM series (as ``petct segment
+    --dicom-seg``, which needs the PET series it references)."""
+    from ..outputs.files import StudyFiles
+
+    return StudyFiles.beside(out / f"{stem}_lesions.nii.gz", csv=out / f"{stem}_lesions.csv",
+                             json=out / f"{stem}_lesions.json", numbered=True,
+                             dicom_seg=out / f"{stem}_lesions_seg.dcm" if dicom else None)
 
 
 class SessionClosed(Exception):
@@ -449,9 +491,9 @@ def edit_result(session: DemoSession, action: str, voxel=None) -> DemoResult:
     """The session's result after one edit (``action`` in EDIT_ACTIONS; add, false positive and remove at
     ``voxel``, an index of the PET grid): table, pictures and downloads follow the edited mask, written by the one
     writer with the edits in its settings record."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
-    from ..outputs.files import StudyFiles, write_study
+    from ..outputs.files import write_study
 
     result = session.result
     started = time.perf_counter()
@@ -466,12 +508,11 @@ def edit_result(session: DemoSession, action: str, voxel=None) -> DemoResult:
     labels = lesion_labels(mask)
     edits = [asdict(e) for e in editor.edits]
     edited = replace(result.segmentation, mask=mask, provenance={**result.segmentation.provenance, "edits": edits})
-    out = session.fresh_dir("result")
-    files = StudyFiles.beside(out / "lesion_mask.nii.gz", csv=out / "lesions.csv", json=out / "lesions.json",
-                              numbered=True)  # as the first result: voxel values are the table's lesion numbers
+    stem = result.download_stem + ("_edited" if edits else "")
+    files = download_files(session.fresh_dir("result"), stem, dicom=result.files.dicom_seg is not None)
     rows, totals = write_study(edited, files)
     view = replace(result.view, labels=to_ras(labels))
-    session.result = replace(result, view=view, rows=rows, totals=totals, mask_path=files.mask, csv_path=files.csv,
+    session.result = replace(result, view=view, rows=rows, totals=totals, files=files,
                              seconds=time.perf_counter() - started)
     return session.result
 

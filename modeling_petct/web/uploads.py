@@ -22,15 +22,20 @@ from ..data.archives import ACCEPTED, UploadLimits, dicom_series_folder, safe_ex
 from ..errors import PetCtInputError
 
 _SUFFIX = {"nifti": ".nii", "nifti-gz": ".nii.gz", "mha": ".mha"}
+UPLOAD_SUFFIXES = (*_SUFFIX.values(), ".zip")  # what an upload's name ends with: the study's name is the rest
 
 
 def check_file_size(path: str | Path, limits: UploadLimits) -> None:
     size = Path(path).stat().st_size
     if size > limits.max_file_bytes:
-        limit = limits.max_file_bytes / 2**20
-        raise PetCtInputError(path, f"file is {size / 2**20:.0f} MiB; the limit is {limit:.0f} MiB")
+        raise PetCtInputError(path, too_large(f"{size / 2**20:.0f}", limits))
     if size == 0:
         raise PetCtInputError(path, "file is empty")
+
+
+def too_large(mib: str, limits: UploadLimits) -> str:
+    """The refusal of a file of ``mib`` MiB (text: the page's script fills it in before sending the file)."""
+    return f"file is {mib} MiB; the limit is {limits.max_file_bytes / 2**20:.0f} MiB"
 
 
 def sniff_kind(path: str | Path) -> str:
