@@ -385,6 +385,29 @@ def _studies_named(*names):
     return argv
 
 
+def _organs_dir_elsewhere(e, tmp):
+    """--organs-dir holding the first study's organ map moved 2 m away from its PET."""
+    (tmp / "organs").mkdir()
+    shutil.copy(e["organs_far"], tmp / "organs" / f"{_first_study(e).name}.nii.gz")
+    return ["harmonize", "--input", str(e["cohort"]), "--organs-dir", str(tmp / "organs"), "-o", str(tmp / "cache")]
+
+
+def _manifest_with_unsafe_id(e, tmp):
+    """A saved manifest (as a colleague might send) whose first study id would write outside the cache."""
+    import datasets
+
+    from modeling_petct.data.manifest import build_manifest, save_manifest
+
+    rows = build_manifest(("folder", e["cohort"])).to_list()
+    rows[0]["study_id"] = "../x"
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the row's stderr is the command's alone
+    save_manifest(datasets.Dataset.from_list(rows), tmp / "manifest")
+    if shown:
+        datasets.enable_progress_bars()
+    return ["harmonize", "--manifest", str(tmp / "manifest"), "-o", str(tmp / "out")]
+
+
 def _one_study(e, *extra):
     first = _first_study(e)
     return ["harmonize", "--pet", str(first / "PET.nii.gz"), "--ct", str(first / "CT.nii.gz"), *extra]
@@ -524,6 +547,8 @@ CASES = [
     Case("segment -i: '+++' gives no id", _studies_named("+++"), says="'+++' gives an empty study id"),
     Case("harmonize --study-id ../x", lambda e, t: _one_study(e, "--study-id", "../x", "-o", str(t / "out")),
          says="'../x' is not a safe folder name"),
+    Case("harmonize --manifest with the study id ../x", _manifest_with_unsafe_id,
+         says="'../x' is not a safe folder name"),
     Case("harmonize --shard of an empty shard", lambda e, t: _one_study(e, "--shard", "1/2", "-o", str(t / "out")),
          says="shard 1 would be empty"),
     # 10. silent wrong results: clock times, partial views, organ maps elsewhere, probability maps as truth
@@ -551,6 +576,8 @@ CASES = [
     Case("harmonize --organs elsewhere",
          lambda e, t: ["harmonize", "--pet", str(e["study_pet"]), "--ct", str(e["study_ct"]), "--organs",
                        str(e["organs_far"]), "-o", str(t / "cache")], code=1,
+         says="PET and organ map fields of view do not overlap"),
+    Case("harmonize --organs-dir elsewhere", _organs_dir_elsewhere, code=1,
          says="PET and organ map fields of view do not overlap"),
     Case("evaluate a probability map as ground truth",
          lambda e, t: ["evaluate", "--pred", str(e["gt"]), "--gt", str(e["prob"])],

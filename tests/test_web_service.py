@@ -294,6 +294,9 @@ def test_a_closed_page_stops_its_run_and_keeps_no_file(page, monkeypatch):
 
 
 def test_no_lesion_is_a_review_warning_with_the_facts(page):
+    import numpy as np
+
+    from modeling_petct.data.volume import Volume
     from modeling_petct.web.service import ModelFacts, review_facts, run_study
 
     session = page.handlers.sessions.get("visitor")
@@ -302,6 +305,23 @@ def test_no_lesion_is_a_review_warning_with_the_facts(page):
     result.rows, result.notes = [], review_facts(result.view.suv, facts, dicom=True)
     assert result.summary().startswith("**No lesion found: review the MIP.**")
     assert "trained on synthetic phantoms only; this is a real DICOM scan" in result.summary()
+    coarse = Volume(np.zeros((4, 4, 4), np.float32), np.diag([8.0, 8.0, 8.0, 1.0]))
+    assert "PET voxels of 8.0 x 8.0 x 8.0 mm (training data: about 2-4 mm)" in review_facts(coarse, facts, dicom=False)
+
+
+def test_a_partial_ct_is_a_fact_to_review_the_result_by(page, tmp_path):
+    """A CT that misses part of the PET's uptake: the run goes on, and the summary says where lesions are not sought."""
+    import nibabel as nib
+
+    from modeling_petct.web.service import run_study
+
+    ct = nib.load(page.ct)
+    partial = tmp_path / "CT_partial.nii.gz"
+    nib.save(ct.slicer[:, :, ct.shape[2] // 5:], partial)
+    result = run_study(page.pet, partial, page.shelf.get("tiny"), page.shelf.facts["tiny"],
+                       page.handlers.sessions.get("visitor"))
+    result.rows = []
+    assert "of the PET's uptake lies outside the CT's field of view; lesions there are not segmented" in result.summary()
 
 
 def test_demo_model_list_keeps_every_folder_under_its_own_name(tmp_path):
