@@ -1,4 +1,5 @@
-"""Write outputs so that a crash or a refused input never leaves a half-written file or folder behind.
+"""Write outputs so that a crash or a refused input never leaves a half-written file or folder behind; name what was
+written by its checksum (`file_sha256`) in the records beside it.
 
 Temporary names carry the host and process id (``.<name>.petct-tmp-<host>-<pid>-...``): what a writer killed with
 SIGKILL leaves (no cleanup runs) is removed by the next write of the same output once that process is gone.
@@ -121,3 +122,14 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 (the Hub's LFS oid for the same bytes), read in 4 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modeling_petct.atomic import atomic_folder, atomic_path
+from modeling_petct.atomic import atomic_folder, atomic_path, file_sha256
 
 KILLED_WRITER = r'''
 import os, signal, sys
@@ -36,3 +36,12 @@ def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
     assert _hidden(tmp_path) == [] and len(live) == 2  # the killed writer's file went; ours lived until the rename
     assert (tmp_path / "lesions.nii.gz").read_bytes() == b"a mask"
     assert (tmp_path / "export" / "model.xml").read_text() == "<net/>"
+
+
+def test_a_files_checksum_is_the_hubs_lfs_oid(tmp_path):
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(256)) * (5 * 4096 + 1))  # more than one 4 MiB chunk
+    with open(path, "rb") as f:
+        assert file_sha256(path) == sha_fileobj(f).hex()

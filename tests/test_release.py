@@ -8,8 +8,9 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
+from modeling_petct.atomic import file_sha256
 from modeling_petct.experiments.release import (FOUNDATION, PLANS, SEGMENTER, build_release, released_cohort_seeds,
-                                                released_models, sha256)
+                                                released_models)
 from modeling_petct.experiments.quickstart import BUDGETS
 from modeling_petct.experiments.release_card import render_card
 
@@ -35,7 +36,7 @@ def test_shipped_models_records_are_disjoint_and_true():
     assert not released_cohort_seeds() & _quickstart_eval_seeds()
     for name, folder in shipped.items():
         record = json.loads((folder / "release.json").read_text())
-        assert record["sha256"]["model.safetensors"] == sha256(folder / "model.safetensors")
+        assert record["sha256"]["model.safetensors"] == file_sha256(folder / "model.safetensors")
         card = (folder / "README.md").read_text()
         assert "synthetic phantoms only" in card and record["command"] in card and str(record["steps"]) in card
         assert card == render_card(record)  # the shipped card is the one its record writes, nothing edited by hand

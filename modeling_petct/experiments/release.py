@@ -25,6 +25,7 @@ from pathlib import Path
 from .cohort import CohortPlan
 from .quickstart import TINY, Budget
 
+from ..atomic import file_sha256
 from ..released import RECORD, RELEASED_DIR, released_models
 
 FOUNDATION, FOUNDATION_PET, FOUNDATION_CT, SEGMENTER = ("petct-phantom-fm", "petct-phantom-fm-pet",
@@ -164,14 +165,6 @@ def machine() -> str:
     return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def sha256(path: Path) -> str:
-    """The file's sha256 as the Hub computes it for LFS files."""
-    from huggingface_hub.utils.sha import sha_fileobj
-
-    with open(path, "rb") as f:
-        return sha_fileobj(f).hex()
-
-
 def export(folder: Path, model_dir: Path, record: dict) -> Path:
     """config.json + model.safetensors of `model_dir` into `folder`, with release.json and a model card."""
     from .release_card import render_card
@@ -181,7 +174,7 @@ def export(folder: Path, model_dir: Path, record: dict) -> Path:
     folder.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(Path(model_dir) / name, folder / name)
-    record = {**record, "sha256": {"model.safetensors": sha256(folder / "model.safetensors")}}
+    record = {**record, "sha256": {"model.safetensors": file_sha256(folder / "model.safetensors")}}
     (folder / RECORD).write_text(json.dumps(record, indent=1, default=str) + "\n")
     (folder / "README.md").write_text(render_card(record))
     return folder

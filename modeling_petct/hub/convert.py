@@ -19,7 +19,6 @@ only: a checkpoint never runs code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PetCtInputError
-from ..atomic import atomic_folder
+from ..atomic import atomic_folder, file_sha256
 
 NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
 AUTHORS_SWIN_WRAPPER = "encoder_decoder."  # MultiModal_SwinUNETR_MAE.encoder_decoder (the authors' MAE notebooks)
@@ -175,17 +174,9 @@ def convert_checkpoint(path: str | Path, preset: str | None = None, swin_downsam
         raise PetCtInputError(path, f"does not fit preset {preset!r}: " + "; ".join(problems))
     model.load_state_dict(renamed, strict=True)
     model.eval()
-    provenance = {"source": Path(path).name, "sha256": _sha256(path), "preset": preset, **merging,
+    provenance = {"source": Path(path).name, "sha256": file_sha256(path), "preset": preset, **merging,
                   "wrapper_prefixes": facts["prefixes"], "dropped_keys": dropped}
     return model, provenance
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_to_folder(path: str | Path, out_dir: str | Path, *, preset: str | None = None,

@@ -15,13 +15,13 @@ options, masked normalisation) is refused with one line naming it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import file_sha256
 from ..errors import PetCtInputError
 from .nnunet_card import IMPORT_SOURCE
 
@@ -255,14 +255,6 @@ def _check_fit(model, state: dict, trainer: str, path: Path) -> None:
                                     + "; ".join(problems) + "): a custom trainer this importer does not know")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_results_folder(folder, *, folds=None, checkpoint: str = "final", channels=None):
     """(model in eval mode, provenance dict) from an nnU-Net v2 results folder; nothing is written."""
     import torch
@@ -303,7 +295,7 @@ def import_results_folder(folder, *, folds=None, checkpoint: str = "final", chan
         "source": IMPORT_SOURCE, "folder": folder.name, "dataset": plans.get("dataset_name"),
         "plans": plans.get("plans_name"), "configuration": first["init_args"]["configuration"], "trainer": trainer,
         "folds": [f for f, _ in paths], "checkpoint": f"checkpoint_{checkpoint}.pth",
-        "sha256": {f"fold_{f}": _sha256(p) for f, p in paths}, "channel_roles": how,
+        "sha256": {f"fold_{f}": file_sha256(p) for f, p in paths}, "channel_roles": how,
         "dataset_licence": dataset.get("licence") or dataset.get("license"),
         "organ_head": f"{ORGAN_PREFIX}* ({organ_classes} classes, names not in the checkpoint)" if organ_key else None,
     }
