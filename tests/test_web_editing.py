@@ -99,6 +99,11 @@ def test_a_click_guided_model_reruns_with_the_clicks_and_the_downloads_follow(ph
     record = json.loads(settings_path(edited.files.mask).read_text())
     assert [e["kind"] for e in record["edits"]] == ["add"]  # the settings record says the mask was edited
     assert edited.files.mask.name == result.files.mask.name.replace("_lesions", "_edited_lesions")
+    from modeling_petct.web.app import Handlers, downloads
+
+    shown = Handlers(None, None, None).edited(session, "Added:", 10, 0.0, "Volume", 5, 5)  # what the page then shows
+    assert len(shown) == 10 and shown[1] == edited.summary() and shown[-4:] == downloads(edited)
+    assert len(shown[5].value["data"]) == len(edited.rows)
     if edited.rows:  # a row's "remove" takes that lesion away, whatever the model says
         first = edited.rows[0]["id"]
         removed = edit_result(session, "remove", lesion_voxel(edited, first))

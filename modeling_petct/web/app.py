@@ -255,6 +255,11 @@ class Handlers:
         session = self.sessions.find(request.session_hash)
         if session is None or session.result is None:
             return [gr.skip()] * 5
+        return self._panels(session, window, min_ml, sort, axial_index, coronal_index)
+
+    @staticmethod
+    def _panels(session, window, min_ml, sort, axial_index, coronal_index) -> list:
+        """Summary, MIP, axial and coronal slices and table of the kept result, as the view settings ask."""
         result, visible = session.result, session.result.visible(min_ml or 0.0)
         return [
             result.summary(min_ml or 0.0),
@@ -293,16 +298,9 @@ class Handlers:
 
     def edited(self, session, done: str, window, min_ml, sort, axial_index, coronal_index) -> list:
         """Message, then everything the edited mask changes: summary, pictures, table, downloads."""
-        result, visible = session.result, session.result.visible(min_ml or 0.0)
-        return [
-            message("done", f"{done} {len(result.rows)} lesion(s) now ({result.seconds:.1f} s)."),
-            result.summary(min_ml or 0.0),
-            session.picture("mip", result.view.mip(visible, window)),
-            session.picture("axial", result.view.render("axial", axial_index, visible, window)),
-            session.picture("coronal", result.view.render("coronal", coronal_index, visible, window)),
-            gr.Dataframe(value=result.table(min_ml or 0.0, sort), headers=result.columns()),
-            *downloads(result),
-        ]
+        result = session.result
+        return [message("done", f"{done} {len(result.rows)} lesion(s) now ({result.seconds:.1f} s)."),
+                *self._panels(session, window, min_ml, sort, axial_index, coronal_index), *downloads(result)]
 
     def _editable(self, request: gr.Request):
         session = self.sessions.find(request.session_hash)
