@@ -77,6 +77,7 @@ def exporter(args) -> None:
     from modeling_petct.data.harmonize import harmonize
     from modeling_petct.data.synthetic.phantom import make_phantom
     from modeling_petct.inference import backends
+    from modeling_petct.inference.loading import weights_checksum
 
     model = load_model(args)
     config = model.config
@@ -85,7 +86,7 @@ def exporter(args) -> None:
         ph = make_phantom(seed, size=args.size, n_lesions=6)
         images.append(harmonize(ph.pet, ph.ct, spacing=config.target_spacing, normalization=config.normalization)
                       .image[config.input_channels])  # fmt: skip
-    digest = backends.weights_hash(model)
+    digest = weights_checksum(model)
     for backend in args.export:
         t0 = time.perf_counter()
         folder = backends.export_backend(model, backend, images, calibration=f"phantom seeds {args.calibration_seeds}",

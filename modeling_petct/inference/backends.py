@@ -15,7 +15,6 @@ max probability difference); ``auto`` picks the fastest exported backend that pa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..atomic import remove_stale, temp_prefix
 from ..errors import PetCtInputError
+from .loading import weights_checksum
 from .settings import BACKENDS
 
 FASTEST_FIRST = ("openvino-int8", "openvino")
@@ -70,18 +70,6 @@ def require(backend: str, device="cpu") -> None:
         raise BackendError(f"{backend} needs the cpu-fast extra: pip install 'petct-fm[cpu-fast]'")
 
 
-def weights_hash(model) -> str:
-    """SHA-256 of the class, parameter names, shapes and bytes (what the exported network depends on)."""
-    import torch
-
-    digest = hashlib.sha256(type(model).__name__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.view(-1).view(dtype=torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _versions(backend: str) -> str:
     import openvino
 
@@ -107,9 +95,11 @@ def cache_root(model) -> Path:
 
 def cache_dir(model, backend: str, window_shape: Sequence[int], digest: str | None = None,
               precision: str = "auto") -> Path:
-    """Folder of one export: backend, weights hash, input shape (channels + window), precision, runtime versions."""
+    """Folder of one export: backend, class and weights (`digest`: loading.weights_checksum), input shape (channels +
+    window), precision, runtime versions."""
     shape = "x".join(str(int(n)) for n in window_shape)
-    key = f"{backend}-{(digest or weights_hash(model))[:16]}-{shape}-{precision}-{_versions(backend)}"
+    weights = (digest or weights_checksum(model))[:16]
+    key = f"{backend}-{type(model).__name__}-{weights}-{shape}-{precision}-{_versions(backend)}"
     return cache_root(model) / key
 
 
@@ -284,7 +274,7 @@ def window_forward(model, backend: str, image: np.ndarray, roi: Sequence[int], d
     for name in resolve(model, backend):
         if name == "torch":
             return torch_heads(model), "torch"
-        digest = digest or weights_hash(model)
+        digest = digest or weights_checksum(model)
         folder = cache_dir(model, name, (image.shape[0], *roi), digest, precision)
         check = _readable_check(folder)
         if check is None:
