@@ -103,3 +103,11 @@ def test_every_flag_shown_on_a_command_line_exists():
             unknown += [f"{doc.name}: {name or script} {flag}" for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest)
                         if flag not in known]
     assert unknown == []
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
+def test_the_backbone_pin_shown_is_the_packages(doc):
+    from modeling_petct.models.backbones import DNA_REQUIREMENT
+
+    shown = re.findall(r"dynamic-network-architectures\s*[=<>!~][^\s\"'`]*", doc.read_text())
+    assert set(shown) <= {DNA_REQUIREMENT}, doc.name

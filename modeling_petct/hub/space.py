@@ -25,8 +25,6 @@ DISTRIBUTION = "petct-fm"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 APP_FILE = PACKAGE_DIR / "web" / "space_app.py"
 SPACE_EXTRAS = ("demo",)
-# installed with --no-deps locally (see the Makefile); on a Space its own requirements resolve normally
-EXTRA_REQUIREMENTS = ("dynamic-network-architectures>=0.4,<0.5",)
 MODELS_VARIABLE = "PETCT_DEMO_MODELS"  # read by web/space_app.py
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
@@ -43,7 +41,9 @@ def package_requirements(extras=SPACE_EXTRAS, distribution: str = DISTRIBUTION) 
         raise PetCtInputError(distribution, f"no optional dependency group {unknown}")
     wanted = [Requirement(r) for r in dist.requires or []]
     chosen = [r for r in wanted if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras)]
-    return chosen + [Requirement(r) for r in EXTRA_REQUIREMENTS]
+    from ..models.backbones import DNA_REQUIREMENT  # installed with --no-deps here (Makefile); a Space resolves it
+
+    return chosen + [Requirement(DNA_REQUIREMENT)]
 
 
 def pinned(requirement: Requirement) -> str:
