@@ -38,8 +38,15 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
     assert "Against the organ-excluded threshold" in text
     assert "Foundation models**: pretrained in this run" in text  # the tiny budget pretrains in the run
     cells = json.loads((quickstart / "study" / "results.json").read_text())["cells"]
-    assert {c["arm"] for c in cells} == {"pretrained", "scratch", "scratch-organs", "probe", "probe-separated",
-                                         "probe-random"}
+    assert {c["arm"] for c in cells} == {"pretrained", "scratch", "scratch-organs", "pretrained-organs", "probe",
+                                         "probe-separated", "probe-random"}
+    from modeling_petct.experiments.quickstart import BUDGETS
+
+    long_arm = [c for c in cells if c["arm"] == "pretrained-organs"]  # the long arm: one seed, its own steps
+    assert len(long_arm) == 1 and long_arm[0]["steps"] == BUDGETS["tiny"].long_steps != BUDGETS["tiny"].finetune_steps
+    assert "**The long arm**" in text and "no claim rests on it" in text
+    tests = json.loads((quickstart / "study" / "results.json").read_text())["paired_tests"]
+    assert not [t for t in tests if t["comparison"] == "pretrained-organs vs pretrained"]  # unequal steps: no test
     organ_cells = [c for c in cells if c["arm"] == "scratch-organs"]
     organ_rows = [r for r in json.loads((quickstart / "study" / "results.json").read_text())["rows"]
                   if r["arm"] == "scratch-organs"]
@@ -151,6 +158,7 @@ def test_the_hour_long_budget_runs_every_cell_over_three_seeds(tmp_path):
         seeds = {}
         for c in cells:
             seeds.setdefault((c.arm, c.fraction), set()).add(c.seed)
+        assert seeds.pop(("pretrained-organs", 1.0)) == {0}  # the long arm: one seed
         if per_cell_seeds:
             assert all(len(s) == per_cell_seeds for s in seeds.values()) and len(seeds) == 7  # 2 arms x 3 + organs
         else:  # 10 min: 3 seeds only where a claim rests (MAE and scratch at 10%, scratch at 100%)

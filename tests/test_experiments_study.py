@@ -44,6 +44,20 @@ def test_the_organ_aware_arm_repeats_every_fine_tuning_cell_with_organ_labels_an
         assert json.loads(cell_arguments(args, twin)[0].config_overrides) == {"batch_dice": True}
 
 
+def test_arms_keep_only_the_named_arms_of_the_grid_and_refuse_unknown_ones(tmp_path):
+    from modeling_petct.errors import PetCtInputError
+    from modeling_petct.experiments.study import check_study
+
+    args = StudyArguments(backbones=["tiny-unet"], pretrained=["mae_a"], fractions=[0.1, 1.0], seeds=[0], probe_k=5,
+                          organ_aware=True, arms=["pretrained-organs", "probe"])
+    cells = grid(args)
+    assert sorted((c.arm, c.fraction) for c in cells) == [("pretrained-organs", 0.1), ("pretrained-organs", 1.0)] + [
+        ("probe", None)] and cell_arguments(args, cells[0])[0].pretrained == "mae_a"
+    args.grid.arms, args.train.output_dir = ["pretrained-organ"], str(tmp_path / "out")
+    with pytest.raises(PetCtInputError, match="unknown arm.*pretrained-organ'"):
+        check_study(args)
+
+
 def test_physiological_fpv_counts_false_positive_voxels_inside_uptake_organs_only():
     import numpy as np
 

@@ -208,16 +208,27 @@ def _what_ran(budget, recipe, protocol: str, cohort, maes: dict, results: list) 
         f"{budget.learning_rate:g}, DiceCE{' with batch Dice' if budget.batch_dice else ''}; fractions "
         f"{list(budget.fractions)}, seeds {list(budget.claim_seeds)} for the claim cells; each cell has its own "
         "training seed; the labelled subset is drawn per seed and shared by both arms.",
+        *_long_arm_line(budget, results),
         f"- **Probes**: {budget.probe_k}-shot, frozen network, only the 1x1x1 output conv trains, {budget.probe_steps} "
         "steps; joint MAE, PET-only + CT-only MAEs (features concatenated), and a random network (control).",
     ]
 
 
+def _long_arm_line(budget, results: list) -> list[str]:
+    steps = sorted({r.steps for r in results if r.arm == "pretrained-organs"})
+    if not steps:
+        return []
+    return [f"- **The long arm**: MAE init, organ-aware, all labels, one seed, {'/'.join(map(str, steps))} steps: the "
+            "network a user would train for use. It is a candidate for the best arm but no claim rests on it: its "
+            f"steps are not the other cells' {budget.finetune_steps}."]
+
+
 def _rows_table(rows: list[dict]) -> list[str]:
-    lines = ["| start | labels | train scans | Dice [95% CI] | lesion sensitivity | FP lesions / case | FPV ml | FNV ml | cases (lesion+) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| start | labels | train scans | steps | Dice [95% CI] | lesion sensitivity | FP lesions / case | FPV ml | FNV ml | cases (lesion+) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {ARM_TEXT.get(r['arm'], r['arm'])} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
+                     f"{'/'.join(map(str, r.get('steps', [])))} | "
                      f"{format_value(r['dice'], r['dice_ci95'])} | {format_value(r['lesion_sensitivity'], digits=2)} | "
                      f"{format_value(r['fp_per_case'], digits=2)} | {format_value(r['fpv_ml'], digits=2)} | "
                      f"{format_value(r['fnv_ml'], digits=2)} | {r['n_cases']} ({r['n_lesion_positive']}) |")

@@ -24,15 +24,17 @@ def aggregate_results(results: list[RunResult], *, n_boot: int = 1000) -> list[d
 
     groups: dict[tuple, dict] = defaultdict(dict)
     n_train: dict[tuple, set] = defaultdict(set)
+    steps: dict[tuple, set] = defaultdict(set)
     for r in results:
         n_train[_key(r)].add(r.n_train)
+        steps[_key(r)].add(r.steps)
         for case, metrics in r.test_cases.items():
             groups[_key(r)][f"seed{r.seed}/{case}"] = metrics
     rows = []
     for (preset, arm, amount), cases in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         stats = aggregate(cases, n_boot=n_boot)
         rows.append({"preset": preset, "arm": arm, "amount": amount, "n_train": sorted(n_train[(preset, arm, amount)]),
-                     **stats})
+                     "steps": sorted(steps[(preset, arm, amount)]), **stats})
     return rows
 
 
@@ -43,18 +45,20 @@ COMPARISONS = (("pretrained", "scratch"), ("scratch-organs", "scratch"), ("pretr
 
 def paired_tests(results: list[RunResult]) -> list[dict]:
     """Paired Wilcoxon signed-rank tests of per-case test Dice, per (preset, label amount): pretrained vs scratch,
-    and the joint vs the separated-modality probe."""
+    and the joint vs the separated-modality probe; only between arms trained for the same steps."""
     from ..evaluation import paired_wilcoxon
 
     dice: dict[tuple, dict] = defaultdict(dict)
+    steps: dict[tuple, set] = defaultdict(set)
     for r in results:
+        steps[(r.label, r.amount, r.arm)].add(r.steps)
         for case, metrics in r.test_cases.items():
             dice[(r.label, r.amount, r.arm)][f"seed{r.seed}/{case}"] = metrics["dice"]
     tests = []
     for preset, amount in sorted({(b, a) for b, a, _ in dice}, key=lambda t: (t[0], t[1])):
         for arm, reference in COMPARISONS:
             ours, theirs = dice.get((preset, amount, arm)), dice.get((preset, amount, reference))
-            if not ours or not theirs:
+            if not ours or not theirs or steps[(preset, amount, arm)] != steps[(preset, amount, reference)]:
                 continue
             keys = sorted(set(ours) & set(theirs))
             test = paired_wilcoxon([ours[k] for k in keys], [theirs[k] for k in keys])
@@ -74,10 +78,11 @@ def format_value(value: float, ci=None, digits: int = 3) -> str:
 
 def markdown_table(rows: list[dict], tests: list[dict]) -> str:
     """The results table and the paired tests, as GitHub markdown."""
-    lines = ["| preset | start | labels | train scans | test Dice [95% CI] | FPV ml | FNV ml | cases (lesion+) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| preset | start | labels | train scans | steps | test Dice [95% CI] | FPV ml | FNV ml | cases (lesion+) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['preset']} | {r['arm']} | {r['amount']} | {'/'.join(map(str, r['n_train']))} | "
+                     f"{'/'.join(map(str, r.get('steps', [])))} | "
                      f"{format_value(r['dice'], r['dice_ci95'])} | {format_value(r['fpv_ml'], digits=2)} | {format_value(r['fnv_ml'], digits=2)} | "
                      f"{r['n_cases']} ({r['n_lesion_positive']}) |")
     if tests:

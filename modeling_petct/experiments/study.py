@@ -29,6 +29,8 @@ PER_CELL = {
     TrainArguments: ("seed", "resume"),
     SegArguments: ("label_fraction", "num_train_scans", "k_shot", "split_seed", "linear_probe"),
 }
+ARMS = ("pretrained", "scratch", "pretrained" + ORGANS_SUFFIX, "scratch" + ORGANS_SUFFIX, "probe", "probe-separated",
+        "probe-random")
 CELL_CHECKPOINTS = 1  # a cell keeps only its newest training-state checkpoint (a grid has many cells)
 
 
@@ -42,6 +44,7 @@ class StudyGrid:
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
     organ_aware: bool = field(default=False, metadata={"help": "Add the organ-aware arm: every fine-tuning cell again with organ labels (data.organs.ORGANS, the automatic TotalSegmentator vocabulary) and the organ loss, same seed and subset (arms pretrained-organs, scratch-organs); the cache must hold organ maps."})
+    arms: list[str] = field(default_factory=list, metadata={"help": f"Run only these arms of the grid (default: every arm it makes; choose among {', '.join(ARMS)})."})
     parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread tiny-unet cells make 1.1-1.2x the training steps per second of one 2-thread cell, measured, and run their single-threaded evaluation side by side). Results do not depend on it beyond floating-point order."})
 
 
@@ -137,7 +140,7 @@ def grid(args: StudyArguments) -> list[Cell]:
                 cells.append(Cell(preset, "probe-separated", None, None, g.probe_k, seed, separated=pair))
             if source and g.probe_k:
                 cells.append(Cell(preset, "probe-random", None, None, g.probe_k, seed))  # random-feature control
-    return cells
+    return [c for c in cells if c.arm in g.arms] if g.arms else cells
 
 
 def separated_pairs(g: StudyGrid) -> list[tuple[str, str] | None]:
@@ -214,6 +217,9 @@ def check_study(args: StudyArguments) -> None:
         raise PetCtInputError("--output_dir", "required: where the cells and the table go")
     if out.exists() and not out.is_dir():
         raise PetCtInputError(out, "exists and is not a folder: --output_dir is where the cells and the table go")
+    unknown_arms = sorted(set(args.grid.arms) - set(ARMS))
+    if unknown_arms:
+        raise PetCtInputError("--arms", f"unknown arm(s) {unknown_arms}; choose among {', '.join(ARMS)}")
     bad = [f for f in args.grid.fractions if not 0 < f <= 1]
     if bad:
         raise PetCtInputError("--fractions", f"label fractions lie in (0, 1], got {bad}")
@@ -222,7 +228,8 @@ def check_study(args: StudyArguments) -> None:
         raise PetCtInputError("--presets", f"unknown preset(s) {unknown}; choose among {sorted(PRESETS)}")
     cells = grid(args)
     if not cells:  # no fractions is a probes-only study; neither leaves nothing to run
-        raise PetCtInputError("--fractions", "no cell to run: give label fractions, or a pretrained model and --probe_k")
+        raise PetCtInputError("--fractions", "no cell to run: give label fractions, or a pretrained model and --probe_k"
+                                             + (f", and --arms that the grid makes (asked for {', '.join(args.grid.arms)})" if args.grid.arms else ""))
     for start in {c.pretrained for c in cells if c.pretrained} | {p for c in cells for p in c.separated or ()}:
         _check_starting_model(start)
     for cell in cells:
