@@ -10,7 +10,7 @@ import pytest
 
 from modeling_petct.data.organs import ORGANS
 from modeling_petct.evaluation import ComponentScorer, case_metrics
-from modeling_petct.experiments.baselines import Study, choose_rule, load_study, score_rule, threshold_baselines
+from modeling_petct.experiments.baselines import Study, choose_rules, load_study, score_rules, threshold_baselines
 from modeling_petct.inference.threshold import ThresholdRule, fixed_fraction, liver_threshold
 
 BRAIN, LIVER = ORGANS.index("brain") + 1, ORGANS.index("liver") + 1
@@ -90,7 +90,7 @@ def _study(study_id, suv, organs, label):
 def test_choice_uses_only_the_studies_it_is_given():
     suv, organs, label = _volume()
     choose = [_study("a", suv, organs, label)]
-    rule, score = choose_rule("suv-organs", choose)
+    (rule, score), = choose_rules(("suv-organs",), choose)[0].values()
     assert rule.method == "suv-organs" and rule.min_ml >= 1.0  # the speck is dropped, the lesion kept
     assert score == pytest.approx(1.0)
     other = suv.copy()
@@ -101,13 +101,47 @@ def test_choice_uses_only_the_studies_it_is_given():
     assert json.dumps(out["suv"]["rule"])  # plain values for the report's JSON
 
 
+def _calibrated(study_id, lesion_suv, distractor_suv):
+    """Background SUV 1; a 27-voxel lesion at ``lesion_suv``; a 27-voxel non-lesion hot spot at ``distractor_suv``."""
+    suv = np.ones((16, 16, 16), np.float32)
+    suv[2:5, 2:5, 2:5] = lesion_suv
+    suv[10:13, 10:13, 10:13] = distractor_suv
+    label = np.zeros(suv.shape, np.uint8)
+    label[2:5, 2:5, 2:5] = 1
+    return _study(study_id, suv, np.zeros(suv.shape, np.uint8), label)
+
+
+def test_the_rule_is_chosen_on_validation_even_where_the_test_optimum_differs():
+    """Validation lesions are faint (SUV 3.2, nothing else hot): t = 2.5 wins there. Test lesions are bright (SUV 8)
+    beside a hot non-lesion spot (SUV 4.5): t = 5 would win there. The choice must stay t = 2.5."""
+    val = [_calibrated("v1", 3.2, 1.0), _calibrated("v2", 3.4, 1.0)]
+    test = [_calibrated("t1", 8.0, 4.5), _calibrated("t2", 8.0, 4.5)]
+    (on_val, _), = choose_rules(("suv",), val)[0].values()
+    (on_test, _), = choose_rules(("suv",), test)[0].values()
+    assert on_val.t == 2.5 and on_test.t == 5.0
+    out = threshold_baselines(val, test, methods=("suv",), n_boot=50)
+    assert out["suv"]["rule"]["t"] == 2.5 and out["suv"]["label"] == on_val.label
+    assert [m["false_positive_components"] for m in out["suv"]["per_case"].values()] == [1, 1]  # what t = 2.5 costs
+
+
+def test_rules_needing_organs_are_skipped_with_the_reason_not_scored_on_a_subset():
+    suv, organs, label = _volume()
+    mapped, unmapped = _study("a", suv, organs, label), Study("b", suv, label > 0, 1.0, None, ORGANS)
+    out = threshold_baselines([mapped], [mapped, unmapped], methods=("suv", "suv-organs", "percist"), n_boot=50)
+    assert set(out["suv"]["per_case"]) == {"a", "b"}
+    assert out["suv-organs"] == {"skipped": "1 of 2 test studies have no organ map"}
+    assert out["percist"] == {"skipped": "1 of 1 validation studies have no liver in the organ map"}
+    per_case, skipped = score_rules({"percist": ThresholdRule("percist", 0, 0)}, [unmapped])
+    assert skipped == {"percist": "1 of 1 scored studies have no organ map"} and per_case["percist"] == {}
+
+
 def test_phantom_study_loads_on_the_pet_grid(phantom_study):
 
     study = load_study(phantom_study)
     assert study.suv.shape == study.label.shape == study.organs.shape
     assert study.excluded.any() and not study.excluded.all()
-    metrics = score_rule(ThresholdRule("suv-organs", 3.0, 0.5), [study])[phantom_study.name]
-    assert metrics["gt_lesions"] == 4
+    per_case, _ = score_rules({"suv-organs": ThresholdRule("suv-organs", 3.0, 0.5)}, [study])
+    assert per_case["suv-organs"][phantom_study.name]["gt_lesions"] == 4
 
 
 def test_segment_method_threshold_writes_a_models_outputs(phantom_study, tmp_path, capsys):

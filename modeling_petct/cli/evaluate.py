@@ -1,5 +1,6 @@
 """`petct evaluate`: autoPET Dice / FPV / FNV per case and aggregated, lesion-wise detection, bootstrap 95% CIs; with
---model, the interactive protocols of a click-guided model on harmonised studies (evaluation/interactive.py)."""
+--baseline, classical threshold baselines on the same studies (experiments/evaluation_baselines.py); with --model, the
+interactive protocols of a click-guided model on harmonised studies (evaluation/interactive.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,22 @@ def register(sub) -> None:
     p.add_argument("--gt", help="ground-truth mask file or folder, matched to --pred by case name")
     p.add_argument("--json", metavar="OUT", help="write {case: {dice, fpv_ml, fnv_ml, ...}, ..., aggregate: {...}}")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
+    base = p.add_argument_group(
+        "threshold baselines (beside --pred/--gt)",
+        "Classical threshold segmentations scored on the same studies against the same ground truth, each with its "
+        "threshold t and minimum volume either given or chosen on other labelled studies, never on the scored ones. "
+        "Methods: suv (SUV >= t), suv-organs (the same outside brain, bladder, kidneys and heart of the study's organ "
+        "map), suvmax41 (41% of SUVmax in each hot region), percist (1.5 x liver mean + 2 SD; t unused). A rule "
+        "some study cannot be read by (no organ map) is reported as not scored, with the reason.")
+    base.add_argument("--baseline", nargs="+", metavar="RULE",
+                      help="METHOD:T:MIN_ML to score that rule (e.g. suv:4:3, the TMTV benchmark's; suv-organs:3.5:2), "
+                           "or METHOD / all to choose t and the minimum volume on --baseline-val")
+    base.add_argument("--baseline-val", metavar="DIR",
+                      help="labelled studies to choose the rules on: a folder of study folders (PET/SUV, CT, SEG, "
+                           "organs.nii.gz), as `petct phantom` writes them; none of them may be a scored study")
+    base.add_argument("--studies", metavar="DIR",
+                      help="the scored studies' images: a folder of study folders named like the cases, holding the "
+                           "PET in SUV, the CT and an organ map where there is one (default: --gt)")
     clicks = p.add_argument_group(
         "interactive protocols (instead of --pred/--gt)",
         "A click-guided model on harmonised studies with labels, step by step: Dice, FPV, FNV and lesion F1 (IoU >= "
@@ -89,27 +106,49 @@ def run_masks(args) -> int:
     from ..atomic import atomic_path
     from ..errors import PetCtInputError
     from ..evaluation import evaluate_cases, match_cases
+    from ..experiments.evaluation_baselines import plan_baselines, score_baselines
     from .checks import check_inputs_exist, check_output_file
 
     check_inputs_exist(args.pred, args.gt)
     check_output_file(args.json, suffixes=(".json",), inputs=(args.pred, args.gt), what="--json output")
     if args.bootstrap < 0:
         raise PetCtInputError("--bootstrap", f"must be 0 or more, got {args.bootstrap}")
-    results = evaluate_cases(match_cases(args.pred, args.gt), n_boot=args.bootstrap)
+    if (args.baseline_val or args.studies) and not args.baseline:
+        raise PetCtInputError("--baseline-val/--studies", "only read with --baseline")
+    pairs = match_cases(args.pred, args.gt)
+    plan = plan_baselines(args.baseline, args.baseline_val, args.studies or args.gt, pairs) if args.baseline else None
+    results = evaluate_cases(pairs, n_boot=args.bootstrap)
     agg = results["aggregate"]
     for name, m in results.items():
         if name != "aggregate":
             print(f"{name}: dice {m['dice']:.4f}  fpv {m['fpv_ml']:.2f} ml  fnv {m['fnv_ml']:.2f} ml")
-    lo, hi = agg["dice_ci95"]
-    print(
-        f"aggregate ({agg['n_cases']} cases, {agg['n_lesion_positive']} with lesions): dice {agg['dice']:.4f} "
-        f"[{lo:.4f}, {hi:.4f}]  fpv {agg['fpv_ml']:.2f} ml  fnv {agg['fnv_ml']:.2f} ml  "
-        f"lesion sensitivity {agg['lesion_sensitivity']:.3f}  FP/case {agg['fp_per_case']:.2f}"
-    )
+    print(f"aggregate ({agg['n_cases']} cases, {agg['n_lesion_positive']} with lesions): {_summary(agg)}")
+    if plan is not None:
+        cases = {name: m for name, m in results.items() if name != "aggregate"}
+        results["baselines"] = score_baselines(plan, pairs, cases, n_boot=args.bootstrap)
+        for method, b in results["baselines"].items():
+            print(_baseline_line(method, b))
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(_nan_to_null(results), indent=2))
     return 0
+
+
+def _summary(agg: dict) -> str:
+    lo, hi = agg["dice_ci95"]
+    return (f"dice {agg['dice']:.4f} [{lo:.4f}, {hi:.4f}]  fpv {agg['fpv_ml']:.2f} ml  fnv {agg['fnv_ml']:.2f} ml  "
+            f"lesion sensitivity {agg['lesion_sensitivity']:.3f}  FP/case {agg['fp_per_case']:.2f}")
+
+
+def _baseline_line(method: str, b: dict) -> str:
+    """One baseline: its rule and how it was chosen, its aggregate, the predictions' paired Dice difference from it."""
+    from ..experiments.baselines_report import difference_text
+
+    if "skipped" in b:
+        return f"baseline {method}: not scored ({b['skipped']})"
+    versus = b["predictions_minus_baseline"]
+    return (f"baseline {method}: {b['label']} ({b['chosen']}): {_summary(b['aggregate'])};  predictions minus "
+            f"baseline: {difference_text(versus) if versus['n'] else 'no case with lesions to pair'}")
 
 
 def _nan_to_null(value):

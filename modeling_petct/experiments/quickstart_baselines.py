@@ -4,13 +4,8 @@ phantom segmenter (trained on other cohort seeds, scored on the same test studie
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from .report import format_value
 
-REFERENCE = "suv-organs"  # the baseline the best arm must beat: what a reader would use first
 MARGIN = {"best arm": 0.05, "released segmenter": 0.10}  # Dice above the reference the project asks of each
 
 
@@ -43,19 +38,10 @@ def released_segmenter_result(out, cohort, budget) -> dict | None:
     return {"folder": folder, "per_case": cases, "aggregate": aggregate(cases, n_boot=500)}
 
 
-def versus_reference(per_case: dict, reference: dict) -> dict:
-    """Dice of ``per_case`` (study -> metrics, or (seed, study) -> metrics pooled over seeds) minus the reference
-    baseline's on the same studies: mean difference, bootstrap 95% CI, Wilcoxon p."""
-    from ..evaluation import bootstrap_ci, paired_wilcoxon
-
-    base = reference["per_case"]
-    pairs = [(m["dice"], base[key[-1] if isinstance(key, tuple) else key]["dice"]) for key, m in per_case.items()]
-    pairs = np.array([p for p in pairs if not (math.isnan(p[0]) or math.isnan(p[1]))]).reshape(-1, 2)
-    if not len(pairs):
-        return {"n": 0}
-    diff = pairs[:, 0] - pairs[:, 1]
-    return {"n": len(diff), "diff": float(diff.mean()), "ci": bootstrap_ci(diff, np.mean, n_boot=1000),
-            "p": paired_wilcoxon(pairs[:, 0], pairs[:, 1])["pvalue"]}
+def on_studies_of(cases: dict, reference_cases: dict) -> dict:
+    """The reference's metrics under each key of ``cases`` (a study, or (grid seed, study)): one fixed test set."""
+    study = {key: key[-1] if isinstance(key, tuple) else key for key in cases}
+    return {key: reference_cases[sid] for key, sid in study.items() if sid in reference_cases}
 
 
 def pooled_cases(cells) -> dict:
@@ -72,35 +58,30 @@ def done_when(summary: dict, reference: dict, margin: float) -> bool:
 
 def report_lines(baselines: dict, best: dict | None, released: dict | None) -> list[str]:
     """The baselines' table, then the best arm and the released segmenter each against the reference baseline."""
-    from .baselines import MIN_ML_GRID
+    from .baselines import MIN_ML_GRID, paired_difference, reference_of
+    from .baselines_report import REFERENCE_TEXT, baseline_table, difference_text
 
     lines = ["Each rule's SUV threshold t and minimum lesion volume chosen on the validation studies (grid in "
              f"`experiments.baselines`; minimum volumes {', '.join(f'{v:g}' for v in MIN_ML_GRID)} ml) by the networks' "
              "own selection score, then scored once on the test studies, native PET grid, same metrics as the networks. "
-             "Organs come from each study's organ map.", "",
-             "| method | chosen rule | Dice [95% CI] | lesion sensitivity | FP lesions / case | FPV ml | FNV ml |",
-             "|---|---|---|---|---|---|---|"]
-    rows = [(name, b["label"], b["aggregate"]) for name, b in baselines.items()]
-    if released is not None:
-        rows.append(("released segmenter", f"`{released['folder'].name}` (released weights, not trained in this run; "
-                                           "synthetic phantoms only)", released["aggregate"]))
-    for name, label, a in rows:
-        lines.append(f"| {name} | {label} | {format_value(a['dice'], a['dice_ci95'])} | "
-                     f"{format_value(a['lesion_sensitivity'], digits=2)} | {format_value(a['fp_per_case'], digits=2)} | "
-                     f"{format_value(a['fpv_ml'], digits=2)} | {format_value(a['fnv_ml'], digits=2)} |")
-    reference = baselines.get(REFERENCE)
-    if reference is None:
+             "Organs come from each study's organ map.", ""]
+    released_row = [("released segmenter", f"`{released['folder'].name}` (released weights, not trained in this run; "
+                                           "synthetic phantoms only)", released["aggregate"])] if released else []
+    lines += baseline_table(baselines, released_row)
+    name = reference_of(baselines)
+    if name is None:
         return lines
-    lines += ["", f"Against the organ-excluded threshold ({reference['label']}), paired by test study:", ""]
+    reference = baselines[name]
+    base = reference["per_case"]
+    lines += ["", f"Against the {REFERENCE_TEXT[name]} ({reference['label']}), paired by test study:", ""]
     judged = ([("best arm", best, pooled_cases(best["cells"]))] if best else []) + (
         [("released segmenter", released["aggregate"], released["per_case"])] if released else [])
-    for name, summary, cases in judged:
-        t = versus_reference(cases, reference)
+    for arm, summary, cases in judged:
+        t = paired_difference(cases, on_studies_of(cases, base))
         if not t["n"]:
             continue
-        met = done_when(summary, reference, MARGIN[name])
-        lines.append(f"- {name}: Dice {format_value(t['diff'], t['ci'])} above the baseline (p = {format_value(t['p'])}, "
-                     f"{t['n']} pairs); the target (>= {MARGIN[name]:.2f} Dice above it, sensitivity at least its "
-                     f"{format_value(reference['aggregate']['lesion_sensitivity'], digits=2)}, <= 1 FP lesion a study) "
-                     f"is **{'met' if met else 'not met'}**.")
+        met = done_when(summary, reference, MARGIN[arm])
+        lines.append(f"- {arm}: {difference_text(t)} above the baseline; the target (>= {MARGIN[arm]:.2f} Dice above "
+                     f"it, sensitivity at least its {format_value(reference['aggregate']['lesion_sensitivity'], digits=2)}, "
+                     f"<= 1 FP lesion a study) is **{'met' if met else 'not met'}**.")
     return lines

@@ -134,11 +134,12 @@ def _as_number(amount: str) -> float | None:
         return None
 
 
-def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[RunResult]) -> Path:
+def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[RunResult], *,
+                       baselines: dict | None = None) -> Path:
     """Everything a model card needs: aggregated rows, tests, and each cell's record less its per-case table and
-    training history (those stay in the cell's own results.json)."""
+    training history (those stay in the cell's own results.json); the threshold baselines when scored."""
     cells = [{k: v for k, v in r.to_dict().items() if k not in ("test_cases", "history")} for r in results]
-    payload = {"rows": rows, "paired_tests": tests, "cells": cells}
+    payload = {"rows": rows, "paired_tests": tests, "cells": cells, **({"baselines": baselines} if baselines else {})}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=1, default=str))
     return Path(path)

@@ -45,6 +45,7 @@ class StudyGrid:
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
     organ_aware: bool = field(default=False, metadata={"help": "Add the organ-aware arm: every fine-tuning cell again with organ labels (data.organs.ORGANS, the automatic TotalSegmentator vocabulary) and the organ loss, same seed and subset (arms pretrained-organs, scratch-organs); the cache must hold organ maps."})
     arms: list[str] = field(default_factory=list, metadata={"help": f"Run only these arms of the grid (default: every arm it makes; choose among {', '.join(ARMS)})."})
+    baselines: list[str] = field(default_factory=lambda: ["all"], metadata={"help": "Classical threshold baselines scored beside the networks on the same test studies (SUV >= t; the same outside physiological-uptake organs; 41% of SUVmax; PERCIST's liver threshold), each with t and minimum volume chosen on the validation studies only: all (default), none, or any of suv suv-organs suvmax41 percist. Rules needing an organ map are skipped, with the reason, where a study has none."})
     parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread tiny-unet cells make 1.1-1.2x the training steps per second of one 2-thread cell, measured, and run their single-threaded evaluation side by side). Results do not depend on it beyond floating-point order."})
 
 
@@ -186,18 +187,21 @@ def cell_seed(cell: Cell) -> int:
 def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
     from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
+    from .study_baselines import baseline_methods, study_baseline_report
 
     check_study(args)
     out = Path(args.train.output_dir)
     run_cells([args], workers=args.grid.parallel_cells, log=log)
     results = cell_results(args)
     rows, tests = aggregate_results(results), paired_tests(results)
+    baselines = study_baseline_report(baseline_methods(args.grid.baselines), args.data.cache_dir, rows, results, log=log)
     table = out / "table.md"
-    table.write_text(markdown_table(rows, tests))
+    table.write_text(markdown_table(rows, tests) + ("\n".join(baselines["lines"]) if baselines else ""))
     return {
         "table": table,
         "figure": label_efficiency_plot(rows, out / "label_efficiency.png"),
-        "json": write_results_json(out / "results.json", rows, tests, results),
+        "json": write_results_json(out / "results.json", rows, tests, results,
+                                   baselines=baselines["json"] if baselines else None),
         "rows": rows,
         "tests": tests,
         "results": results,
@@ -206,11 +210,12 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
 
 def check_study(args: StudyArguments) -> None:
     """Every argument of every cell, before the first cell trains (a mistake found after hours of training costs
-    those hours): the grid, the presets and starting models, each cell's training options, the output folder and
-    the cache (organ maps for the organ-aware arm)."""
+    those hours): the grid and its baselines, the presets and starting models, each cell's training options, the
+    output folder and the cache (organ maps for the organ-aware arm)."""
     from ..data.cache import open_cache
     from ..models.configuration_petct import PRESETS
     from ..training.segmentation import check_arguments
+    from .study_baselines import baseline_methods
 
     out = Path(args.train.output_dir)
     if not args.train.output_dir:
@@ -226,6 +231,7 @@ def check_study(args: StudyArguments) -> None:
     unknown = [p for p in args.grid.presets if p not in PRESETS]
     if unknown or not args.grid.presets:
         raise PetCtInputError("--presets", f"unknown preset(s) {unknown}; choose among {sorted(PRESETS)}")
+    baseline_methods(args.grid.baselines)
     cells = grid(args)
     if not cells:  # no fractions is a probes-only study; neither leaves nothing to run
         raise PetCtInputError("--fractions", "no cell to run: give label fractions, or a pretrained model and --probe_k"
