@@ -190,6 +190,16 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
             expect(page.locator(".toast-body")).to_have_count(0)
             expect(page.locator("#pet-upload a[download]")).to_have_count(0)  # nothing was uploaded
             expect(page.locator("#pet-upload input[type=file]")).to_have_attribute("aria-label", "PET upload")
+            page.evaluate("""() => {  // dropped, not picked: a small file that says it is 600 MiB
+                const file = new File(["x"], "dropped_CT.nii.gz");
+                Object.defineProperty(file, "size", {value: 600 * 2 ** 20});
+                const files = new DataTransfer();
+                files.items.add(file);
+                document.querySelector("#ct-upload button").dispatchEvent(
+                    new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: files}));
+            }""")
+            expect(message).to_contain_text("CT dropped_CT.nii.gz: file is 600 MiB; the limit is 512 MiB")
+            expect(page.locator("#ct-upload a[download]")).to_have_count(0)
 
             # "Load example" without an example: a message, and the upload boxes still take files afterwards
             page.locator("#load-example").click()
