@@ -246,7 +246,8 @@ def test_the_data_order_is_accelerates_seedable_permutation_per_epoch(tiny_cache
     from modeling_petct import PetCtConfig, PetCtForMaskedImageModeling
     from modeling_petct.data.transforms import MaeCropDataset
     from modeling_petct.training.args import TrainArguments
-    from modeling_petct.training.loop import DATA_SEED_STRIDE, fit, make_accelerator
+    from modeling_petct.seeds import data_order_seed
+    from modeling_petct.training.loop import fit, make_accelerator
 
     class Recording(torch.utils.data.Dataset):
         def __init__(self, data):
@@ -269,5 +270,5 @@ def test_the_data_order_is_accelerates_seedable_permutation_per_epoch(tiny_cache
     accelerator = make_accelerator(args)
     fit(accelerator, args, PetCtForMaskedImageModeling(PetCtConfig.from_preset("tiny-unet")), data, learning_rate=1e-3)
     for epoch in (0, 1):
-        expected = torch.randperm(len(data), generator=torch.Generator().manual_seed(3 * DATA_SEED_STRIDE + epoch))
+        expected = torch.randperm(len(data), generator=torch.Generator().manual_seed(data_order_seed(3) + epoch))
         assert [i for e, i in data.seen if e == epoch] == expected.tolist(), epoch

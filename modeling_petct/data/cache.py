@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import alive
 from ..errors import PetCtInputError
+from ..seeds import foreground_seed
 from .conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM, SAFE_STUDY_ID
 from .harmonize import HarmonizedStudy
 
@@ -71,7 +72,7 @@ class StudyCache:
             np.save(tmp / "image.npy", np.ascontiguousarray(study.image, dtype=dtype))
             if study.label is not None:
                 np.save(tmp / "label.npy", np.ascontiguousarray(study.label, dtype=np.uint8))
-                np.save(tmp / "foreground.npy", foreground_points(study.label, seed=len(study_id)))
+                np.save(tmp / "foreground.npy", foreground_points(study.label, seed=foreground_seed(study_id)))
             if study.organs is not None:
                 np.save(tmp / "organs.npy", np.ascontiguousarray(study.organs, dtype=np.uint8))
             info = {"study_id": study_id, "dtype": np.dtype(dtype).name, **study.to_dict(), **(extra or {})}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+from ..seeds import holdout_seed, validation_split_seed
+
 
 def draw_subjects(ids: list[str], subject_of: dict[str, str], *, seed: int, fraction: float | None = None,
                   n_scans: int | None = None) -> list[str]:
@@ -38,7 +40,7 @@ def draw_subjects(ids: list[str], subject_of: dict[str, str], *, seed: int, frac
 
 def holdout(ids: list[str], subject_of: dict[str, str], *, fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """(kept, held_out): a seeded subject-wise hold-out of about `fraction` of the subjects (at least one)."""
-    held = draw_subjects(ids, subject_of, seed=seed + 7_777, fraction=fraction) if len(ids) > 1 else []
+    held = draw_subjects(ids, subject_of, seed=holdout_seed(seed), fraction=fraction) if len(ids) > 1 else []
     kept = sorted(set(ids) - set(held))
     return kept, held
 
@@ -47,5 +49,5 @@ def split_subjects(ids: list[str], subject_of: dict[str, str], *, seed: int, val
                    test_fraction: float) -> tuple[list[str], list[str], list[str]]:
     """(train pool, validation, test) study ids: test held out first, then validation from the rest."""
     rest, test = holdout(ids, subject_of, fraction=test_fraction, seed=seed) if test_fraction > 0 else (sorted(ids), [])
-    pool, val = holdout(rest, subject_of, fraction=val_fraction, seed=seed + 1) if val_fraction > 0 else (rest, [])
+    pool, val = holdout(rest, subject_of, fraction=val_fraction, seed=validation_split_seed(seed)) if val_fraction > 0 else (rest, [])
     return pool, val, test

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from monai.transforms import Resized
 
+from ..seeds import crop_rng
 from .cache import LESION_CROP_PROB, StudyCache
 
 DEFAULT_CROP = (96, 128, 128)
@@ -99,7 +100,7 @@ class _RandomCrops(_CacheCrops):
         return len(self.ids)
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        return crop_rng(self.seed, self.epoch, index)
 
     def _centre(self, rng, study_id, shape):  # uniform over the volume; overridden for foreground sampling
         return None

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data.conventions import DEFAULT_NORMALIZATION, HARMONISED_SPACING_MM
+from ..seeds import cohort_pool_seed
 
 
 def harmonize_into_cache(study_dirs: list[Path], cache, *, spacing=HARMONISED_SPACING_MM,
@@ -85,11 +86,11 @@ class CohortPlan:
 
     def pools(self, seed: int) -> list[tuple[str, str, int, int, bool]]:
         """(role, centre, n, cohort seed, labelled) per pool; cohort seeds differ per role, so study ids never clash."""
-        base = 16 * int(seed)
-        out = [(role, self.labelled_centre, getattr(self, role), base + k, True)
-               for k, role in enumerate(("train", "val", "test"), start=1)]
-        out.append(("held_out_test", self.held_out_centre, self.held_out_test, base + 4, True))
-        out += [("unlabelled", centre, n, base + 5 + k, False) for k, (centre, n) in enumerate(self.unlabelled)]
+        labelled = [(role, self.labelled_centre, getattr(self, role)) for role in ("train", "val", "test")]
+        labelled.append(("held_out_test", self.held_out_centre, self.held_out_test))
+        out = [(role, centre, n, cohort_pool_seed(seed, role), True) for role, centre, n in labelled]
+        out += [("unlabelled", centre, n, cohort_pool_seed(seed, "unlabelled", i), False)
+                for i, (centre, n) in enumerate(self.unlabelled)]
         return [p for p in out if p[2] > 0]
 
 

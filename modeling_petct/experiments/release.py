@@ -27,6 +27,7 @@ from .quickstart import TINY, Budget
 
 from ..atomic import file_sha256
 from ..released import RECORD, RELEASED_DIR, released_models
+from ..seeds import run_seed
 
 FOUNDATION, FOUNDATION_PET, FOUNDATION_CT, SEGMENTER = ("petct-phantom-fm", "petct-phantom-fm-pet",
                                                         "petct-phantom-fm-ct", "petct-phantom-segmenter")
@@ -34,8 +35,8 @@ FOUNDATION, FOUNDATION_PET, FOUNDATION_CT, SEGMENTER = ("petct-phantom-fm", "pet
 
 @dataclass(frozen=True)
 class ReleasePlan:
-    """What `petct release` builds. `seed` sets the cohort seeds (CohortPlan.pools: 16 x seed + 1 ...): 1000 keeps
-    them apart from every quickstart seed below 1000."""
+    """What `petct release` builds. `seed` sets the cohort seeds (seeds.cohort_pool_seed): 1000 keeps them apart
+    from every quickstart seed below 1000."""
 
     cohort: CohortPlan = CohortPlan(train=300, val=40, test=60, held_out_test=0,
                                     unlabelled=(("A", 500), ("B", 500), ("C", 500)))
@@ -99,11 +100,11 @@ def _clock(timings: dict, t0: float) -> dict:
             "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-SEEDS = {FOUNDATION: 0, FOUNDATION_PET: 1, FOUNDATION_CT: 2, SEGMENTER: 3}  # added to the plan's seed
+RUNS = {FOUNDATION: "joint", FOUNDATION_PET: "pet", FOUNDATION_CT: "ct", SEGMENTER: "segmenter"}
 
 
 def fit_seed(spec: ReleasePlan, name: str) -> int:
-    return spec.seed + SEEDS[name]
+    return run_seed(spec.seed, RUNS[name])
 
 
 def pretrain_foundations(work: Path, cohort, spec: ReleasePlan) -> dict:

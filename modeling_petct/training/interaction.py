@@ -15,6 +15,7 @@ import torch
 
 from ..data.clicks import encode_voxels
 from ..data.simulated_clicks import error_clicks, ground_truth_clicks
+from ..seeds import batch_clicks_rng, crop_clicks_rng
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ClickCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = dict(self.crops[index])
-        rng = np.random.default_rng([self.seed, self.epoch, int(index), 24])
+        rng = crop_clicks_rng(self.seed, self.epoch, index)
         image, label = item["pixel_values"], item["labels"].numpy()
         pet = None if self.pet_channel is None else image[self.pet_channel].numpy()
         n_fg, n_bg = rng.integers(0, self.simulation.max_clicks + 1, size=2)
@@ -68,7 +69,7 @@ class CorrectiveClicks:
         self.simulation, self.guidance_channels, self.seed = simulation, guidance_channels, seed
 
     def __call__(self, model, batch: dict, step: int, rank: int = 0) -> dict:
-        rng = np.random.default_rng([self.seed, step, rank, 25])
+        rng = batch_clicks_rng(self.seed, step, rank)
         if rng.random() >= self.simulation.corrective_prob:
             return batch
         with torch.no_grad():

@@ -27,10 +27,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..atomic import atomic_folder
 from ..errors import PetCtInputError
+from ..seeds import VALIDATION_SEED, data_order_seed, loader_seed
 from . import checkpoint as ckpt
 from .args import TrainArguments
-
-DATA_SEED_STRIDE = 100_003  # see make_accelerator
 
 
 @dataclass
@@ -102,8 +101,7 @@ def make_accelerator(args: TrainArguments):
         cpu=args.cpu,
         dynamo_backend="inductor" if args.torch_compile else "no",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.ddp_find_unused_parameters)],
-        # epoch e of a run is permuted with seed data_seed + e: the stride keeps seeds s and s + 1 apart
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed * DATA_SEED_STRIDE),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=data_order_seed(args.seed)),
     )
     set_seed(args.seed)
     return accelerator
@@ -332,7 +330,7 @@ def _train_epoch(run: _Run, after_step: Callable[[], None]) -> None:
     accelerator, args, state = run.accelerator, run.args, run.state
     if hasattr(run.dataset, "set_epoch"):
         run.dataset.set_epoch(state.epoch)
-    run.loader_generator.manual_seed(args.seed * 7919 + state.epoch)
+    run.loader_generator.manual_seed(loader_seed(args.seed, state.epoch))
     batches = accelerator.skip_first_batches(run.loader, state.batch) if state.batch else run.loader
     batches.set_epoch(state.epoch)  # Accelerate's loaders count epochs themselves, from 0 for a skipping loader
     for batch in batches:
@@ -457,7 +455,7 @@ def _evaluate(accelerator, model, evaluate, selection, on_evaluate, state: LoopS
     model.eval()
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(12345)  # the same validation masks/crops at every evaluation
+        torch.manual_seed(VALIDATION_SEED)
         metrics = evaluate(accelerator.unwrap_model(model))
     model.train()
     metrics = {k: float(v) for k, v in metrics.items()}

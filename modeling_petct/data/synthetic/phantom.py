@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ...seeds import phantom_study_seed
 from ..conventions import F18_HALF_LIFE_S
 from ..organs import TOTALSEG_TOTAL_IDS
 from ..volume import Volume
@@ -530,11 +531,6 @@ def _acquisition(rng, study_id: str, seed: int, size: str, lesions: list[dict]) 
             "half_life_s": F18_HALF_LIFE_S, "n_lesions": len(lesions), "lesion_free": not lesions}
 
 
-def study_seed(seed: int, index: int) -> int:
-    """Independent per-study seed derived from the cohort seed."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-
-
 def write_study(study: PhantomStudy, study_dir: Path, fmt: str = "nifti", *, organs: bool = True) -> Path:
     """Write PET/CT (NIfTI, or DICOM series with SUV tags) + SEG.nii.gz + organs.nii.gz (TotalSegmentator ids on the
     CT grid, unless ``organs=False``) + phantom.json into ``study_dir``."""
@@ -575,7 +571,7 @@ def write_phantom_cohort(out_dir, n: int, seed: int = 0, *, size: str = "small",
     dirs = []
     for i in range(n):
         study_id = f"phantom_{seed:03d}_{i:04d}"
-        study = make_phantom(study_seed(seed, i), size=size, shape=shape, lesion_free=i in negatives,
+        study = make_phantom(phantom_study_seed(seed, i), size=size, shape=shape, lesion_free=i in negatives,
                              study_id=study_id, centre=centre)
         d = write_study(study, out / study_id, fmt, organs=labels)
         if not labels:
