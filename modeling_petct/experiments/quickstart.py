@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..seeds import grid_seeds, run_seed
 from ..training.results import QUICKSTART_MARKER
 from .cohort import CohortPlan
 
@@ -241,8 +242,8 @@ def _pretrain_all(out: Path, cohort, budget: Budget, recipe: Recipe, seed: int) 
     runs = {"joint": (("PET", "CT"), budget.mae_steps), "pet": (("PET",), budget.separated_mae_steps),
             "ct": (("CT",), budget.separated_mae_steps)}
     return {name: _pretrain(out / f"mae_{name}" if name != "joint" else out / "mae", cohort, train_ids, budget,
-                            seed + k, modalities, steps)
-            for k, (name, (modalities, steps)) in enumerate(runs.items())}
+                            run_seed(seed, name), modalities, steps)
+            for name, (modalities, steps) in runs.items()}
 
 
 def _pretrain(run_dir: Path, cohort, train_ids: Path, budget: Budget, seed: int, modalities, steps: int):
@@ -284,7 +285,7 @@ def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Rec
     """The fine-tuning grid as studies: the long arm first (it runs beside the short cells, not after them); every
     seed where a claim is tested (MAE and scratch at the lowest fraction, scratch at the highest, and there the
     organ-aware arm), one seed elsewhere (a cell in two parts runs once)."""
-    seeds = [seed + s for s in budget.claim_seeds]
+    seeds = grid_seeds(seed, budget.claim_seeds)
     lo, hi = budget.fractions[0], budget.fractions[-1]
     mae = str(maes["joint"].model_dir)
     long_arm = [study_arguments(out, cohort, budget, recipe, steps=budget.long_steps, fractions=[hi], seeds=seeds[:1],
@@ -307,7 +308,7 @@ def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed:
     if not budget.probe_k:
         return []
     args = study_arguments(out, cohort, budget, replace(recipe, schedule="equal_steps", head_steps=0),
-                           steps=budget.probe_steps, fractions=[], seeds=[seed + s for s in budget.claim_seeds],
+                           steps=budget.probe_steps, fractions=[], seeds=grid_seeds(seed, budget.claim_seeds),
                            pretrained=[str(maes["joint"].model_dir)], probe_k=budget.probe_k,
                            separated_pretrained=[str(maes["pet"].model_dir), str(maes["ct"].model_dir)])
     args.train.eval_steps = budget.probe_steps

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import seeds
 from ..errors import PetCtInputError
 from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
 from ..training.results import ORGANS_SUFFIX, RESULTS_FILE, RunResult
@@ -181,7 +182,7 @@ def cell_seed(cell: Cell) -> int:
     amounts share one random draw; the pretrained and scratch cells of one amount share it (paired crops). The
     labelled subset is drawn from the grid seed alone (`split_seed`), so it is the same for every arm."""
     amount = cell.k_shot if cell.k_shot else round(1000 * cell.fraction)
-    return cell.seed * 100_003 + amount
+    return seeds.cell_seed(cell.seed, amount)
 
 
 def run_study(args: StudyArguments, *, log=print) -> dict:
