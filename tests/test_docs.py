@@ -105,6 +105,19 @@ def test_every_flag_shown_on_a_command_line_exists():
     assert unknown == []
 
 
+def test_the_quickstart_budgets_are_told_from_budgets():
+    """Each budget's cohort, steps and seeds live in BUDGETS: docs/quickstart.md and `--budget`'s help give its line."""
+    from modeling_petct.experiments.quickstart import BUDGETS
+
+    offered = {name: budget for name, budget in BUDGETS.items() if name != "tiny"}  # tiny is --tiny
+    flag = build_parser()._subparsers._group_actions[0].choices["quickstart"]._option_string_actions["--budget"]
+    doc = " ".join((ROOT / "docs" / "quickstart.md").read_text().split())
+    assert list(flag.choices) == list(offered)
+    for name, budget in offered.items():
+        assert f"{name}: {budget.summary()}" in flag.help.replace("%%", "%").replace(" (default)", "")
+        assert f"- `{name}`" in doc and budget.summary() in doc, name
+
+
 @pytest.mark.parametrize("doc", DOCUMENTS, ids=_names(DOCUMENTS))
 def test_the_backbone_pin_shown_is_the_packages(doc):
     from modeling_petct.models.backbones import DNA_REQUIREMENT

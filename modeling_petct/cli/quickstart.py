@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+from ..experiments.quickstart import BUDGETS, DEFAULT_BUDGET  # argparse-cheap: no torch, no numpy
+
+
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="Run the whole method offline on a synthetic cohort (~10 min on 2 CPU cores) and write a report.")
     p.add_argument("-o", "--output", default="petct-quickstart", help="output folder (replaced if it holds an earlier quickstart)")
@@ -11,10 +14,9 @@ def register(sub) -> None:
                    help="corrected (default): test studies kept out of pretraining and selection, equal steps, LP-FT + "
                         "warm-up + zero head; faithful: the authors' notebooks (pretrain on every scan, epoch schedule, "
                         "random head, checkpoint chosen on the test set)")
-    p.add_argument("--budget", choices=("10min", "phantom-1h"), default="10min",
-                   help="10min (default): ~10 minutes on 2 cores, the claim cells over 3 seeds; phantom-1h: ~1 hour on 2 "
-                        "cores, twice the unlabelled pool, 5x the pretraining, longer fine-tuning, every cell over 3 "
-                        "seeds (experiments/quickstart.py BUDGETS has the numbers)")
+    p.add_argument("--budget", choices=[name for name in BUDGETS if name != "tiny"], default=DEFAULT_BUDGET,
+                   help="; ".join(f"{name}{' (default)' * (name == DEFAULT_BUDGET)}: {budget.summary()}"
+                                  for name, budget in BUDGETS.items() if name != "tiny").replace("%", "%%"))
     p.add_argument("--foundation", choices=("released", "in-run"), default=None,
                    help="released (default): fine-tune from the phantom foundation models shipped with the package "
                         "(built once by `petct release`); in-run: pretrain the MAEs in this run (the faithful protocol "

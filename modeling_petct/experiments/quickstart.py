@@ -88,6 +88,16 @@ class Budget:
     foundation: str = "released"  # released: the MAEs shipped with the package (experiments/release.py); in-run:
     # pretrained here with mae_steps (the faithful protocol always pretrains in the run: it includes the test studies)
 
+    def summary(self) -> str:
+        """What the budget runs, in one line: the --budget help and docs/quickstart.md (checked) are built from it."""
+        c = self.cohort
+        return (f"{c.train}/{c.val}/{c.test} training/validation/test studies + {c.held_out_test} from a held-out "
+                f"centre, {sum(n for _, n in c.unlabelled)} unlabelled; fine-tuning {self.finetune_steps} steps a cell "
+                f"at {'/'.join(f'{100 * f:g}' for f in self.fractions)}% of the labels, "
+                f"{'every cell' if self.all_seeds else 'the claim cells'} over {len(self.claim_seeds)} seeds"
+                f"{f', the long arm {self.long_steps} steps' if self.long_steps else ''}; {self.probe_k}-shot probes; with --foundation in-run, MAE pretraining of {self.mae_steps} joint + "
+                f"{self.separated_mae_steps} PET-only + {self.separated_mae_steps} CT-only steps")
+
 
 TINY = Budget(cohort=CohortPlan(train=4, val=2, test=2, held_out_test=1, unlabelled=(("B", 2),)),
               crop_size=(32, 32, 32), mae_steps=2, separated_mae_steps=1, finetune_steps=2, long_steps=3, fractions=(0.5, 1.0),
@@ -102,11 +112,12 @@ PHANTOM_1H = Budget(cohort=CohortPlan(train=80, val=20, test=30, held_out_test=1
                     mae_steps=1200, separated_mae_steps=600, finetune_steps=1000, long_steps=3000, eval_every=250,
                     probe_steps=200, fractions=(0.1, 0.3, 1.0),
                     all_seeds=True, organ_aware_seeds=3)
-BUDGETS = {"10min": Budget(), "phantom-1h": PHANTOM_1H, "tiny": TINY}
+BUDGETS = {"10min": Budget(), "phantom-1h": PHANTOM_1H, "tiny": TINY}  # the CLI offers all but tiny (--tiny)
+DEFAULT_BUDGET = "10min"
 
 
 def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: bool = False, seed: int = 0,
-                   protocol: str = "corrected", budget: str = "10min", foundation: str | None = None,
+                   protocol: str = "corrected", budget: str = DEFAULT_BUDGET, foundation: str | None = None,
                    log=print) -> Path:
     """Run the pipeline into `out_dir` (replacing an earlier quickstart there) with one of BUDGETS (``tiny`` = the
     "tiny" budget; ``foundation`` overrides its Budget.foundation); returns the report path."""
@@ -294,8 +305,8 @@ def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Rec
              ([hi], seeds[: budget.organ_aware_seeds], "none", bool(budget.organ_aware_seeds)),
              (list(budget.fractions), seeds if budget.all_seeds else seeds[:1], mae, False)]
     return long_arm + [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
-                                       seeds=grid_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
-                       for fractions, grid_seeds, source, organs in parts]
+                                       seeds=part_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
+                       for fractions, part_seeds, source, organs in parts]
 
 
 LONG_ARM = "pretrained-organs"  # the long arm's cells; no other part of the grid makes this arm
