@@ -89,6 +89,13 @@ def test_refusals_are_one_line_before_any_voxel_is_read(studies, flags, problem,
     assert code == 2 and problem in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_a_single_ground_truth_file_needs_the_study_folder(studies, tmp_path, capsys):
+    case = sorted((studies / "scored").iterdir())[0]
+    code = main(["evaluate", "--pred", str(studies / "pred" / f"{case.name}.nii.gz"), "--gt", str(case / "SEG.nii.gz"),
+                 "--baseline", "suv:4:3"])
+    assert code == 2 and "give --studies" in capsys.readouterr().err
+
+
 def test_the_validation_studies_are_never_the_scored_ones_by_another_name(studies, tmp_path, capsys):
     val = tmp_path / "val"
     val.mkdir()

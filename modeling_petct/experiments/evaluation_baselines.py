@@ -58,6 +58,9 @@ def plan_baselines(specs: list[str], val_root, studies_root, cases) -> BaselineP
                                             "rule as METHOD:T:MIN_ML")
     if val_root and not to_choose:
         raise PetCtInputError("--baseline-val", "nothing to choose on it: every --baseline rule is given")
+    if not Path(studies_root).is_dir():
+        raise PetCtInputError(studies_root, "is not a folder of study folders: --baseline reads each scored study's "
+                                            "PET from one (give --studies)")
     rows = {r["study"]: r for r in discover(studies_root, "folder")}
     missing = [c for c in cases if c not in rows]
     if missing:
