@@ -124,3 +124,11 @@ def test_the_backbone_pin_shown_is_the_packages(doc):
 
     shown = re.findall(r"dynamic-network-architectures\s*[=<>!~][^\s\"'`]*", doc.read_text())
     assert set(shown) <= {DNA_REQUIREMENT}, doc.name
+
+
+@pytest.mark.parametrize("doc", GUIDES, ids=_names(GUIDES))
+def test_the_false_positive_penalty_shown_is_the_selections(doc):
+    from modeling_petct.training.results import FP_PENALTY
+
+    shown = re.findall(r"less (\d*\.\d+) per false-positive", " ".join(doc.read_text().split()))
+    assert {float(v) for v in shown} <= {FP_PENALTY}, doc.name

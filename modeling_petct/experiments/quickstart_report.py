@@ -374,7 +374,7 @@ def _learning_curves(results: list, path: Path) -> None:
             ax.plot(*zip(*hist), marker="o", linestyle="-" if r.arm == "pretrained" else "--", linewidth=0.8,
                     label=f"{r.arm}, {r.amount}, seed {r.split_seed}")
     ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel("validation Dice - 0.05 x FP lesions")
+    ax.set_ylabel(f"validation Dice - {FP_PENALTY} x FP lesions")
     ax.set_ylim(-0.2, 1)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.cache import LESION_CROP_PROB
+from .results import FP_PENALTY
 
 LESION_PRIOR = 0.1  # p(lesion) a zero/small head starts at (RetinaNet's prior init, milder: short schedules here)
 
@@ -105,7 +106,8 @@ class SegArguments:
     head_steps: int = field(default=0, metadata={"help": "LP-FT: from a pretrained start, only the output head learns for this many steps (the backbone's lr is 0), then the whole network; counted in the total."})
     head_lr_factor: float = field(default=1.0, metadata={"help": "From a pretrained start: the output head's lr = this x the lr (a new layer learns faster; the authors: 1)."})
     zoom_prob: float = field(default=0.0, metadata={"help": "Probability of random zoom 0.9-1.1 on training crops (the authors fine-tune on plain random crops)."})
-    selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | val_dice_fp (Dice less 0.05 per false-positive lesion on a lesion-free study: false positives count)."})
+    selection_metric: str = field(default="val_dice", metadata={"help": "Checkpoint selection: val_dice (lesion-positive studies, the authors' Dice) | "
+                                                                            f"val_dice_fp (Dice less {FP_PENALTY} per false-positive lesion on a lesion-free study: false positives count)."})
     min_lesion_ml: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_ml): predicted lesion components under this volume (ml) are dropped from every mask it makes; auto = the candidate among MIN_LESION_ML_CANDIDATES (0-1 ml) that scores best by --selection_metric on the selection split, chosen after the checkpoint (the authors: 0)."})
     min_lesion_confidence: str = field(default="0", metadata={"help": "Post-processing stored in the model (config.min_lesion_confidence): predicted lesion components whose peak lesion probability is below this are dropped; auto = chosen among MIN_LESION_CONFIDENCE_CANDIDATES (0-0.99) like --min_lesion_ml, jointly with it when both are auto (the authors: 0)."})
     select_on: str = field(default="val", metadata={"help": "Split that selects the checkpoint: val | test (the authors' notebooks; optimistic, never for claims)."})
