@@ -176,10 +176,10 @@ class Segmenter(SegmentationMethod):
         from .sliding_window import predict_with_organs
 
         return predict_with_organs(self.model, study.image, self.settings, device=self.device,
-                                   guidance=self._guidance(study, clicks),
+                                   guidance=self.guidance_maps(study, clicks),
                                    on_window=lambda done, total: progress(done / total, f"window {done}/{total}"))
 
-    def _guidance(self, study, clicks) -> np.ndarray | None:
+    def guidance_maps(self, study, clicks) -> np.ndarray | None:
         """Click maps on the harmonised grid, encoded as the model was trained; None without clicks (a guidance model
         then gets zero maps)."""
         if clicks is None:
@@ -188,6 +188,13 @@ class Segmenter(SegmentationMethod):
 
         config = self.model.config
         return encode_clicks(clicks, study.grid_affine, study.shape, config.guidance_encoding, config.guidance_size)
+
+    def click_refiner(self, study, probabilities: np.ndarray):
+        """Masks on the PET grid for successive click lists on ``study`` (harmonised), starting from its
+        ``probabilities`` without clicks; each re-runs only the windows its clicks change (inference/interactive.py)."""
+        from .interactive import ClickRefiner
+
+        return ClickRefiner(self, study, probabilities)
 
     def provenance(self) -> dict:
         return {"method": "network", **self._model_record, "device": str(self.device),

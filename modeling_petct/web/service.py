@@ -414,7 +414,8 @@ def _segment_uploads(pet_upload, ct_upload, names: dict, segmenter, pet_folder: 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PetCtWarning)
-            result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85))
+            kept = {"keep_probabilities": True} if getattr(segmenter, "accepts_clicks", False) else {}
+            result = segmenter(pet, ct, progress=_scaled(report, 0.1, 0.85), **kept)  # a click starts from them
     except PetCtInputError as err:  # the plausibility checks: name the uploads, not the server's copies
         raise PetCtInputError(_named(err.source, pet, ct, names), err.problem) from None
     return pet, ct, result, [str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, PetCtWarning)]
@@ -471,10 +472,15 @@ def review_facts(pet: Volume, facts: ModelFacts, *, dicom: bool) -> list[str]:
 
 
 def _refiner(segmenter, result):
-    """For a click-guided model: clicks (data.clicks.Click) -> its mask on the PET grid, re-run on the study as
-    harmonised for the first pass; None for a method without click inputs."""
+    """For a click-guided model: clicks (data.clicks.Click) -> its mask on the PET grid, re-running only the windows
+    the clicks change (inference.ClickRefiner) where the method offers it, else the whole study as harmonised for
+    the first pass; None for a method without click inputs."""
     if not getattr(segmenter, "accepts_clicks", False):  # any callable segmenting a study may serve the demo
         return None
+    if hasattr(segmenter, "click_refiner") and getattr(result, "probabilities", None) is not None:
+        refiner = segmenter.click_refiner(result.harmonized, result.probabilities)
+        result.probabilities = None  # the refiner holds them
+        return refiner
     from ..inference import to_native_mask
 
     def refine(clicks):
