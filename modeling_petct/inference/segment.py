@@ -57,13 +57,13 @@ class LesionFilter:
 def component_peaks(mask: np.ndarray, lesion_probability: np.ndarray):
     """(component labels 1..n, 18-connected as autoPET counts lesions; voxels per component; peak probability per
     component)."""
-    from scipy import ndimage
-
     from ..data.geometry import label_lesions
 
     labels, n = label_lesions(mask)
     voxels = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    peak = np.asarray(ndimage.maximum(lesion_probability, labels, np.arange(1, n + 1)), np.float64).reshape(n)
+    inside = np.flatnonzero(labels)  # the lesion voxels only: scipy's labelled maximum took ~20 s on a whole body
+    peak = np.full(n, -np.inf)
+    np.maximum.at(peak, labels.ravel()[inside] - 1, np.asarray(lesion_probability).ravel()[inside].astype(np.float64))
     return labels, voxels, peak
 
 
