@@ -88,6 +88,8 @@ def test_a_click_guided_model_reruns_with_the_clicks_and_the_downloads_follow(ph
     voxel = tuple(int(v) for v in np.argwhere(target)[0])
     edited = edit_result(session, "add", voxel)
     assert len(seen) == 1 and [c.kind for c in seen[0]] == ["tumor"]
+    near = tuple(slice(max(0, v - 2), v + 3) for v in voxel)  # the model's lesion, or the 41% region where it misses
+    assert result.editor.mask()[near].any()
     assert np.allclose(seen[0][0].world, phantom.pet.affine[:3, :3] @ voxel + phantom.pet.affine[:3, 3])
     saved = np.asarray(nib.load(edited.files.mask).dataobj)  # voxel values: the table's lesion numbers
     assert np.array_equal(saved > 0, result.editor.mask() > 0) and saved.max() == len(edited.rows)
