@@ -91,3 +91,22 @@ def test_the_spaces_refiner_gives_the_full_reruns_mask_on_the_pet_grid(guided):
         mask = refiner(clicks[:upto])
         assert refiner.region is not None  # re-run (random weights: the region may grow to the whole study)
         assert np.mean(mask != full[upto]) < 1e-4  # only voxels at p = 0.5 +- the click's far reach may differ
+
+
+def test_a_region_of_the_harmonised_grid_reaches_only_its_native_box():
+    from modeling_petct.data.harmonize import harmonize
+    from modeling_petct.data.synthetic.phantom import make_phantom
+
+    phantom = make_phantom(5, size="small", n_lesions=1)
+    study = harmonize(phantom.pet, phantom.ct, spacing=(4.0, 4.0, 4.0))
+    region = (slice(10, 20), slice(5, 15), slice(20, 30))
+    box = study.native_box(region)
+    before = np.random.default_rng(2).random(study.shape).astype(np.float32)
+    after = before.copy()
+    after[region] += 1.0
+    full_before, full_after = (study.to_native(a, order="linear") for a in (before, after))
+    np.testing.assert_allclose(study.to_native(after, order="linear", box=box), full_after[box], atol=1e-6)
+    outside = np.ones(full_after.shape, bool)
+    outside[box] = False
+    np.testing.assert_array_equal(full_after[outside], full_before[outside])
+    assert 0 < outside.sum() < outside.size and (full_after[box] != full_before[box]).any()

@@ -7,6 +7,8 @@ X patient right -> left (radiological display order), so ``image[:, z]`` is an a
 
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,13 +50,31 @@ class HarmonizedStudy:
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.image.shape[1:])
 
-    def to_native(self, array_zyx: np.ndarray, *, order: str = "nearest", fill: float = 0) -> np.ndarray:
-        """Resample an array on the cropped grid onto the native PET grid (i, j, k); outside the crop = ``fill``."""
+    def to_native(self, array_zyx: np.ndarray, *, order: str = "nearest", fill: float = 0,
+                  box: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Resample an array on the cropped grid onto the native PET grid (i, j, k), or onto its ``box`` of native
+        voxels only; outside the crop = ``fill``."""
         if tuple(array_zyx.shape) != self.shape:
             raise ValueError(f"array shape {array_zyx.shape} is not the harmonised grid {self.shape}")
         interp = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear}[order]
         src = volume_to_sitk(Volume(np.asarray(array_zyx).T, _zyx_to_sitk_order(self.grid_affine)))
-        return sitk.GetArrayFromImage(resample_sitk(src, self.pet_affine, self.pet_shape, interp, fill)).T
+        affine, shape = np.asarray(self.pet_affine, float), self.pet_shape
+        if box is not None:
+            start = [s.start for s in box]
+            affine = affine.copy()
+            affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+            shape = tuple(s.stop - s.start for s in box)
+        return sitk.GetArrayFromImage(resample_sitk(src, affine, shape, interp, fill)).T
+
+    def native_box(self, region_zyx: tuple[slice, ...]) -> tuple[slice, ...]:
+        """The native PET voxels (i, j, k) whose linearly resampled values depend on ``region_zyx`` of the cropped
+        grid: those falling within one cropped voxel of it."""
+        corners = np.array(list(itertools.product(*[(s.start - 1, s.stop) for s in region_zyx])), float)
+        world = corners @ np.asarray(self.grid_affine, float)[:3, :3].T + np.asarray(self.grid_affine, float)[:3, 3]
+        inverse = np.linalg.inv(np.asarray(self.pet_affine, float))
+        ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
+        lo, hi = np.floor(ijk.min(0)).astype(int), np.ceil(ijk.max(0)).astype(int) + 1
+        return tuple(slice(int(max(0, a)), int(min(n, b))) for a, b, n in zip(lo, hi, self.pet_shape))
 
     def to_native_probabilities(self, prob_czyx: np.ndarray, fill_background: bool = True) -> np.ndarray:
         """Per-channel linear resampling of class probabilities; outside the crop is background (channel 0 = 1)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.clicks import encode_voxels
-from .segment import LesionFilter, to_native_mask
+from .segment import LesionFilter, native_lesion_mask, to_native_mask
 from .sliding_window import InferenceSettings, predict_probabilities
 from .window_update import influence_margin, update_probabilities
 
@@ -71,12 +71,20 @@ class ClickRefiner:
         self.settings = replace(segmenter.settings, sw_batch_size=batch)  # the few windows of a click: one pass
         self.margin = influence_margin(segmenter.model, study.image, self.settings, segmenter.device)
         self.region = None  # the harmonised-grid region the last call updated (None: nothing changed)
+        self.lesion = None  # lesion probability on the PET grid, kept between clicks
 
     def __call__(self, clicks) -> np.ndarray:
-        segmenter = self.segmenter
-        maps = segmenter.guidance_maps(self.study, list(clicks))
-        self.probabilities, self.region = update_probabilities(segmenter.model, self.study.image, self.probabilities,
+        segmenter, study = self.segmenter, self.study
+        maps = segmenter.guidance_maps(study, list(clicks))
+        self.probabilities, self.region = update_probabilities(segmenter.model, study.image, self.probabilities,
                                                                self.maps, maps, self.margin, self.settings,
                                                                segmenter.device)
         self.maps = maps
-        return to_native_mask(self.study, self.probabilities, segmenter.lesion_filter)
+        if self.probabilities.shape[0] != 2:
+            return to_native_mask(study, self.probabilities, segmenter.lesion_filter)
+        if self.lesion is None:  # the lesion probability on the PET grid, then only where a click changed it
+            self.lesion = study.to_native(self.probabilities[1], order="linear", fill=0.0)
+        elif self.region is not None:
+            box = study.native_box(self.region)
+            self.lesion[box] = study.to_native(self.probabilities[1], order="linear", fill=0.0, box=box)
+        return native_lesion_mask(self.lesion, segmenter.lesion_filter, study.pet_affine)

@@ -78,12 +78,19 @@ def to_native_mask(harmonized, probabilities: np.ndarray, lesion_filter: LesionF
     the model's ``lesion_filter``."""
     if probabilities.shape[0] == 2:  # p1 > p0 <=> p1 > 0.5, and linear interpolation preserves p0 + p1 = 1
         lesion = harmonized.to_native(probabilities[1], order="linear", fill=0.0)
-        mask = (lesion > 0.5).astype(np.uint8)
-    else:
-        native = harmonized.to_native_probabilities(probabilities)
-        mask, lesion = np.argmax(native, axis=0).astype(np.uint8), 1.0 - native[0]
-    voxel_ml = abs(float(np.linalg.det(harmonized.pet_affine[:3, :3]))) / 1000.0
-    return lesion_filter.apply(mask, lesion, voxel_ml)
+        return native_lesion_mask(lesion, lesion_filter, harmonized.pet_affine)
+    native = harmonized.to_native_probabilities(probabilities)
+    mask, lesion = np.argmax(native, axis=0).astype(np.uint8), 1.0 - native[0]
+    return lesion_filter.apply(mask, lesion, _voxel_ml(harmonized.pet_affine))
+
+
+def native_lesion_mask(lesion: np.ndarray, lesion_filter: LesionFilter, pet_affine: np.ndarray) -> np.ndarray:
+    """The mask of a two-class model on the PET grid from its lesion probability there: above 0.5, filtered."""
+    return lesion_filter.apply((lesion > 0.5).astype(np.uint8), lesion, _voxel_ml(pet_affine))
+
+
+def _voxel_ml(affine: np.ndarray) -> float:
+    return abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
 
 
 def read_study(pet, ct, organs=None, memory_guard=None) -> tuple[Volume, Volume]:
