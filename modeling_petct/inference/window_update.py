@@ -1,14 +1,14 @@
 """After a click, re-run only the sliding windows around it and paste them into the previous probabilities.
 
 A click changes the guidance maps in a small box; the network's output moves around it, within its receptive field.
-The updated region is that box grown by the click's reach: measured once per study (``influence_margin``: a click
-at the study's hottest voxel, run with and without it), and grown per click while the lesion probability on the
-region's faces still moves (a click that finds a large lesion reaches further). Every window of the full run
-(MONAI's grid, ``window_starts``) that overlaps the region is re-run, on the crop those windows span, by the same
-MONAI sliding window: its windows are exactly those of the full run there, so inside the region every voxel gets
-the same windows, weights and blending as a full re-run (equal up to float summation order). Outside it the previous
-probabilities are kept; beyond the faces' tolerance only normalisation layers (statistics over a whole window) let a
-click reach, by less than ``MARGIN_TOLERANCE`` in probability.
+The updated region is that box grown by the click's reach: measured once per study (``influence_margin``: a click at
+the hottest voxel of the study's central window, run with and without it), and grown per click while the lesion
+probability on the region's faces still moves by more than ``MARGIN_TOLERANCE`` (a click that finds a large lesion
+reaches further). Every window of the full run (MONAI's grid, ``window_starts``) that overlaps the region is re-run,
+on the crop those windows span, by the same MONAI sliding window: its windows are exactly those of the full run
+there, so inside the region every voxel gets the same windows, weights and blending as a full re-run (equal up to
+float summation order). Outside it the previous probabilities are kept; a full re-run would differ there only by
+the small window-wide shifts of normalisation layers (statistics over a whole window).
 """
 
 from __future__ import annotations
