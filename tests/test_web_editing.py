@@ -115,3 +115,19 @@ def test_a_click_guided_model_reruns_with_the_clicks_and_the_downloads_follow(ph
     assert np.array_equal(np.asarray(nib.load(undone.files.mask).dataobj) > 0, result.editor.base > 0)
     assert len(seen) == 1  # the undone clicks were not re-run
     session.close()
+
+
+def test_a_method_without_a_harmonised_study_re_runs_whole_on_a_click():
+    """nnU-Net imports (their own preprocessing, no harmonised study) keep the whole re-run; no windowed refiner."""
+    from types import SimpleNamespace
+
+    from modeling_petct.web.service import _refiner
+
+    class Imported:
+        accepts_clicks = True
+
+        def click_refiner(self, study, probabilities):
+            raise AssertionError("a windowed refiner needs a harmonised study")
+
+    result = SimpleNamespace(harmonized=None, probabilities=np.zeros((2, 3, 3, 3), np.float32))
+    assert callable(_refiner(Imported(), result)) and result.probabilities is not None

@@ -477,7 +477,8 @@ def _refiner(segmenter, result):
     the first pass; None for a method without click inputs."""
     if not getattr(segmenter, "accepts_clicks", False):  # any callable segmenting a study may serve the demo
         return None
-    if hasattr(segmenter, "click_refiner") and getattr(result, "probabilities", None) is not None:
+    if hasattr(segmenter, "click_refiner") and getattr(result, "harmonized", None) is not None \
+            and getattr(result, "probabilities", None) is not None:  # nnU-Net imports: no harmonised study
         refiner = segmenter.click_refiner(result.harmonized, result.probabilities)
         result.probabilities = None  # the refiner holds them
         return refiner
