@@ -43,6 +43,9 @@ def test_shipped_models_records_are_disjoint_and_true():
         meta = ModelCard(card).data
         assert meta.pipeline_tag == ("image-feature-extraction" if "autoencoder" in record["kind"]
                                      else "image-segmentation")  # no MAE sent to a segmentation pipeline
+        assert "AutoModel" in json.loads((folder / "config.json").read_text())["auto_map"]  # AutoModel.from_pretrained
+    shipped_steps = json.loads((shipped[FOUNDATION] / "release.json").read_text())["steps"]
+    assert shipped_steps == PLANS["full"].mae_steps  # `petct release` (plan full) rebuilds what ships
 
 
 def test_tiny_release_builds_loadable_folders(tmp_path):
