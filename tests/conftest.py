@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,24 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]  # fmt: skip
+
+
+@contextmanager
+def browser_page(url: str, *, height: int = 900, last_screenshot: Path | None = None):
+    """A headless Chromium page (1440 wide) opened on `url`; the browser closes on exit, after a full-page screenshot
+    of its first page's last state when `last_screenshot` is given."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": height})
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            if last_screenshot and browser.contexts and browser.contexts[0].pages:
+                browser.contexts[0].pages[0].screenshot(path=str(last_screenshot), full_page=True)
+            browser.close()
 
 
 def fetch(page, src: str, path: Path) -> Path:

@@ -24,7 +24,7 @@ import cc3d
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, fetch, free_port
+from conftest import browser_page, fetch, free_port
 
 pytestmark = pytest.mark.slow  # end to end: every test here takes more than a few seconds
 
@@ -151,7 +151,7 @@ def _artefacts(tmp_path: Path) -> Path:
 
 
 def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing_cleanup(server, study, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     from PIL import Image
 
     url, workroot, demo = server
@@ -162,151 +162,143 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
     not_an_image.write_text("a text file with an image's name\n" * 20)
     other_ct = tmp_path / "CT_followup.nii.gz"
     shutil.copyfile(ct, other_ct)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(url, wait_until="domcontentloaded")
-            message = page.locator("#message")
-            expect(page.locator("#model-info")).to_contain_text("validation Dice 0.432", timeout=30_000)
-            expect(page.locator("#model-info")).to_contain_text("synthetic phantoms only")
+    with browser_page(url, last_screenshot=artefacts / "demo-last.png") as page:
+        message = page.locator("#message")
+        expect(page.locator("#model-info")).to_contain_text("validation Dice 0.432", timeout=30_000)
+        expect(page.locator("#model-info")).to_contain_text("synthetic phantoms only")
 
-            # each upload has its own name for screen readers (Gradio calls both "File upload")
-            for role, box in (("PET", "#pet-upload"), ("CT", "#ct-upload")):
-                expect(page.get_by_role("button", name=f"{role} upload", exact=True)).to_be_visible()
-                expect(page.locator(f"{box} input[type=file]")).to_have_attribute("aria-label", f"{role} upload")
-            expect(page.locator("#pet-upload, #ct-upload").get_by_label("File upload", exact=True)).to_have_count(0)
+        # each upload has its own name for screen readers (Gradio calls both "File upload")
+        for role, box in (("PET", "#pet-upload"), ("CT", "#ct-upload")):
+            expect(page.get_by_role("button", name=f"{role} upload", exact=True)).to_be_visible()
+            expect(page.locator(f"{box} input[type=file]")).to_have_attribute("aria-label", f"{role} upload")
+        expect(page.locator("#pet-upload, #ct-upload").get_by_label("File upload", exact=True)).to_have_count(0)
 
-            # a file over the size limit: refused before it is sent, in the message box (not a vanishing pop-up)
-            huge = tmp_path / "whole_body_PET.nii.gz"
-            with open(huge, "wb") as f:
-                f.truncate(513 * 2**20)  # sparse: no disk used
-            page.locator("#pet-upload input[type=file]").set_input_files(str(huge))
-            too_big = "PET whole_body_PET.nii.gz: file is 513 MiB; the limit is 512 MiB"
-            expect(message).to_contain_text(too_big, timeout=30_000)
-            expect(message.locator(".petct-error")).to_be_visible()
-            page.wait_for_timeout(6_000)
-            expect(message).to_contain_text(too_big)
-            expect(page.locator(".toast-body")).to_have_count(0)
-            expect(page.locator("#pet-upload a[download]")).to_have_count(0)  # nothing was uploaded
-            expect(page.locator("#pet-upload input[type=file]")).to_have_attribute("aria-label", "PET upload")
-            page.evaluate("""() => {  // dropped, not picked: a small file that says it is 600 MiB
-                const file = new File(["x"], "dropped_CT.nii.gz");
-                Object.defineProperty(file, "size", {value: 600 * 2 ** 20});
-                const files = new DataTransfer();
-                files.items.add(file);
-                document.querySelector("#ct-upload button").dispatchEvent(
-                    new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: files}));
-            }""")
-            expect(message).to_contain_text("CT dropped_CT.nii.gz: file is 600 MiB; the limit is 512 MiB")
-            expect(page.locator("#ct-upload a[download]")).to_have_count(0)
+        # a file over the size limit: refused before it is sent, in the message box (not a vanishing pop-up)
+        huge = tmp_path / "whole_body_PET.nii.gz"
+        with open(huge, "wb") as f:
+            f.truncate(513 * 2**20)  # sparse: no disk used
+        page.locator("#pet-upload input[type=file]").set_input_files(str(huge))
+        too_big = "PET whole_body_PET.nii.gz: file is 513 MiB; the limit is 512 MiB"
+        expect(message).to_contain_text(too_big, timeout=30_000)
+        expect(message.locator(".petct-error")).to_be_visible()
+        page.wait_for_timeout(6_000)
+        expect(message).to_contain_text(too_big)
+        expect(page.locator(".toast-body")).to_have_count(0)
+        expect(page.locator("#pet-upload a[download]")).to_have_count(0)  # nothing was uploaded
+        expect(page.locator("#pet-upload input[type=file]")).to_have_attribute("aria-label", "PET upload")
+        page.evaluate("""() => {  // dropped, not picked: a small file that says it is 600 MiB
+            const file = new File(["x"], "dropped_CT.nii.gz");
+            Object.defineProperty(file, "size", {value: 600 * 2 ** 20});
+            const files = new DataTransfer();
+            files.items.add(file);
+            document.querySelector("#ct-upload button").dispatchEvent(
+                new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: files}));
+        }""")
+        expect(message).to_contain_text("CT dropped_CT.nii.gz: file is 600 MiB; the limit is 512 MiB")
+        expect(page.locator("#ct-upload a[download]")).to_have_count(0)
 
-            # "Load example" without an example: a message, and the upload boxes still take files afterwards
-            page.locator("#load-example").click()
-            expect(message).to_contain_text("Pick an example in the list first", timeout=30_000)
+        # "Load example" without an example: a message, and the upload boxes still take files afterwards
+        page.locator("#load-example").click()
+        expect(message).to_contain_text("Pick an example in the list first", timeout=30_000)
 
-            # an error: it stays (no 10 s pop-up), with nothing else flagged
-            page.locator("#pet-upload input[type=file]").set_input_files(str(not_an_image))
-            page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
-            expect(page.locator('#pet-upload a[download="holiday.nii.gz"]')).to_be_visible(timeout=30_000)
-            expect(page.locator('#ct-upload a[download="CT.nii.gz"]')).to_be_visible(timeout=30_000)
-            expect(message).to_contain_text("are ready: press Segment", timeout=30_000)
-            page.locator("#segment").click()
-            refusal = "PET holiday.nii.gz: not an image this demo reads"
-            expect(message).to_contain_text(refusal, timeout=60_000)
-            page.wait_for_timeout(12_000)
-            expect(message).to_contain_text(refusal)
-            expect(message.locator(".petct-error")).to_be_visible()
+        # an error: it stays (no 10 s pop-up), with nothing else flagged
+        page.locator("#pet-upload input[type=file]").set_input_files(str(not_an_image))
+        page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
+        expect(page.locator('#pet-upload a[download="holiday.nii.gz"]')).to_be_visible(timeout=30_000)
+        expect(page.locator('#ct-upload a[download="CT.nii.gz"]')).to_be_visible(timeout=30_000)
+        expect(message).to_contain_text("are ready: press Segment", timeout=30_000)
+        page.locator("#segment").click()
+        refusal = "PET holiday.nii.gz: not an image this demo reads"
+        expect(message).to_contain_text(refusal, timeout=60_000)
+        page.wait_for_timeout(12_000)
+        expect(message).to_contain_text(refusal)
+        expect(message.locator(".petct-error")).to_be_visible()
 
-            # then a success: the error message is replaced
-            page.locator("#pet-upload button[aria-label='Clear']").click()
-            expect(message).to_contain_text("the PET is missing", timeout=30_000)
-            page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
-            expect(page.locator('#pet-upload a[download="PET.nii.gz"]')).to_be_visible(timeout=30_000)
-            page.locator("#segment").click()
-            expect(message.locator(".progress-text")).to_be_visible(timeout=10_000)  # progress: in one place only
-            assert page.locator(".progress-text").count() == message.locator(".progress-text").count()
-            expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
-            expect(message).not_to_contain_text(refusal)
-            header = page.locator("#result-model")
-            expect(header).to_contain_text(MODEL_A)
-            expect(header).to_contain_text("validation Dice 0.432")
-            expect(header).to_contain_text("synthetic phantoms only")
-            stem = f"PET_model-0-best_{time.strftime('%Y-%m-%d', time.gmtime())}"
-            expect(page.locator(f'#mask-download a[download="{stem}_lesions.nii.gz"]')).to_be_visible()
-            expect(page.locator(f'#record-download a[download="{stem}_lesions.settings.json"]')).to_be_visible()
-            expect(page.locator("#seg-download a[download]")).to_have_count(0)  # a NIfTI PET: no DICOM SEG
-            session = _session(demo, before, workroot)
-            result = session.result
+        # then a success: the error message is replaced
+        page.locator("#pet-upload button[aria-label='Clear']").click()
+        expect(message).to_contain_text("the PET is missing", timeout=30_000)
+        page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
+        expect(page.locator('#pet-upload a[download="PET.nii.gz"]')).to_be_visible(timeout=30_000)
+        page.locator("#segment").click()
+        expect(message.locator(".progress-text")).to_be_visible(timeout=10_000)  # progress: in one place only
+        assert page.locator(".progress-text").count() == message.locator(".progress-text").count()
+        expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
+        expect(message).not_to_contain_text(refusal)
+        header = page.locator("#result-model")
+        expect(header).to_contain_text(MODEL_A)
+        expect(header).to_contain_text("validation Dice 0.432")
+        expect(header).to_contain_text("synthetic phantoms only")
+        stem = f"PET_model-0-best_{time.strftime('%Y-%m-%d', time.gmtime())}"
+        expect(page.locator(f'#mask-download a[download="{stem}_lesions.nii.gz"]')).to_be_visible()
+        expect(page.locator(f'#record-download a[download="{stem}_lesions.settings.json"]')).to_be_visible()
+        expect(page.locator("#seg-download a[download]")).to_have_count(0)  # a NIfTI PET: no DICOM SEG
+        session = _session(demo, before, workroot)
+        result = session.result
 
-            # the minimum-volume control hides specks from the table (and the pictures)
-            big = [r for r in result.rows if r["volume_ml"] >= 1.0]
-            page.locator("#min-volume input").fill("1")
-            page.locator("#min-volume input").press("Enter")
-            rows = page.locator('#lesion-table [role="row"]')  # row 0 holds the column titles
-            expect(rows).to_have_count(len(big) + 1, timeout=30_000)
-            first_id = rows.nth(1).locator('[role="gridcell"]').first.inner_text().strip()
-            assert int(first_id) == max(big, key=lambda r: r["volume_ml"])["id"]
+        # the minimum-volume control hides specks from the table (and the pictures)
+        big = [r for r in result.rows if r["volume_ml"] >= 1.0]
+        page.locator("#min-volume input").fill("1")
+        page.locator("#min-volume input").press("Enter")
+        rows = page.locator('#lesion-table [role="row"]')  # row 0 holds the column titles
+        expect(rows).to_have_count(len(big) + 1, timeout=30_000)
+        first_id = rows.nth(1).locator('[role="gridcell"]').first.inner_text().strip()
+        assert int(first_id) == max(big, key=lambda r: r["volume_ml"])["id"]
 
-            # lesion numbers on the MIP: the page shows the picture the server drew with the table's ids
-            expect(page.locator("#summary")).to_contain_text("hidden from the table", timeout=30_000)
-            mip_src = page.locator("#mip img").get_attribute("src")
-            shown_mip = np.asarray(Image.open(fetch(page, mip_src, tmp_path / "mip.png")).convert("RGB"))
-            from modeling_petct.outputs.pictures import OUTLINE, pet_mip_overlay
+        # lesion numbers on the MIP: the page shows the picture the server drew with the table's ids
+        expect(page.locator("#summary")).to_contain_text("hidden from the table", timeout=30_000)
+        mip_src = page.locator("#mip img").get_attribute("src")
+        shown_mip = np.asarray(Image.open(fetch(page, mip_src, tmp_path / "mip.png")).convert("RGB"))
+        from modeling_petct.outputs.pictures import OUTLINE, pet_mip_overlay
 
-            plain = pet_mip_overlay(result.view.suv, result.view.shown(result.visible(1.0)))
-            assert shown_mip.shape[0] > plain.shape[0]  # with the SUV colour bar below
-            numbers = (np.abs(shown_mip[: plain.shape[0]].astype(int) - OUTLINE).sum(-1) < 60) & ~np.all(plain == OUTLINE, -1)
-            assert numbers.sum() > 10 * len(big)
+        plain = pet_mip_overlay(result.view.suv, result.view.shown(result.visible(1.0)))
+        assert shown_mip.shape[0] > plain.shape[0]  # with the SUV colour bar below
+        numbers = (np.abs(shown_mip[: plain.shape[0]].astype(int) - OUTLINE).sum(-1) < 60) & ~np.all(plain == OUTLINE, -1)
+        assert numbers.sum() > 10 * len(big)
 
-            # a row click jumps both slice views to that lesion
-            target = big[-1] if len(big) > 1 else big[0]
-            axial_before = page.locator("#axial img").get_attribute("src")
-            row = next(i for i in range(1, len(big) + 1)
-                       if rows.nth(i).locator('[role="gridcell"]').first.inner_text().strip() == str(target["id"]))
-            rows.nth(row).locator('[role="gridcell"]').nth(1).click()
-            axial_index, coronal_index = result.view.slices_through(target["id"])
-            expect(message).to_contain_text(f"Showing lesion {target['id']}", timeout=30_000)
-            expect(page.locator("#axial-index input[type=number]")).to_have_value(str(axial_index))
-            expect(page.locator("#coronal-index input[type=number]")).to_have_value(str(coronal_index))
-            if axial_index != result.view.count("axial") // 2:
-                expect(page.locator("#axial img")).not_to_have_attribute("src", axial_before)
+        # a row click jumps both slice views to that lesion
+        target = big[-1] if len(big) > 1 else big[0]
+        axial_before = page.locator("#axial img").get_attribute("src")
+        row = next(i for i in range(1, len(big) + 1)
+                   if rows.nth(i).locator('[role="gridcell"]').first.inner_text().strip() == str(target["id"]))
+        rows.nth(row).locator('[role="gridcell"]').nth(1).click()
+        axial_index, coronal_index = result.view.slices_through(target["id"])
+        expect(message).to_contain_text(f"Showing lesion {target['id']}", timeout=30_000)
+        expect(page.locator("#axial-index input[type=number]")).to_have_value(str(axial_index))
+        expect(page.locator("#coronal-index input[type=number]")).to_have_value(str(coronal_index))
+        if axial_index != result.view.count("axial") // 2:
+            expect(page.locator("#axial img")).not_to_have_attribute("src", axial_before)
 
-            page.locator("#example input").click()  # a long choice, to see that it is not clipped
-            page.get_by_role("option", name="Phantom, seed 1").click()
-            for width, height in ((1440, 900), (1024, 768)):
-                page.set_viewport_size({"width": width, "height": height})
-                page.evaluate("window.scrollTo(0, 0)")
-                page.wait_for_timeout(500)
-                for element in ("#segment", "#message", "#result-model"):
-                    box = page.locator(element).bounding_box()
-                    assert box and box["y"] + box["height"] <= height, f"{element} below the fold at {width}x{height}"
-                page.screenshot(path=str(artefacts / f"demo-{width}x{height}.png"))
-            page.set_viewport_size({"width": 1440, "height": 900})
-            page.screenshot(path=str(artefacts / "demo-full-page.png"), full_page=True)
+        page.locator("#example input").click()  # a long choice, to see that it is not clipped
+        page.get_by_role("option", name="Phantom, seed 1").click()
+        for width, height in ((1440, 900), (1024, 768)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(500)
+            for element in ("#segment", "#message", "#result-model"):
+                box = page.locator(element).bounding_box()
+                assert box and box["y"] + box["height"] <= height, f"{element} below the fold at {width}x{height}"
+            page.screenshot(path=str(artefacts / f"demo-{width}x{height}.png"))
+        page.set_viewport_size({"width": 1440, "height": 900})
+        page.screenshot(path=str(artefacts / "demo-full-page.png"), full_page=True)
 
-            # the model list changes: the result keeps its model and says so
-            page.locator("#model input").click()
-            page.get_by_role("option", name=MODEL_B).click()
-            expect(page.locator("#model-info")).to_contain_text("validation Dice 0.321", timeout=30_000)
-            expect(header).to_contain_text(f"this result is still from {MODEL_A}")
-            expect(header).to_contain_text("validation Dice 0.432")
+        # the model list changes: the result keeps its model and says so
+        page.locator("#model input").click()
+        page.get_by_role("option", name=MODEL_B).click()
+        expect(page.locator("#model-info")).to_contain_text("validation Dice 0.321", timeout=30_000)
+        expect(header).to_contain_text(f"this result is still from {MODEL_A}")
+        expect(header).to_contain_text("validation Dice 0.432")
 
-            # a new upload: the old result goes
-            page.locator("#ct-upload button[aria-label='Clear']").click()
-            page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
-            expect(page.locator('#ct-upload a[download="CT_followup.nii.gz"]')).to_be_visible(timeout=30_000)
-            expect(message).to_contain_text("CT CT_followup.nii.gz are ready: press Segment", timeout=30_000)
-            expect(header).to_have_text("")
-            expect(rows).to_have_count(1)  # the column titles only
-            expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
-            expect(page.locator("#mip img")).to_have_count(0)
-            uploads = set(session.uploads)
-            assert uploads and all(p.is_relative_to(workroot) for p in uploads)  # Gradio's copies, in our folder
-        finally:
-            if browser.contexts and browser.contexts[0].pages:
-                browser.contexts[0].pages[0].screenshot(path=str(artefacts / "demo-last.png"), full_page=True)
-            browser.close()
+        # a new upload: the old result goes
+        page.locator("#ct-upload button[aria-label='Clear']").click()
+        page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
+        expect(page.locator('#ct-upload a[download="CT_followup.nii.gz"]')).to_be_visible(timeout=30_000)
+        expect(message).to_contain_text("CT CT_followup.nii.gz are ready: press Segment", timeout=30_000)
+        expect(header).to_have_text("")
+        expect(rows).to_have_count(1)  # the column titles only
+        expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
+        expect(page.locator("#mip img")).to_have_count(0)
+        uploads = set(session.uploads)
+        assert uploads and all(p.is_relative_to(workroot) for p in uploads)  # Gradio's copies, in our folder
     print(f"\ndemo screenshots: {artefacts}")
     for _ in range(100):  # closing the page ends the session: its folder and Gradio's copies of its uploads go
         if not session.workdir.exists() and not any(p.exists() for p in uploads):
@@ -338,7 +330,7 @@ def _slow_shelf(shelf, monkeypatch) -> threading.Event:
 def test_browser_a_run_never_outlives_its_inputs_or_its_page(server, study, tmp_path, monkeypatch):
     """Uploads replaced during a run: the old study's result never appears beside the new files. The page closed
     during a run: the run stops and no file of that session is left, then or after the run would have ended."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, workroot, demo = server
     pet, ct = study
@@ -346,31 +338,25 @@ def test_browser_a_run_never_outlives_its_inputs_or_its_page(server, study, tmp_
     shutil.copyfile(ct, other_ct)
     started = _slow_shelf(demo.petct_handlers.shelf, monkeypatch)
     before = set(workroot.glob("session-*"))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(url, wait_until="domcontentloaded")
-            message = page.locator("#message")
-            page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
-            page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
-            expect(message).to_contain_text("are ready: press Segment", timeout=60_000)
-            page.locator("#segment").click()
-            assert started.wait(60)
-            page.locator("#ct-upload button[aria-label='Clear']").click()
-            page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
-            expect(message).to_contain_text("uploads changed while segmenting", timeout=120_000)
-            expect(page.locator("#result-model")).to_have_text("")
-            expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
-            expect(page.locator("#mip img")).to_have_count(0)
+    with browser_page(url) as page:
+        message = page.locator("#message")
+        page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
+        page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
+        expect(message).to_contain_text("are ready: press Segment", timeout=60_000)
+        page.locator("#segment").click()
+        assert started.wait(60)
+        page.locator("#ct-upload button[aria-label='Clear']").click()
+        page.locator("#ct-upload input[type=file]").set_input_files(str(other_ct))
+        expect(message).to_contain_text("uploads changed while segmenting", timeout=120_000)
+        expect(page.locator("#result-model")).to_have_text("")
+        expect(page.locator('#mask-download a[download$="_lesions.nii.gz"]')).to_have_count(0)
+        expect(page.locator("#mip img")).to_have_count(0)
 
-            started.clear()
-            page.locator("#segment").click()
-            assert started.wait(60)
-            session = _session(demo, before, workroot)
-            page.close()
-        finally:
-            browser.close()
+        started.clear()
+        page.locator("#segment").click()
+        assert started.wait(60)
+        session = _session(demo, before, workroot)
+        page.close()
     for _ in range(300):
         if session.closed and not session.workdir.exists():
             break

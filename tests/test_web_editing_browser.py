@@ -9,7 +9,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, fetch, free_port
+from conftest import browser_page, fetch, free_port
 
 pytestmark = pytest.mark.slow  # a server and a browser
 
@@ -68,55 +68,49 @@ def _target(phantom):
 
 
 def test_click_to_add_a_missed_lesion_then_false_positive_undo_and_row_removal(server, study, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     pet, ct, phantom = study
     peak, axial, (x, y) = _target(phantom)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(server, wait_until="domcontentloaded")
-            message, rows = page.locator("#message"), page.locator('#lesion-table [role="row"]')
-            page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
-            page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
-            expect(message).to_contain_text("are ready: press Segment", timeout=30_000)
-            page.locator("#segment").click()
-            expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
-            expect(rows).to_have_count(1)  # the column titles only: the model found nothing
+    with browser_page(server, height=1000) as page:
+        message, rows = page.locator("#message"), page.locator('#lesion-table [role="row"]')
+        page.locator("#pet-upload input[type=file]").set_input_files(str(pet))
+        page.locator("#ct-upload input[type=file]").set_input_files(str(ct))
+        expect(message).to_contain_text("are ready: press Segment", timeout=30_000)
+        page.locator("#segment").click()
+        expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
+        expect(rows).to_have_count(1)  # the column titles only: the model found nothing
 
-            before = page.locator("#axial img").get_attribute("src")
-            page.locator("#axial-index input[type=number]").fill(str(axial))
-            page.locator("#axial-index input[type=number]").press("Enter")
-            expect(page.locator("#axial img")).not_to_have_attribute("src", before, timeout=30_000)
+        before = page.locator("#axial img").get_attribute("src")
+        page.locator("#axial-index input[type=number]").fill(str(axial))
+        page.locator("#axial-index input[type=number]").press("Enter")
+        expect(page.locator("#axial img")).not_to_have_attribute("src", before, timeout=30_000)
 
-            def click_target(mode: str, expected: str):
-                page.locator("#click-mode").get_by_text(mode).click()
-                image = page.locator("#axial img")
-                box = image.bounding_box()
-                natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-                page.mouse.click(box["x"] + (x + 0.5) * box["width"] / natural[0],
-                                 box["y"] + (y + 0.5) * box["height"] / natural[1])
-                expect(message).to_contain_text(expected, timeout=60_000)
+        def click_target(mode: str, expected: str):
+            page.locator("#click-mode").get_by_text(mode).click()
+            image = page.locator("#axial img")
+            box = image.bounding_box()
+            natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            page.mouse.click(box["x"] + (x + 0.5) * box["width"] / natural[0],
+                             box["y"] + (y + 0.5) * box["height"] / natural[1])
+            expect(message).to_contain_text(expected, timeout=60_000)
 
-            click_target("Add a lesion", f"Add a lesion at PET voxel {peak}")
-            expect(rows).to_have_count(2, timeout=30_000)
-            href = page.locator("#mask-download a").first.get_attribute("href")
-            mask = np.asarray(nib.load(fetch(page, href, tmp_path / "edited.nii.gz")).dataobj)
-            assert mask.shape == phantom.pet.shape and mask[peak] == 1
-            truth = phantom.label.array > 0
-            assert (mask > 0)[truth].any() and (mask > 0).sum() < 20 * truth.sum()
+        click_target("Add a lesion", f"Add a lesion at PET voxel {peak}")
+        expect(rows).to_have_count(2, timeout=30_000)
+        href = page.locator("#mask-download a").first.get_attribute("href")
+        mask = np.asarray(nib.load(fetch(page, href, tmp_path / "edited.nii.gz")).dataobj)
+        assert mask.shape == phantom.pet.shape and mask[peak] == 1
+        truth = phantom.label.array > 0
+        assert (mask > 0)[truth].any() and (mask > 0).sum() < 20 * truth.sum()
 
-            click_target("Mark a false positive", "Mark a false positive at PET voxel")
-            expect(rows).to_have_count(1, timeout=30_000)
-            page.locator("#undo").click()
-            expect(message).to_contain_text("Undone: 1 lesion(s) now", timeout=60_000)
-            expect(rows).to_have_count(2, timeout=30_000)
+        click_target("Mark a false positive", "Mark a false positive at PET voxel")
+        expect(rows).to_have_count(1, timeout=30_000)
+        page.locator("#undo").click()
+        expect(message).to_contain_text("Undone: 1 lesion(s) now", timeout=60_000)
+        expect(rows).to_have_count(2, timeout=30_000)
 
-            rows.nth(1).locator('[role="gridcell"]').nth(1).click()
-            expect(message).to_contain_text("Showing lesion 1", timeout=30_000)
-            page.locator("#remove-lesion").click()
-            expect(message).to_contain_text("Removed lesion 1: 0 lesion(s) now", timeout=60_000)
-            expect(rows).to_have_count(1, timeout=30_000)
-        finally:
-            browser.close()
+        rows.nth(1).locator('[role="gridcell"]').nth(1).click()
+        expect(message).to_contain_text("Showing lesion 1", timeout=30_000)
+        page.locator("#remove-lesion").click()
+        expect(message).to_contain_text("Removed lesion 1: 0 lesion(s) now", timeout=60_000)
+        expect(rows).to_have_count(1, timeout=30_000)
