@@ -30,27 +30,31 @@ from pathlib import Path
 import numpy as np
 
 ARMS = ("interactive", "plain+41%", "41% only")
-START = "petct-phantom-segmenter"  # a released model name (modeling_petct/released)
+STARTS = ("petct-phantom-segmenter", "petct-phantom-fm")  # released model names (modeling_petct/released)
 
 
-def train(cohort, out: Path, *, encoding: tuple[str, float] | None, seed: int, steps: int, lr: float) -> Path:
-    """Fine-tune the released segmenter (with click inputs when ``encoding`` is given); returns the selected model."""
+def train(cohort, out: Path, *, encoding: tuple[str, float] | None, seed: int, args) -> Path:
+    """Fine-tune ``args.start`` (with click inputs when ``encoding`` is given) on ``args.label_fraction`` of the
+    training studies; returns the selected model."""
+    from modeling_petct.data.organs import organ_aware_overrides
     from modeling_petct.released import released_models
     from modeling_petct.training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
     from modeling_petct.training.segmentation import finetune
 
     if not (out / "results.json").exists():
-        start = released_models()[START]
-        crop = json.loads((start / "config.json").read_text())["crop_size"]
+        start = released_models()[args.start]
+        config = json.loads((start / "config.json").read_text())
+        organs = {} if config.get("organ_labels") else organ_aware_overrides()  # the segmenter's organ-aware recipe
         guidance = {"interactive": True, "guidance_encoding": encoding[0], "guidance_size": encoding[1]} \
             if encoding else {}
-        finetune(ModelArguments(pretrained=str(start)),
+        finetune(ModelArguments(pretrained=str(start), config_overrides=json.dumps(organs) if organs else None),
                  DataArguments(cache_dir=str(cohort.cache.root), train_ids=str(cohort.id_files["train"]),
-                               val_ids=str(cohort.id_files["val"]), crop_size=list(crop), num_workers=0),
+                               val_ids=str(cohort.id_files["val"]), crop_size=list(config["crop_size"]), num_workers=0),
                  TrainArguments(output_dir=str(out), seed=seed, per_device_batch_size=2, report_to="none", cpu=True,
-                                progress_bar=False, eval_steps=steps, checkpointing_steps=10 * steps,
-                                logging_steps=max(1, steps // 4), learning_rate=lr, warmup_steps=20),
-                 SegArguments(schedule="equal_steps", equal_steps=steps, split_seed=seed, sw_overlap=0.25,
+                                progress_bar=False, eval_steps=args.steps, checkpointing_steps=10 * args.steps,
+                                logging_steps=max(1, args.steps // 4), learning_rate=args.lr, warmup_steps=20),
+                 SegArguments(schedule="equal_steps", equal_steps=args.steps, split_seed=seed, sw_overlap=0.25,
+                              label_fraction=args.label_fraction,
                               selection_metric="val_dice_fp", min_lesion_ml="auto", min_lesion_confidence="auto",
                               **guidance))
     return next(d for d in (out / "best", out / "last") if d.exists())  # best: selected on validation
@@ -127,7 +131,7 @@ def choose_encoding(args, cohort) -> tuple[str, float]:
         scores = {}
         for name, size in args.encodings:
             run = args.root / "runs" / f"interactive_{name}{size:g}_seed{args.seeds[0]}"
-            model = train(cohort, run, encoding=(name, size), seed=args.seeds[0], steps=args.steps, lr=args.lr)
+            model = train(cohort, run, encoding=(name, size), seed=args.seeds[0], args=args)
             positive = [sid for sid in cohort.roles["val"] if np.asarray(cohort.cache.load(sid).label).any()]
             curves = score_guided(model, cohort.cache, positive, ["autopet-iv"])["autopet-iv"]  # Dice: these only
             summary = summarize(curves)
@@ -171,6 +175,9 @@ def main(argv=None) -> int:
     p.add_argument("--train", type=int, default=48)
     p.add_argument("--val", type=int, default=12)
     p.add_argument("--test", type=int, default=24)
+    p.add_argument("--start", choices=STARTS, default=STARTS[0], help="the released model both networks start from")
+    p.add_argument("--label-fraction", type=float, default=None,
+                   help="fine-tune on this fraction of the training studies (drawn by seed), all by default")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--lr", type=float, default=5e-3, help="the released segmenter's own fine-tuning lr (1e-3 left "
                    "the click weights near 0 after 500 steps: the clicks were ignored, measured)")
@@ -193,14 +200,13 @@ def main(argv=None) -> int:
         scores = args.root / f"scores_seed{seed}.json"
         if not scores.exists():
             guided = train(cohort, args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}",
-                           encoding=encoding, seed=seed, steps=args.steps, lr=args.lr)
-            plain = train(cohort, args.root / "runs" / f"plain_seed{seed}", encoding=None, seed=seed,
-                          steps=args.steps, lr=args.lr)
+                           encoding=encoding, seed=seed, args=args)
+            plain = train(cohort, args.root / "runs" / f"plain_seed{seed}", encoding=None, seed=seed, args=args)
             result = {"interactive": score_guided(guided, cohort.cache, test_ids, PROTOCOLS),
                       **score_classical(plain, cohort.cache, test_ids)}
             scores.write_text(json.dumps(result, default=float))
         runs.append(json.loads(scores.read_text()))
-    summary = {"start": START, "train": args.train, "test_studies": len(test_ids), "steps": args.steps,
+    summary = {"start": args.start, "train": args.train, "label_fraction": args.label_fraction, "test_studies": len(test_ids), "steps": args.steps,
                "lr": args.lr, "seeds": args.seeds, "encoding": f"{encoding[0]}:{encoding[1]:g}",
                "encoding_choice": json.loads((args.root / "encoding_choice.json").read_text())}
     for arm in ARMS:
