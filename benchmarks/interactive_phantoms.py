@@ -60,12 +60,6 @@ def train(cohort, out: Path, *, encoding: tuple[str, float] | None, seed: int, a
     return next(d for d in (out / "best", out / "last") if d.exists())  # best: selected on validation
 
 
-def suv_of(study) -> np.ndarray:
-    """The harmonised PET in SUV (the cache holds it z-scored; its mean and SD are recorded)."""
-    stats = study.norm_stats["pet"]
-    return np.asarray(study.image[0], np.float32) * np.float32(stats["sd"]) + np.float32(stats["mean"])
-
-
 SETTINGS = {"overlap": 0.25, "precision": "fp32", "backend": "torch", "sw_batch_size": 8}  # 8: ~2.5x 1 on one core
 
 
@@ -99,25 +93,25 @@ def score_guided(model_dir: Path, cache, ids: list[str], protocols) -> dict:
 def score_classical(plain_dir: Path, cache, ids: list[str]) -> dict:
     """{arm: {protocol: {study: curve}}} of the network without click inputs + 41% edits, and the 41% tool alone."""
     from modeling_petct import PetCtForSegmentation
-    from modeling_petct.evaluation.interactive import PROTOCOLS, run_protocol
+    from modeling_petct.evaluation.interactive import PROTOCOLS, evaluate_isocontour_tool, run_protocol
     from modeling_petct.inference import InferenceSettings, predict_probabilities
     from modeling_petct.inference.isocontour import isocontour_edit
     from modeling_petct.inference.segment import LesionFilter
 
     plain = PetCtForSegmentation.from_pretrained(plain_dir).eval()
     lesion_filter = LesionFilter.of(plain.config)
-    out = {arm: {protocol: {} for protocol in PROTOCOLS} for arm in ARMS[1:]}
+    out = {"plain+41%": {protocol: {} for protocol in PROTOCOLS}}
     for sid in ids:
         study = cache.load(sid)
-        image, label, suv = np.asarray(study.image), np.asarray(study.label), suv_of(study)
-        voxel_ml, spacing = float(np.prod(study.spacing)) / 1000.0, study.spacing
+        image, label, suv = np.asarray(study.image), np.asarray(study.label), study.pet_suv()
+        voxel_ml = float(np.prod(study.spacing)) / 1000.0
         probs = predict_probabilities(plain, image, InferenceSettings(**SETTINGS))
         first = lesion_filter.apply(probs.argmax(0).astype(np.uint8), 1.0 - probs[0], voxel_ml)
-        starts = {"plain+41%": first, "41% only": np.zeros_like(first)}
-        for arm, start in starts.items():
-            for protocol in PROTOCOLS:
-                out[arm][protocol][sid] = run_protocol(lambda c, s=start: isocontour_edit(s, suv, c, spacing), label,
-                                                       image[0], voxel_ml, protocol)
+        for protocol in PROTOCOLS:
+            out["plain+41%"][protocol][sid] = run_protocol(lambda c: isocontour_edit(first, suv, c, study.spacing),
+                                                           label, image[0], voxel_ml, protocol)
+    tool = evaluate_isocontour_tool(cache, ids, PROTOCOLS)
+    out["41% only"] = {protocol: tool[protocol]["cases"] for protocol in PROTOCOLS}
     return out
 
 

@@ -127,3 +127,18 @@ def test_serialisation_round_trip():
     again = HarmonizedStudy.from_dict(json.loads(json.dumps(h.to_dict())), h.image, h.label)
     np.testing.assert_array_equal(again.to_native(again.label), label.array)
     assert again.normalization == "zscore" and again.crop_box == h.crop_box
+
+
+def test_the_suv_is_recovered_from_a_cached_study_by_its_recorded_normalisation(tmp_path):
+    """A cache keeps only the normalised image: pet_suv() undoes the recorded z-score (what the 41%-of-SUVmax tool
+    and its thresholds need), and returns the kept SUV when there is one."""
+    from modeling_petct.data.cache import StudyCache
+
+    pet, ct, label = make_study(EXACT_GRIDS["LPS"], SHAPE)
+    h = harmonize(pet, ct, label, normalization="zscore")
+    np.testing.assert_array_equal(h.pet_suv(), h.suv)
+    cache = StudyCache(tmp_path / "cache")
+    cache.write("s", h)
+    cached = cache.load("s")
+    assert cached.suv is None and not np.allclose(cached.image[0], h.suv, atol=1e-2)  # normalised, SUV not kept
+    np.testing.assert_allclose(cached.pet_suv(), h.suv, rtol=1e-5, atol=1e-4)

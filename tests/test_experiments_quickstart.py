@@ -39,7 +39,7 @@ def test_quickstart_writes_an_honest_report_with_every_figure(quickstart, capsys
     assert "Foundation models**: pretrained in this run" in text  # the tiny budget pretrains in the run
     cells = json.loads((quickstart / "study" / "results.json").read_text())["cells"]
     assert {c["arm"] for c in cells} == {"pretrained", "scratch", "scratch-organs", "pretrained-organs", "probe",
-                                         "probe-separated", "probe-random"}
+                                         "probe-separated", "probe-random", "pretrained-interactive"}
     from modeling_petct.experiments.quickstart import BUDGETS
 
     long_arm = [c for c in cells if c["arm"] == "pretrained-organs"]  # the long arm: one seed, its own steps
@@ -91,6 +91,36 @@ def test_faithful_protocol_is_the_authors_recipe():
             FAITHFUL.pretrain_on_test) == ("epochs", "test", "random", 0, 0, True)
     assert (corrected.schedule, corrected.select_on, corrected.pretrain_on_test) == ("equal_steps", "val", False)
     assert corrected.head_steps > 0 and corrected.head_init == "zero" and corrected.selection_metric == "val_dice_fp"
+
+
+@pytest.mark.slow
+def test_the_interactive_arm_is_scored_under_clicks_beside_the_classical_tool(quickstart):
+    """The click-guided cell: click inputs of the chosen encoding, its automatic pass in the table like any arm, its
+    curves under both protocols for every test study, and the report's table beside the 41% tool."""
+    from modeling_petct.evaluation.interactive import PROTOCOLS, STEPS
+    from modeling_petct.experiments.quickstart import CLICK_ENCODING
+
+    study = json.loads((quickstart / "study" / "results.json").read_text())
+    cell = next(c for c in study["cells"] if c["arm"] == "pretrained-interactive")
+    config = json.loads((Path(cell["selected_model"]) / "config.json").read_text())
+    assert (config["guidance_channels"], config["guidance_encoding"], config["guidance_size"]) == (2, *CLICK_ENCODING)
+    assert any(r["arm"] == "pretrained-interactive" for r in study["rows"])
+    scored = json.loads((Path(cell["selected_model"]).parent / "interactive.json").read_text())
+    for protocol in PROTOCOLS:
+        cases = scored[protocol]["cases"]
+        assert set(cases) == set(cell["split"]["test"]) and all(len(c) == STEPS for c in cases.values())
+        for curve in cases.values():  # step 0: the automatic pass; then clicks only accumulate
+            counts = [step["clicks"] for step in curve]
+            assert counts[0] == 0 and counts == sorted(counts) and counts[-1] <= 2 * (STEPS - 1)
+    clicks = study["interactive"]
+    assert {k.rsplit(" / ", 1)[1] for k in clicks} == set(PROTOCOLS)
+    for row in clicks.values():
+        assert row["41% tool"]["dice_0"] == 0 or np.isnan(row["41% tool"]["dice_0"])  # the tool starts empty
+        assert "twin_dice" in row["network"]  # beside the same arm without click inputs
+    text = (quickstart / "report" / "report.md").read_text()
+    assert "## Clicks: the interactive arm" in text and "| 41%-of-SUVmax tool alone | autoPET IV" in text
+    assert (quickstart / "report" / "dice_vs_clicks.png").read_bytes()[:4] == b"\x89PNG"
+    assert "### Clicks: the interactive arm" in (quickstart / "study" / "table.md").read_text()
 
 
 @pytest.mark.slow
@@ -160,12 +190,15 @@ def test_the_hour_long_budget_runs_every_cell_over_three_seeds(tmp_path):
         for c in cells:
             seeds.setdefault((c.arm, c.fraction), set()).add(c.seed)
         assert seeds.pop(("pretrained-organs", 1.0)) == {0}  # the long arm: one seed
+        clicks = seeds.pop(("pretrained-interactive", budget.fractions[0]))  # the interactive arm: lowest fraction
         if per_cell_seeds:
             assert all(len(s) == per_cell_seeds for s in seeds.values()) and len(seeds) == 7  # 2 arms x 3 + organs
+            assert len(clicks) == per_cell_seeds
         else:  # 10 min: 3 seeds only where a claim rests (MAE and scratch at 10%, scratch at 100%)
             assert {k for k, s in seeds.items() if len(s) == 3} == {("pretrained", 0.1), ("scratch", 0.1),
                                                                     ("scratch", 1.0)}
             assert seeds[("scratch-organs", 1.0)] == {0}  # the organ-aware arm paired with scratch's seed 0
+            assert clicks == {0}
     assert BUDGETS["phantom-1h"].mae_steps > BUDGETS["10min"].mae_steps
 
 

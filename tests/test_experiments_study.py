@@ -123,7 +123,8 @@ def test_study_parses_train_segs_own_options_with_the_same_defaults():
     assert train.output_dir == "o/cells/tiny-unet/scratch/frac0.1/seed1"
 
 
-@pytest.mark.parametrize("flag", sorted({f"--{name}" for names in PER_CELL.values() for name in names} - {"--pretrained", "--separated_pretrained"}))
+@pytest.mark.parametrize("flag", sorted({f"--{name}" for names in PER_CELL.values() for name in names}
+                                         - {"--pretrained", "--separated_pretrained", "--interactive"}))  # grid options too
 def test_study_refuses_options_its_grid_sets_per_cell(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_study_arguments([flag, "1"], prog="petct study")
@@ -173,3 +174,24 @@ def test_the_manifest_splits_subjects_with_trainings_own_draw():
         assert sorted(s for s, r in split.items() if r == role and s != "official") == ids and ids
     assert split["official"] == "test"
     assert all(split[f"s{2 * k}"] == split[f"s{2 * k + 1}"] for k in range(20))  # a subject's studies stay together
+
+
+def test_the_interactive_arm_repeats_every_fine_tuning_cell_with_click_inputs_and_the_same_draw():
+    from modeling_petct.experiments.study import cell_seed
+
+    args = StudyArguments(backbones=["a"], pretrained=["mae_a"], fractions=[0.1], seeds=[0], probe_k=0,
+                          organ_aware=True, interactive=True, guidance_encoding="ball", guidance_size=2.0)
+    cells = grid(args)
+    automatic = ["pretrained", "scratch", "pretrained-organs", "scratch-organs"]
+    assert sorted(c.arm for c in cells) == sorted(automatic + [a + "-interactive" for a in automatic])
+    for clicked in (c for c in cells if c.arm.endswith("-interactive")):
+        twin = next(c for c in cells if c.arm == clicked.arm[: -len("-interactive")])
+        model, _, _, seg = cell_arguments(args, clicked)
+        assert seg.interactive and (seg.guidance_encoding, seg.guidance_size) == ("ball", 2.0)
+        assert not cell_arguments(args, twin)[3].interactive
+        assert model == cell_arguments(args, twin)[0] and cell_seed(clicked) == cell_seed(twin)  # same start, draw
+
+
+def test_the_study_interactive_flag_is_the_grids_not_a_per_cell_training_option():
+    args = parse_study_arguments(["--interactive", "--guidance_encoding", "ball", "--fractions", "0.1"])
+    assert args.grid.interactive and not args.seg.interactive and args.seg.guidance_encoding == "ball"

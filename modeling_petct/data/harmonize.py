@@ -50,6 +50,14 @@ class HarmonizedStudy:
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.image.shape[1:])
 
+    def pet_suv(self) -> np.ndarray:
+        """The PET in SUV on the harmonised grid: ``suv`` when kept, else the normalisation undone from the recorded
+        mean and SD (values beyond a clip window stay clipped)."""
+        if self.suv is not None:
+            return np.asarray(self.suv, np.float32)
+        stats = self.norm_stats["pet"]
+        return np.asarray(self.image[0], np.float32) * np.float32(stats["sd"]) + np.float32(stats["mean"])
+
     def to_native(self, array_zyx: np.ndarray, *, order: str = "nearest", fill: float = 0,
                   box: tuple[slice, ...] | None = None) -> np.ndarray:
         """Resample an array on the cropped grid onto the native PET grid (i, j, k), or onto its ``box`` of native

@@ -90,6 +90,26 @@ def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, step
     return out
 
 
+def evaluate_isocontour_tool(cache, ids: list[str], protocols=PROTOCOLS, steps: int = STEPS, *, seed: int = 0) -> dict:
+    """The classical interactive tool alone, scored like ``evaluate_interactive`` (same clicks, same metrics): from an
+    empty mask, a foreground click adds the 41%-of-SUVmax region under it, a background click removes the component
+    under it (inference/isocontour.py, the Space's edits for a model without click inputs)."""
+    from ..inference.isocontour import isocontour_edit
+
+    out = {p: {"cases": {}} for p in protocols}
+    for study_id in ids:
+        study = cache.load(study_id)
+        label, suv, empty = np.asarray(study.label), study.pet_suv(), np.zeros(study.shape, np.uint8)
+        voxel_ml = float(np.prod(study.spacing)) / 1000.0
+        for protocol in protocols:
+            out[protocol]["cases"][study_id] = run_protocol(
+                lambda clicks: isocontour_edit(empty, suv, clicks, study.spacing), label, np.asarray(study.image[0]),
+                voxel_ml, protocol, steps, seed)
+    for protocol in protocols:
+        out[protocol]["summary"] = summarize(out[protocol]["cases"])
+    return out
+
+
 def plot_dice_vs_clicks(results: dict, path) -> None:
     """Mean Dice per step, one line per protocol (PNG)."""
     from ..plotting import pyplot

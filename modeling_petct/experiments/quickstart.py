@@ -73,6 +73,8 @@ class Budget:
     long_steps: int = 1500  # the long arm: from the joint MAE, organ-aware, all labels, one seed: the network a user
     # would train for use (the released segmenter's steps); no claim rests on it (its steps are not the others')
     fractions: tuple = (0.1, 1.0)  # what the claims compare; 0.3 runs in the hour-long budget
+    interactive: bool = True  # the interactive arm: the MAE cell at the lowest fraction (one seed, or all_seeds) again
+    # with click inputs, scored under simulated clicks beside the 41%-of-SUVmax tool (few labels leave room for clicks)
     claim_seeds: tuple = (0, 1, 2)
     probe_k: int = 5
     probe_steps: int = 60
@@ -95,7 +97,8 @@ class Budget:
                 f"centre, {sum(n for _, n in c.unlabelled)} unlabelled; fine-tuning {self.finetune_steps} steps a cell "
                 f"at {'/'.join(f'{100 * f:g}' for f in self.fractions)}% of the labels, "
                 f"{'every cell' if self.all_seeds else 'the claim cells'} over {len(self.claim_seeds)} seeds"
-                f"{f', the long arm {self.long_steps} steps' if self.long_steps else ''}; {self.probe_k}-shot probes; with --foundation in-run, MAE pretraining of {self.mae_steps} joint + "
+                f"{f', the long arm {self.long_steps} steps' if self.long_steps else ''}"
+                f"{f', the interactive arm at {100 * self.fractions[0]:g}%' if self.interactive else ''}; {self.probe_k}-shot probes; with --foundation in-run, MAE pretraining of {self.mae_steps} joint + "
                 f"{self.separated_mae_steps} PET-only + {self.separated_mae_steps} CT-only steps")
 
 
@@ -174,7 +177,7 @@ def run_quickstart(out_dir: str | os.PathLike = "petct-quickstart", *, tiny: boo
     from .quickstart_baselines import released_segmenter_result, threshold_results
     from .quickstart_report import summarise_study
 
-    study = summarise_study(out / "study", results)
+    study = summarise_study(out / "study", results, str(cohort.cache.root))
     study["baselines"] = threshold_results(cohort)
     study["released"] = released_segmenter_result(out, cohort, budget)
     stage("baselines + released segmenter")
@@ -301,15 +304,22 @@ def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Rec
     mae = str(maes["joint"].model_dir)
     long_arm = [study_arguments(out, cohort, budget, recipe, steps=budget.long_steps, fractions=[hi], seeds=seeds[:1],
                                 pretrained=[mae], probe_k=0, organ_aware=True, arms=[LONG_ARM])] * bool(budget.long_steps)
+    clicks = [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=[lo],
+                              seeds=seeds if budget.all_seeds else seeds[:1],
+                              pretrained=[mae], probe_k=0, interactive=True, arms=[INTERACTIVE_ARM],
+                              guidance_encoding=CLICK_ENCODING[0], guidance_size=CLICK_ENCODING[1])] * budget.interactive
     parts = [([lo], seeds, mae, False), ([hi], seeds, "none", False),
              ([hi], seeds[: budget.organ_aware_seeds], "none", bool(budget.organ_aware_seeds)),
              (list(budget.fractions), seeds if budget.all_seeds else seeds[:1], mae, False)]
-    return long_arm + [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
+    return long_arm + clicks + [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
                                        seeds=part_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
                        for fractions, part_seeds, source, organs in parts]
 
 
 LONG_ARM = "pretrained-organs"  # the long arm's cells; no other part of the grid makes this arm
+INTERACTIVE_ARM = "pretrained-interactive"
+CLICK_ENCODING = ("ball", 2.0)  # radius 2 voxels of the 4 mm grid: chosen over a Gaussian (sigma 1.5) on validation
+# studies of another phantom cohort (benchmarks/interactive_phantoms.py, BENCHMARKS.md)
 
 
 def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..training.results import RunResult
+from ..training.results import INTERACTIVE_SUFFIX, RunResult
 
 
 def _key(r: RunResult) -> tuple[str, str, str]:
@@ -40,7 +40,8 @@ def aggregate_results(results: list[RunResult], *, n_boot: int = 1000) -> list[d
 
 # Arms compared case by case: (arm, reference arm)
 COMPARISONS = (("pretrained", "scratch"), ("scratch-organs", "scratch"), ("pretrained-organs", "pretrained"),
-               ("probe", "probe-separated"), ("probe", "probe-random"), ("probe-separated", "probe-random"))
+               ("probe", "probe-separated"), ("probe", "probe-random"), ("probe-separated", "probe-random"),
+               *((arm + INTERACTIVE_SUFFIX, arm) for arm in ("pretrained", "scratch", "pretrained-organs")))  # 0 clicks
 
 
 def paired_tests(results: list[RunResult]) -> list[dict]:
@@ -135,11 +136,13 @@ def _as_number(amount: str) -> float | None:
 
 
 def write_results_json(path: Path, rows: list[dict], tests: list[dict], results: list[RunResult], *,
-                       baselines: dict | None = None) -> Path:
+                       baselines: dict | None = None, interactive: dict | None = None) -> Path:
     """Everything a model card needs: aggregated rows, tests, and each cell's record less its per-case table and
-    training history (those stay in the cell's own results.json); the threshold baselines when scored."""
+    training history (those stay in the cell's own results.json); the threshold baselines and the interactive arm
+    when scored."""
     cells = [{k: v for k, v in r.to_dict().items() if k not in ("test_cases", "history")} for r in results]
-    payload = {"rows": rows, "paired_tests": tests, "cells": cells, **({"baselines": baselines} if baselines else {})}
+    payload = {"rows": rows, "paired_tests": tests, "cells": cells, **({"baselines": baselines} if baselines else {}),
+               **({"interactive": interactive} if interactive else {})}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=1, default=str))
     return Path(path)

@@ -1,13 +1,15 @@
 """The label-efficiency study: {preset} x {pretrained, scratch} x {label fraction} x {seed}, plus a k-shot linear
 probe of each pretrained network and, given PET-only and CT-only MAEs, the same probe on their concatenated features
 ("probe-separated": joint vs separated-modality pretraining); ``--organ-aware`` repeats each fine-tuning cell with
-organ labels. Each cell is one `finetune` run in its own folder; a
+organ labels, ``--interactive`` with click inputs (scored also by the interactive protocols: study_interactive.py).
+Each cell is one `finetune` run in its own folder; a
 cell whose `results.json` exists is skipped and an interrupted cell resumes from its last checkpoint, so re-running
 the command finishes a half-done grid.
 
 Every training option is train_seg.py's own (the four dataclasses of `training.segmentation.ARGUMENTS`, parsed by
 the same HfArgumentParser, same defaults); the study adds only its grid (`StudyGrid`). The options a cell sets
-itself (`PER_CELL`: preset, starting model, seed, label amount, probing, resume) are left out of the study's parser.
+itself (`PER_CELL`: preset, starting model, seed, label amount, probing, click inputs, resume) are left out of
+the study's parser.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ from pathlib import Path
 from .. import seeds
 from ..errors import PetCtInputError
 from ..training.args import DataArguments, ModelArguments, SegArguments, TrainArguments
-from ..training.results import ORGANS_SUFFIX, RESULTS_FILE, RunResult
+from ..training.results import INTERACTIVE_SUFFIX, ORGANS_SUFFIX, RESULTS_FILE, RunResult
 
 # Options of train_seg.py that each cell sets from the grid, per dataclass.
 PER_CELL = {
     ModelArguments: ("preset", "pretrained", "separated_pretrained"),
     DataArguments: (),
     TrainArguments: ("seed", "resume"),
-    SegArguments: ("label_fraction", "num_train_scans", "k_shot", "split_seed", "linear_probe"),
+    SegArguments: ("label_fraction", "num_train_scans", "k_shot", "split_seed", "linear_probe", "interactive"),
 }
-ARMS = ("pretrained", "scratch", "pretrained" + ORGANS_SUFFIX, "scratch" + ORGANS_SUFFIX, "probe", "probe-separated",
+AUTOMATIC_ARMS = tuple(start + organs for organs in ("", ORGANS_SUFFIX) for start in ("pretrained", "scratch"))
+ARMS = (*AUTOMATIC_ARMS, *(arm + INTERACTIVE_SUFFIX for arm in AUTOMATIC_ARMS), "probe", "probe-separated",
         "probe-random")
 CELL_CHECKPOINTS = 1  # a cell keeps only its newest training-state checkpoint (a grid has many cells)
 
@@ -45,6 +48,7 @@ class StudyGrid:
     probe_k: int = field(default=5, metadata={"help": "k for the k-shot linear probe of each pretrained network (0 = none)."})
     separated_pretrained: list[str] = field(default_factory=list, metadata={"help": "Two dirs per preset, same order: a PET-only then a CT-only MAE ('none none' = skip); adds a k-shot 'probe-separated' cell."})
     organ_aware: bool = field(default=False, metadata={"help": "Add the organ-aware arm: every fine-tuning cell again with organ labels (data.organs.ORGANS, the automatic TotalSegmentator vocabulary) and the organ loss, same seed and subset (arms pretrained-organs, scratch-organs); the cache must hold organ maps."})
+    interactive: bool = field(default=False, metadata={"help": "Add the interactive arm: every fine-tuning cell again with click inputs (train_seg.py --interactive and its --guidance_* / --max_clicks options), same seed and subset (arms ...-interactive); each is scored without clicks like every arm, and by the interactive protocols (autoPET IV: 0..10 simulated clicks of each kind; error-driven) on the test studies, beside the classical 41%-of-SUVmax tool under the same clicks."})
     arms: list[str] = field(default_factory=list, metadata={"help": f"Run only these arms of the grid (default: every arm it makes; choose among {', '.join(ARMS)})."})
     baselines: list[str] = field(default_factory=lambda: ["all"], metadata={"help": "Classical threshold baselines scored beside the networks on the same test studies (SUV >= t; the same outside physiological-uptake organs; 41% of SUVmax; PERCIST's liver threshold), each with t and minimum volume chosen on the validation studies only: all (default), none, or any of suv suv-organs suvmax41 percist. Rules needing an organ map are skipped, with the reason, where a study has none."})
     parallel_cells: int = field(default=1, metadata={"help": "Cells trained at once, each in its own process with an equal share of the CPU threads (small networks on few cores: two 1-thread tiny-unet cells make 1.1-1.2x the training steps per second of one 2-thread cell, measured, and run their single-threaded evaluation side by side). Results do not depend on it beyond floating-point order."})
@@ -106,7 +110,7 @@ def parse_study_arguments(argv: list[str] | None, prog: str | None = None) -> St
 @dataclass(frozen=True)
 class Cell:
     preset: str
-    arm: str  # pretrained | scratch (+ "-organs": organ-aware) | probe | probe-separated | probe-random
+    arm: str  # pretrained | scratch (+ "-organs": organ-aware) (+ "-interactive") | probe | probe-separated | probe-random
     pretrained: str | None
     fraction: float | None
     k_shot: int | None
@@ -134,6 +138,8 @@ def grid(args: StudyArguments) -> list[Cell]:
                 starts = [("pretrained", source)] * bool(source) + [("scratch", None)]
                 if g.organ_aware:
                     starts += [(arm + ORGANS_SUFFIX, start) for arm, start in starts]
+                if g.interactive:
+                    starts += [(arm + INTERACTIVE_SUFFIX, start) for arm, start in starts]
                 for arm, start in starts:
                     cells.append(Cell(preset, arm, start, fraction, None, seed))
             if source and g.probe_k:
@@ -165,7 +171,7 @@ def cell_arguments(args: StudyArguments, cell: Cell):
     replace = dataclasses.replace
     model = replace(args.model, preset=cell.preset, pretrained=cell.pretrained,
                     separated_pretrained=list(cell.separated or []))
-    if cell.arm.endswith(ORGANS_SUFFIX):
+    if ORGANS_SUFFIX in cell.arm:
         from ..data.organs import organ_aware_overrides
 
         model = replace(model, config_overrides=json.dumps({**model.overrides(), **organ_aware_overrides()}))
@@ -173,7 +179,7 @@ def cell_arguments(args: StudyArguments, cell: Cell):
     train = replace(args.train, output_dir=str(out), seed=cell_seed(cell), resume=True,
                     checkpoints_total_limit=min(args.train.checkpoints_total_limit, CELL_CHECKPOINTS))
     seg = replace(args.seg, label_fraction=cell.fraction, k_shot=cell.k_shot, split_seed=cell.seed,
-                  linear_probe=cell.arm.startswith("probe"))
+                  linear_probe=cell.arm.startswith("probe"), interactive=cell.arm.endswith(INTERACTIVE_SUFFIX))
     return model, args.data, train, seg
 
 
@@ -189,6 +195,7 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
     """Run the missing cells, then write table.md, label_efficiency.png and results.json; returns their paths."""
     from .report import aggregate_results, label_efficiency_plot, markdown_table, paired_tests, write_results_json
     from .study_baselines import baseline_methods, study_baseline_report
+    from .study_interactive import interactive_report, table_section
 
     check_study(args)
     out = Path(args.train.output_dir)
@@ -196,13 +203,16 @@ def run_study(args: StudyArguments, *, log=print) -> dict:
     results = cell_results(args)
     rows, tests = aggregate_results(results), paired_tests(results)
     baselines = study_baseline_report(baseline_methods(args.grid.baselines), args.data.cache_dir, rows, results, log=log)
+    clicks = interactive_report(results, out, args.data.cache_dir)
     table = out / "table.md"
-    table.write_text(markdown_table(rows, tests) + ("\n".join(baselines["lines"]) if baselines else ""))
+    table.write_text(markdown_table(rows, tests) + ("\n".join(baselines["lines"]) if baselines else "")
+                     + table_section(clicks))
     return {
         "table": table,
         "figure": label_efficiency_plot(rows, out / "label_efficiency.png"),
         "json": write_results_json(out / "results.json", rows, tests, results,
-                                   baselines=baselines["json"] if baselines else None),
+                                   baselines=baselines["json"] if baselines else None,
+                                   interactive=clicks["json"] if clicks else None),
         "rows": rows,
         "tests": tests,
         "results": results,
@@ -271,13 +281,11 @@ def run_cells(studies: list[StudyArguments], *, workers: int = 1, log=print) -> 
     ``workers`` at a time in spawned processes that share out this process's torch threads."""
     import torch
 
-    from ..training.segmentation import finetune
-
     todo = {}
     for args in studies:
         for cell in grid(args):
             arguments = cell_arguments(args, cell)
-            if (Path(arguments[2].output_dir) / RESULTS_FILE).exists():
+            if _cell_done(*arguments):
                 log(f"{cell.name}: done earlier, skipped")
             else:
                 todo.setdefault(arguments[2].output_dir, (cell.name, arguments))
@@ -285,7 +293,7 @@ def run_cells(studies: list[StudyArguments], *, workers: int = 1, log=print) -> 
     if workers <= 1 or len(jobs) <= 1:
         for i, (name, arguments) in enumerate(jobs, 1):
             log(f"[{i}/{len(jobs)}] {name}")
-            finetune(*arguments)
+            run_cell(*arguments)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -293,11 +301,32 @@ def run_cells(studies: list[StudyArguments], *, workers: int = 1, log=print) -> 
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")  # fork after OpenMP threads have run can deadlock
     with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        running = {pool.submit(finetune, *arguments): name for name, arguments in jobs}
+        running = {pool.submit(run_cell, *arguments): name for name, arguments in jobs}
         log(f"{len(jobs)} cells, {workers} at a time ({threads} thread{'s' * (threads > 1)} each)")
         for i, future in enumerate(as_completed(running), 1):
             future.result()
             log(f"[{i}/{len(jobs)}] {running[future]} done")
+
+
+def run_cell(model: ModelArguments, data: DataArguments, train: TrainArguments, seg: SegArguments) -> None:
+    """Train one cell (resuming), then score a click-guided one by the interactive protocols."""
+    import torch
+
+    from ..training.segmentation import finetune
+    from .study_interactive import score_clicks
+
+    if not (Path(train.output_dir) / RESULTS_FILE).exists():
+        finetune(model, data, train, seg)
+    if seg.interactive:
+        device = "cuda" if torch.cuda.is_available() and not train.cpu else "cpu"
+        score_clicks(train.output_dir, data.cache_dir, overlap=seg.sw_overlap, device=device)
+
+
+def _cell_done(model: ModelArguments, data: DataArguments, train: TrainArguments, seg: SegArguments) -> bool:
+    from .study_interactive import CLICKS_FILE
+
+    done = (Path(train.output_dir) / RESULTS_FILE).exists()
+    return done and (not seg.interactive or (Path(train.output_dir) / CLICKS_FILE).exists())
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

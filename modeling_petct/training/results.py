@@ -29,16 +29,19 @@ SELECTION_SHORT = {"val_dice": "validation Dice", "val_dice_fp": "validation Dic
 LEGACY_KEYS = {"best_val_dice": "best_val_score"}  # records written before the rename are read as today's
 QUICKSTART_MARKER = ".petct-quickstart"  # in a `petct quickstart` output folder: its models saw phantoms only
 ORGANS_SUFFIX = "-organs"  # a fine-tuning arm that also learns organs (config.organ_labels)
+INTERACTIVE_SUFFIX = "-interactive"  # a fine-tuning arm with click inputs, trained with simulated clicks
 
 
-def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool, organ_aware: bool = False) -> str:
-    """How a run started: fine-tuned from a pretrained model or from scratch (lesion-only, or organ-aware), or a
-    (separated-modality) probe."""
+def arm_of(*, pretrained: bool, linear_probe: bool, separated: bool, organ_aware: bool = False,
+           interactive: bool = False) -> str:
+    """How a run started: fine-tuned from a pretrained model or from scratch (lesion-only, or organ-aware; with or
+    without click inputs), or a (separated-modality) probe."""
     if separated:
         return "probe-separated"
     if linear_probe:
         return "probe" if pretrained else "probe-random"  # a probe of random features: the control
-    return ("pretrained" if pretrained else "scratch") + (ORGANS_SUFFIX if organ_aware else "")
+    return (("pretrained" if pretrained else "scratch") + (ORGANS_SUFFIX if organ_aware else "")
+            + (INTERACTIVE_SUFFIX if interactive else ""))
 
 
 @dataclass

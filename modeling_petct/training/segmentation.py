@@ -374,7 +374,8 @@ def run_result(model, fitted: FitResult, split: Split, test_cases: dict, lr: flo
     return RunResult(
         network=model.config.backbone, preset=getattr(model.config, "preset", None),
         arm=arm_of(pretrained=bool(model_args.pretrained), linear_probe=seg_args.linear_probe, separated=separated,
-                   organ_aware=bool(getattr(model.config, "organ_labels", ()))),
+                   organ_aware=bool(getattr(model.config, "organ_labels", ())),
+                   interactive=bool(model.config.guidance_channels)),
         pretrained=list(model_args.separated_pretrained) if separated else model_args.pretrained,
         linear_probe=seg_args.linear_probe, schedule=seg_args.schedule, k_shot=seg_args.k_shot,
         label_fraction=seg_args.label_fraction, n_train=len(split.train), seed=train_args.seed,
