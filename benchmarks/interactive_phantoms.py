@@ -10,6 +10,8 @@ encoding is chosen on validation (seed 0, autoPET IV protocol, AUC of Dice over 
 studies, where Dice is defined) among ``--encodings``; test is scored once, per seed, step by step
 (evaluation/interactive.py):
 - interactive: the model re-run with the clicks (autoPET IV protocol, and error-driven);
+- interactive + Space edits: its masks as the Space shows them (a foreground click it leaves empty gets the 41%
+  region, a background click removes the component under it);
 - plain + 41% edits: the network without click inputs, then each click edited in by the classical tool
   (inference/isocontour.py: a foreground click adds the 41%-of-SUVmax region under it, a background click removes
   the component under it), what the Space offers for models without guidance;
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ARMS = ("interactive", "plain+41%", "41% only")
+ARMS = ("interactive", "interactive + Space edits", "plain+41%", "41% only")
 STARTS = ("petct-phantom-segmenter", "petct-phantom-fm")  # released model names (modeling_petct/released)
 
 
@@ -64,30 +66,16 @@ SETTINGS = {"overlap": 0.25, "precision": "fp32", "backend": "torch", "sw_batch_
 
 
 def score_guided(model_dir: Path, cache, ids: list[str], protocols) -> dict:
-    """{protocol: {study: curve}} of a click-guided model."""
+    """{protocol: {study: curve}} of a click-guided model, and {protocol + EDITED: ...} of its masks as the Space
+    shows them (a click it leaves unanswered gets the classical edit)."""
     from modeling_petct import PetCtForSegmentation
-    from modeling_petct.evaluation.interactive import run_protocol
+    from modeling_petct.evaluation.interactive import evaluate_interactive
     from modeling_petct.inference import InferenceSettings
-    from modeling_petct.inference.interactive import ClickPredictor
 
     guided = PetCtForSegmentation.from_pretrained(model_dir).eval()
-    out = {protocol: {} for protocol in protocols}
-    for sid in ids:
-        study = cache.load(sid)
-        image, label = np.asarray(study.image), np.asarray(study.label)
-        voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        predictor = ClickPredictor(guided, image, InferenceSettings(**SETTINGS))
-        masks = {}  # by clicks: step 0 of both protocols, and error-driven steps with nothing left to click, run once
-
-        def mask_for(clicks):
-            key = tuple(clicks)
-            if key not in masks:
-                masks[key] = predictor.mask(clicks, voxel_ml)
-            return masks[key]
-
-        for protocol in protocols:
-            out[protocol][sid] = run_protocol(mask_for, label, image[0], voxel_ml, protocol)
-    return out
+    scores = evaluate_interactive(guided, cache, ids, protocols, settings=InferenceSettings(**SETTINGS),
+                                  space_edits=True)
+    return {variant: result["cases"] for variant, result in scores.items()}
 
 
 def score_classical(plain_dir: Path, cache, ids: list[str]) -> dict:
@@ -180,7 +168,7 @@ def main(argv=None) -> int:
                    type=lambda s: (s.split(":")[0], float(s.split(":")[1])),
                    help="candidates name:size (size in voxels of the 4 mm grid), chosen on validation")
     args = p.parse_args(argv)
-    from modeling_petct.evaluation.interactive import PROTOCOLS
+    from modeling_petct.evaluation.interactive import EDITED, PROTOCOLS
     from modeling_petct.evaluation.statistics import paired_wilcoxon
     from modeling_petct.experiments.cohort import CohortPlan, build_cohort
 
@@ -196,7 +184,9 @@ def main(argv=None) -> int:
             guided = train(cohort, args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}",
                            encoding=encoding, seed=seed, args=args)
             plain = train(cohort, args.root / "runs" / f"plain_seed{seed}", encoding=None, seed=seed, args=args)
-            result = {"interactive": score_guided(guided, cohort.cache, test_ids, PROTOCOLS),
+            guided_scores = score_guided(guided, cohort.cache, test_ids, PROTOCOLS)
+            result = {"interactive": {p: guided_scores[p] for p in PROTOCOLS},
+                      "interactive + Space edits": {p: guided_scores[p + EDITED] for p in PROTOCOLS},
                       **score_classical(plain, cohort.cache, test_ids)}
             scores.write_text(json.dumps(result, default=float))
         runs.append(json.loads(scores.read_text()))
@@ -211,13 +201,13 @@ def main(argv=None) -> int:
         return [float(np.nanmean([run[arm][protocol][sid][step]["dice"] for run in runs])) for sid in test_ids]
 
     for protocol in PROTOCOLS:
-        summary[f"tests / {protocol}"] = {
-            "interactive last vs its 0 clicks": paired_wilcoxon(last_dice("interactive", protocol),
-                                                                last_dice("interactive", protocol, 0)),
-            "interactive last vs plain network (0 clicks)": paired_wilcoxon(last_dice("interactive", protocol),
-                                                                            last_dice("plain+41%", protocol, 0)),
-            **{f"interactive last vs {other} last": paired_wilcoxon(last_dice("interactive", protocol),
-                                                                    last_dice(other, protocol)) for other in ARMS[1:]}}
+        for guided in ARMS[:2]:
+            summary[f"tests / {guided} / {protocol}"] = {
+                "last vs its 0 clicks": paired_wilcoxon(last_dice(guided, protocol), last_dice(guided, protocol, 0)),
+                "last vs plain network (0 clicks)": paired_wilcoxon(last_dice(guided, protocol),
+                                                                    last_dice("plain+41%", protocol, 0)),
+                **{f"last vs {other} last": paired_wilcoxon(last_dice(guided, protocol), last_dice(other, protocol))
+                   for other in ARMS[2:]}}
     summary["minutes"] = (time.perf_counter() - t0) / 60
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))

@@ -97,7 +97,7 @@ def test_faithful_protocol_is_the_authors_recipe():
 def test_the_interactive_arm_is_scored_under_clicks_beside_the_classical_tool(quickstart):
     """The click-guided cell: click inputs of the chosen encoding, its automatic pass in the table like any arm, its
     curves under both protocols for every test study, and the report's table beside the 41% tool."""
-    from modeling_petct.evaluation.interactive import PROTOCOLS, STEPS
+    from modeling_petct.evaluation.interactive import EDITED, PROTOCOLS, STEPS
     from modeling_petct.experiments.quickstart import CLICK_ENCODING
 
     study = json.loads((quickstart / "study" / "results.json").read_text())
@@ -106,6 +106,7 @@ def test_the_interactive_arm_is_scored_under_clicks_beside_the_classical_tool(qu
     assert (config["guidance_channels"], config["guidance_encoding"], config["guidance_size"]) == (2, *CLICK_ENCODING)
     assert any(r["arm"] == "pretrained-interactive" for r in study["rows"])
     scored = json.loads((Path(cell["selected_model"]).parent / "interactive.json").read_text())
+    assert set(scored) == set(PROTOCOLS) | {p + EDITED for p in PROTOCOLS}
     for protocol in PROTOCOLS:
         cases = scored[protocol]["cases"]
         assert set(cases) == set(cell["split"]["test"]) and all(len(c) == STEPS for c in cases.values())
@@ -117,8 +118,10 @@ def test_the_interactive_arm_is_scored_under_clicks_beside_the_classical_tool(qu
     for row in clicks.values():
         assert row["41% tool"]["dice_0"] == 0 or np.isnan(row["41% tool"]["dice_0"])  # the tool starts empty
         assert "twin_dice" in row["network"]  # beside the same arm without click inputs
+        assert row["network + Space edits"]["dice_last"] >= 0  # and as the Space shows it
     text = (quickstart / "report" / "report.md").read_text()
     assert "## Clicks: the interactive arm" in text and "| 41%-of-SUVmax tool alone | autoPET IV" in text
+    assert "0.5, with the Space's edits | error-driven" in text
     assert (quickstart / "report" / "dice_vs_clicks.png").read_bytes()[:4] == b"\x89PNG"
     assert "### Clicks: the interactive arm" in (quickstart / "study" / "table.md").read_text()
 

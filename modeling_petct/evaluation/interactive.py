@@ -22,6 +22,7 @@ from ..data.simulated_clicks import BACKGROUND, FOREGROUND, centre, ground_truth
 from .metrics import case_metrics, lesion_f1
 
 PROTOCOLS = ("autopet-iv", "error-driven")
+EDITED = " + Space edits"  # a protocol scored on the mask the Space shows (evaluate_interactive's space_edits)
 STEPS = 11
 METRICS = ("dice", "fpv_ml", "fnv_ml", "lesion_f1")
 
@@ -67,26 +68,43 @@ def summarize(curves: dict[str, list[dict]]) -> dict:
 
 
 def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, steps: int = STEPS, *, settings=None,
-                         device="cpu", seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+                         device="cpu", seed: int = 0, space_edits: bool = False,
+                         progress: Callable[[str], None] | None = None) -> dict:
     """{protocol: {"summary": summarize(...), "cases": {study id: curve}}} for a guidance model on cached studies
-    (harmonised grid, the cached label)."""
+    (harmonised grid, the cached label). With ``space_edits``, also {protocol + EDITED: ...}: the mask as the Space
+    shows it (the model re-run with the clicks, then a foreground click it still leaves empty gets the 41%-of-SUVmax
+    region and a background click removes the component under it: inference/isocontour.py)."""
     from ..inference import InferenceSettings
     from ..inference.interactive import ClickPredictor
+    from ..inference.isocontour import isocontour_edit
 
-    out = {p: {"cases": {}} for p in protocols}
+    variants = [*protocols, *(p + EDITED for p in protocols if space_edits)]
+    out = {v: {"cases": {}} for v in variants}
     for study_id in ids:
         study = cache.load(study_id)
         predictor = ClickPredictor(model, np.asarray(study.image), settings or InferenceSettings(), device)
         voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        label, pet = np.asarray(study.label), np.asarray(study.image[0])
-        for protocol in protocols:
-            out[protocol]["cases"][study_id] = run_protocol(lambda clicks: predictor.mask(clicks, voxel_ml), label,
-                                                            pet, voxel_ml, protocol, steps, seed)
+        label, pet, suv = np.asarray(study.label), np.asarray(study.image[0]), study.pet_suv() if space_edits else None
+        masks = {}  # by clicks: a step shared by protocols and variants runs the model once
+
+        def network(clicks):
+            key = tuple(clicks)
+            if key not in masks:
+                masks[key] = predictor.mask(clicks, voxel_ml)
+            return masks[key]
+
+        def edited(clicks):
+            return isocontour_edit(network(clicks), suv, clicks, study.spacing, where_missed=True)
+
+        for variant in variants:
+            mask_for = edited if variant.endswith(EDITED) else network
+            protocol = variant.removesuffix(EDITED)
+            out[variant]["cases"][study_id] = run_protocol(mask_for, label, pet, voxel_ml, protocol, steps, seed)
             if progress:
-                progress(f"{study_id} {protocol}: Dice {out[protocol]['cases'][study_id][-1]['dice']:.3f} after "
+                progress(f"{study_id} {variant}: Dice {out[variant]['cases'][study_id][-1]['dice']:.3f} after "
                          f"{steps - 1} steps")
-    for protocol in protocols:
-        out[protocol]["summary"] = summarize(out[protocol]["cases"])
+    for variant in variants:
+        out[variant]["summary"] = summarize(out[variant]["cases"])
     return out
 
 

@@ -1,6 +1,7 @@
 """The interactive arm of a study: each click-guided cell (``--interactive`` in the grid) scored by the interactive
-protocols on its test studies (evaluation/interactive.py), and reported beside the same network trained without
-click inputs (its automatic pass) and the classical 41%-of-SUVmax tool under the same simulated clicks."""
+protocols on its test studies (evaluation/interactive.py), as the network gives it and as the Space shows it (with
+the classical edits where the network leaves a click unanswered), beside the same network trained without click
+inputs (its automatic pass) and the classical 41%-of-SUVmax tool alone under the same simulated clicks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..evaluation.interactive import PROTOCOLS, evaluate_interactive, evaluate_isocontour_tool, plot_dice_vs_clicks
+from ..evaluation.interactive import (EDITED, PROTOCOLS, evaluate_interactive, evaluate_isocontour_tool,
+                                      plot_dice_vs_clicks)
 from ..evaluation.statistics import bootstrap_ci, paired_wilcoxon
 from ..training.results import INTERACTIVE_SUFFIX, RunResult
 
@@ -31,7 +33,7 @@ def score_clicks(cell_dir: str | Path, cache_dir: str, *, overlap: float, device
         result = RunResult.load(Path(cell_dir))
         model = PetCtForSegmentation.from_pretrained(result.selected_model).eval()
         scores = evaluate_interactive(model, open_cache(cache_dir), result.split["test"],
-                                      settings=InferenceSettings(overlap=overlap), device=device)
+                                      settings=InferenceSettings(overlap=overlap), device=device, space_edits=True)
         with atomic_path(out) as tmp:
             Path(tmp).write_text(json.dumps(scores, default=float))
     return out
@@ -60,11 +62,16 @@ def interactive_report(results: list[RunResult], study_dir: Path, cache_dir: str
                 and r.split_seed in {c.split_seed for c in cells}]
         tool = _tool_curves(study_dir, cache_dir, ids)
         for protocol in PROTOCOLS:
-            network = _summary([s[protocol]["cases"] for s in scored], ids, twin)
-            classical = _summary([tool[protocol]["cases"]], ids, [])
-            rows[f"{label} / {arm} / {amount} / {protocol}"] = {"network": network, "41% tool": classical}
-            lines += [_row(f"{arm}, {amount}", protocol, network), _row("41%-of-SUVmax tool alone", protocol, classical)]
+            row = {"network": _summary([s[protocol]["cases"] for s in scored], ids, twin),
+                   "network + Space edits": _summary([s[protocol + EDITED]["cases"] for s in scored], ids, twin),
+                   "41% tool": _summary([tool[protocol]["cases"]], ids, [])}
+            rows[f"{label} / {arm} / {amount} / {protocol}"] = row
+            lines += [_row(f"{arm}, {amount}", protocol, row["network"]),
+                      _row(f"{arm}, {amount}, with the Space's edits", protocol, row["network + Space edits"]),
+                      _row("41%-of-SUVmax tool alone", protocol, row["41% tool"])]
             curves[f"{arm}, {amount}, {protocol}"] = {"summary": _mean_curve([s[protocol] for s in scored])}
+            curves[f"{arm}, {amount}, {protocol}, Space edits"] = {
+                "summary": _mean_curve([s[protocol + EDITED] for s in scored])}
             curves[f"41% tool, {protocol}"] = tool[protocol]
     figure = study_dir / "dice_vs_clicks.png"
     plot_dice_vs_clicks(curves, figure)
@@ -153,12 +160,13 @@ def _note(rows: dict) -> str:
     """The paired tests in words, per group and protocol."""
     parts = []
     for name, row in rows.items():
-        s = row["network"]
-        text = (f"{name}: last step vs 0 clicks {_test(s['last_vs_0_clicks'])}")
-        if "twin_dice" in s:
-            text += (f"; vs the same arm without click inputs (its automatic Dice {s['twin_dice']:.3f}) "
-                     f"{_test(s['last_vs_twin'])}")
-        parts.append(text)
+        for variant in ("network", "network + Space edits"):
+            s = row[variant]
+            text = f"{name}, {variant}: last step vs 0 clicks {_test(s['last_vs_0_clicks'])}"
+            if "twin_dice" in s:
+                text += (f"; vs the same arm without click inputs (its automatic Dice {s['twin_dice']:.3f}) "
+                         f"{_test(s['last_vs_twin'])}")
+            parts.append(text)
     return ("Paired Wilcoxon over the lesion-positive test studies (per-study Dice averaged over seeds): "
             + "; ".join(parts) + ". Dice counts lesion-positive studies only; FPV and FNV every test study.")
 

@@ -46,13 +46,15 @@ def remove_component(mask: np.ndarray, voxel) -> np.ndarray:
     return np.where(labels == labels[tuple(voxel)], 0, mask).astype(mask.dtype)
 
 
-def isocontour_edit(mask: np.ndarray, suv: np.ndarray, clicks, spacing) -> np.ndarray:
-    """``mask`` after the clicks in order: a foreground click adds its isocontour region, a background click removes
-    the component under it."""
+def isocontour_edit(mask: np.ndarray, suv: np.ndarray, clicks, spacing, *, where_missed: bool = False) -> np.ndarray:
+    """``mask`` after the clicks in order: a foreground click adds its isocontour region (``where_missed``: only
+    where the mask is empty at the click, so that a click-guided model's own answer stands: the Space's rule), a
+    background click removes the component under it."""
     out = np.asarray(mask, np.uint8).copy()
     for channel, voxel in clicks:
         if channel == 0:
-            out[isocontour_region(suv, voxel, spacing)] = 1
+            if not (where_missed and out[tuple(voxel)]):
+                out[isocontour_region(suv, voxel, spacing)] = 1
         else:
             out = remove_component(out, voxel)
     return out

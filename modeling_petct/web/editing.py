@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.clicks import Click
 from ..data.volume import Volume
-from ..inference.isocontour import isocontour_region, remove_component
+from ..inference.isocontour import isocontour_edit
 
 EDITS = {"add": "tumor", "false positive": "background", "remove": None}  # edit kind -> model click kind
 REFINED_KEPT = 4  # model masks kept per study (by their clicks): undoing recent clicks re-runs nothing
@@ -61,14 +61,9 @@ class MaskEditor:
 
     def mask(self) -> np.ndarray:
         """The model's result (re-run with the clicks, for a click-guided model), then each edit in order."""
-        out = self._model_mask().copy()
-        for edit in self.edits:
-            voxel = self.voxel(edit.world)
-            if edit.kind == "add" and (self.refine is None or not out[voxel]):  # or a guided model still misses it
-                out[isocontour_region(np.asarray(self.pet.array, np.float32), voxel, self.pet.spacing)] = 1
-            elif edit.kind != "add":
-                out = remove_component(out, voxel)
-        return out
+        clicks = [(0 if edit.kind == "add" else 1, self.voxel(edit.world)) for edit in self.edits]
+        return isocontour_edit(self._model_mask(), np.asarray(self.pet.array, np.float32), clicks, self.pet.spacing,
+                               where_missed=self.refine is not None)  # a guided model's answer stands
 
     def _model_mask(self) -> np.ndarray:
         clicks = [Click(EDITS[e.kind], e.world) for e in self.edits if self.refine is not None and EDITS[e.kind]]
