@@ -110,6 +110,14 @@ def test_petct_evaluate_runs_both_protocols_on_a_guidance_model(tmp_path, capsys
         assert [s["clicks"] for s in result["summary"]["steps"]][0] == 0
     assert (out / "dice_vs_clicks.png").stat().st_size > 1000
     assert "autopet-iv (2 studies, 3 steps)" in capsys.readouterr().out
+    edited = tmp_path / "edited"
+    assert main(["evaluate", "--model", str(tmp_path / "guided"), "--cache-dir", str(cache.root), "--out",
+                 str(edited), "--steps", "3", "--device", "cpu", "--space-edits", "--protocol", "autopet-iv"]) == 0
+    both = json.loads((edited / "interactive.json").read_text())
+    assert set(both) == {"autopet-iv", "autopet-iv + Space edits"}
+    assert both["autopet-iv"]["cases"] == results["autopet-iv"]["cases"]  # the network's own scores are unchanged
+    for case, curve in both["autopet-iv + Space edits"]["cases"].items():  # no click, no edit
+        assert curve[0] == both["autopet-iv"]["cases"][case][0] and len(curve) == 3
     code = main(["evaluate", "--model", str(tmp_path / "plain"), "--cache-dir", str(cache.root), "--out",
                  str(tmp_path / "no"), "--device", "cpu"])
     err = capsys.readouterr().err.strip()

@@ -131,3 +131,23 @@ def test_a_method_without_a_harmonised_study_re_runs_whole_on_a_click():
 
     result = SimpleNamespace(harmonized=None, probabilities=np.zeros((2, 3, 3, 3), np.float32))
     assert callable(_refiner(Imported(), result)) and result.probabilities is not None
+
+
+def test_the_spaces_rule_keeps_a_guided_models_answer_and_fills_only_what_it_leaves_empty(phantom):
+    """isocontour_edit(where_missed=True), the rule the Space applies after a click-guided model: an "add" on a lesion
+    the model found (even on its rim, outside the model's outline) changes nothing; one on a lesion it left empty gets
+    the 41% region."""
+    from modeling_petct.inference.isocontour import isocontour_edit, isocontour_region
+
+    suv, spacing = np.asarray(phantom.pet.array, np.float32), phantom.pet.spacing
+    found, missed = sorted(_lesions(phantom.label.array), key=lambda m: -m.sum())[:2]
+    peaks = [tuple(np.unravel_index(np.argmax(np.where(m, suv, -1)), m.shape)) for m in (found, missed)]
+    model_mask = found.astype(np.uint8)  # the model found the first lesion (its own outline), missed the second
+    edited = isocontour_edit(model_mask, suv, [(0, p) for p in peaks], spacing, where_missed=True)
+    assert np.array_equal(edited > 0, found | isocontour_region(suv, peaks[1], spacing))
+    dot = np.zeros_like(model_mask)
+    dot[peaks[0]] = 1  # a one-voxel answer stands with the rule, also after a click beside it, and grows without it
+    rim = tuple(np.argwhere(isocontour_region(suv, peaks[0], spacing) & ~dot.astype(bool))[0])
+    assert isocontour_edit(dot, suv, [(0, rim)], spacing, where_missed=True).sum() == 1
+    assert isocontour_edit(dot, suv, [(0, rim)], spacing).sum() > 1
+    assert not isocontour_edit(edited, suv, [(1, peaks[1])], spacing, where_missed=True)[missed].any()

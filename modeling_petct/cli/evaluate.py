@@ -44,6 +44,10 @@ def register(sub) -> None:
                              "truth) and/or error-driven (each step one click on the largest remaining miss or false "
                              "positive); default both")
     clicks.add_argument("--steps", type=int, default=11, help="steps, the first without clicks (default 11: 0..10)")
+    clicks.add_argument("--space-edits", action="store_true",
+                        help="also score each protocol on the mask the demo shows: where the model leaves a "
+                             "foreground click empty, the 41%%-of-SUVmax region under it is added; a background click "
+                             "removes the component under it")
     clicks.add_argument("--out", help="folder for interactive.json and dice_vs_clicks.png")
     clicks.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=run)
@@ -84,7 +88,8 @@ def run_interactive(args) -> int:
     if not model.config.guidance_channels:
         raise PetCtInputError(args.model, "takes no clicks (config.guidance_channels is 0): train one with "
                                           "train_seg.py --interactive")
-    results = evaluate_interactive(model, cache, ids, args.protocol, args.steps, device=device, progress=print)
+    results = evaluate_interactive(model, cache, ids, args.protocol, args.steps, device=device,
+                                   space_edits=args.space_edits, progress=print)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "interactive.json") as tmp:

@@ -47,14 +47,17 @@ def remove_component(mask: np.ndarray, voxel) -> np.ndarray:
 
 
 def isocontour_edit(mask: np.ndarray, suv: np.ndarray, clicks, spacing, *, where_missed: bool = False) -> np.ndarray:
-    """``mask`` after the clicks in order: a foreground click adds its isocontour region (``where_missed``: only
-    where the mask is empty at the click, so that a click-guided model's own answer stands: the Space's rule), a
-    background click removes the component under it."""
+    """``mask`` after the clicks in order: a foreground click adds its isocontour region, a background click removes
+    the component under it. ``where_missed`` (the Space's rule after a click-guided model): a foreground click adds
+    the region only where the mask holds none of it, so a lesion the model found keeps the model's outline (a click
+    on its rim growing it by 41% of SUVmax into the hot tissue beside it cost Dice, measured) and a lesion it missed
+    is still added."""
     out = np.asarray(mask, np.uint8).copy()
     for channel, voxel in clicks:
         if channel == 0:
-            if not (where_missed and out[tuple(voxel)]):
-                out[isocontour_region(suv, voxel, spacing)] = 1
+            region = isocontour_region(suv, voxel, spacing)
+            if not (where_missed and out[region].any()):
+                out[region] = 1
         else:
             out = remove_component(out, voxel)
     return out
