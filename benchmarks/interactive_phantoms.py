@@ -1,9 +1,10 @@
-"""Interactive segmentation on phantoms: the released segmenter fine-tuned with simulated clicks vs the same network
+"""Interactive segmentation on phantoms: a released model fine-tuned with simulated clicks vs the same network
 fine-tuned without click inputs (alone and with the classical 41%-SUVmax edits), and the 41% tool alone, under the
 same simulated clicks on held-out test phantoms.
 
-Both networks start from the released petct-phantom-segmenter (itself fine-tuned from the released joint foundation
-model petct-phantom-fm) and are trained by train_seg.py's own code (training.segmentation.finetune) on the same
+Both networks start from ``--start``: the released petct-phantom-segmenter (all labels: a strong automatic pass) or
+the released joint foundation model petct-phantom-fm (with ``--label-fraction 0.1``: few labels, an automatic pass
+that leaves room for clicks). They are trained by train_seg.py's own code (training.segmentation.finetune) on the same
 studies, seeds and optimizer steps; the interactive arm only adds ``--interactive`` (zero-initialised click-map
 inputs after PET and CT, 0-10 simulated clicks of each kind per crop, corrective clicks on its own errors). The click
 encoding is chosen on validation (seed 0, autoPET IV protocol, AUC of Dice over the lesion-positive validation
@@ -17,9 +18,13 @@ studies, where Dice is defined) among ``--encodings``; test is scored once, per 
   the component under it), what the Space offers for models without guidance;
 - 41% only: the classical tool from an empty mask.
 Per-study values are averaged over seeds; means get bootstrap 95% CIs over studies, and the interactive arm is
-compared after 10 clicks with the others (paired Wilcoxon) and with its own 0-click Dice.
+compared after 10 clicks with the others (paired Wilcoxon) and with its own 0-click Dice. A lesion-level oracle
+bounds what clicks could give: the 0-click mask with every missed lesion added exactly and every false-positive
+component removed.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/interactive_phantoms.py --root /tmp/interactive_bench --encodings ball:2
+    python benchmarks/interactive_phantoms.py --root /tmp/interactive_all --encodings ball:2
+    python benchmarks/interactive_phantoms.py --root /tmp/interactive_few --start petct-phantom-fm \
+        --label-fraction 0.1 --encodings ball:2 ball:3 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -103,6 +108,38 @@ def score_classical(plain_dir: Path, cache, ids: list[str]) -> dict:
     return out
 
 
+def lesion_oracle(model_dir: Path, cache, ids: list[str]) -> dict:
+    """{study: Dice} of the click-guided model's 0-click mask on the lesion-positive studies, and of the same mask
+    with every missed lesion added exactly and then every false-positive component removed: the most that clicks
+    which fix whole lesions could give (the rest is outline)."""
+    from modeling_petct import PetCtForSegmentation
+    from modeling_petct.data.simulated_clicks import components
+    from modeling_petct.evaluation.metrics import case_metrics
+    from modeling_petct.inference import InferenceSettings
+    from modeling_petct.inference.interactive import ClickPredictor
+
+    model = PetCtForSegmentation.from_pretrained(model_dir).eval()
+    out = {}
+    for sid in ids:
+        study = cache.load(sid)
+        label = np.asarray(study.label) > 0
+        if not label.any():
+            continue
+        voxel_ml = float(np.prod(study.spacing)) / 1000.0
+        first = ClickPredictor(model, np.asarray(study.image), InferenceSettings(**SETTINGS)).mask([], voxel_ml) > 0
+        added = first.copy()
+        for box, inside in components(label):
+            if not (first[box] & inside).any():
+                added[box] |= inside
+        cleaned = added.copy()
+        for box, inside in components(first):
+            if not (label[box] & inside).any():
+                cleaned[box] &= ~inside
+        out[sid] = {name: case_metrics(m.astype(np.uint8), label.astype(np.uint8), voxel_ml)["dice"]
+                    for name, m in (("dice_0", first), ("missed_added", added), ("and_fp_removed", cleaned))}
+    return out
+
+
 def choose_encoding(args, cohort) -> tuple[str, float]:
     """The encoding whose seed-0 model has the best AUC of Dice on the lesion-positive validation studies (autoPET IV
     protocol)."""
@@ -177,7 +214,7 @@ def main(argv=None) -> int:
     cohort = build_cohort(args.root / "data", plan, seed=11, spacing=(4.0, 4.0, 4.0))
     test_ids = cohort.roles["test"]
     encoding = choose_encoding(args, cohort)
-    runs = []
+    runs, oracles = [], []
     for seed in args.seeds:
         scores = args.root / f"scores_seed{seed}.json"
         if not scores.exists():
@@ -190,6 +227,12 @@ def main(argv=None) -> int:
                       **score_classical(plain, cohort.cache, test_ids)}
             scores.write_text(json.dumps(result, default=float))
         runs.append(json.loads(scores.read_text()))
+        oracle = args.root / f"oracle_seed{seed}.json"
+        if not oracle.exists():
+            model = args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}"
+            oracle.write_text(json.dumps(lesion_oracle(next(d for d in (model / "best", model / "last") if d.exists()),
+                                                       cohort.cache, test_ids)))
+        oracles.append(json.loads(oracle.read_text()))
     summary = {"start": args.start, "train": args.train, "label_fraction": args.label_fraction, "test_studies": len(test_ids), "steps": args.steps,
                "lr": args.lr, "seeds": args.seeds, "encoding": f"{encoding[0]}:{encoding[1]:g}",
                "encoding_choice": json.loads((args.root / "encoding_choice.json").read_text())}
@@ -208,6 +251,8 @@ def main(argv=None) -> int:
                                                                     last_dice("plain+41%", protocol, 0)),
                 **{f"last vs {other} last": paired_wilcoxon(last_dice(guided, protocol), last_dice(other, protocol))
                    for other in ARMS[2:]}}
+    summary["lesion-level oracle"] = {key: mean_ci([np.mean([o[sid][key] for o in oracles]) for sid in oracles[0]])
+                                      for key in ("dice_0", "missed_added", "and_fp_removed")}
     summary["minutes"] = (time.perf_counter() - t0) / 60
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
