@@ -23,6 +23,7 @@ from .report import format_value
 from .study import AUTOMATIC_ARMS
 
 ARM_TEXT = {"pretrained": "MAE init", "scratch": "scratch", "pretrained-organs": "MAE init, organ-aware",
+            "pretrained-interactive": "MAE init, click inputs (0 clicks)",
             "scratch-organs": "scratch, organ-aware", "probe": "probe, joint MAE",
             "probe-separated": "probe, PET-only + CT-only MAEs", "probe-random": "probe, random features"}
 

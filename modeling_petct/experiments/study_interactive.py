@@ -148,12 +148,13 @@ def _header() -> list[str]:
 
 
 def _row(name: str, protocol: str, s: dict) -> str:
-    def ci(key):
-        return f"{s[key]:.3f} [{s[key + '_ci95'][0]:.3f}, {s[key + '_ci95'][1]:.3f}]"
+    def ci(key, form=".3f"):
+        low, high = s[key + "_ci95"]
+        return f"{s[key]:{form}} [{low:{form.lstrip('+')}}, {high:{form.lstrip('+')}}]"
 
-    return (f"| {name} | {PROTOCOL_NAMES[protocol]} | {ci('dice_0')} | {ci('dice_last')} | {ci('dice_gain')} | "
+    return (f"| {name} | {PROTOCOL_NAMES[protocol]} | {ci('dice_0')} | {ci('dice_last')} | {ci('dice_gain', '+.3f')} | "
             f"{s['fpv_ml_0']:.2f} → {s['fpv_ml_last']:.2f} | {s['fnv_ml_last']:.2f} | {s['lesion_f1_last']:.3f} | "
-            f"{s['auc_dice']:.2f} |")
+            f"{ci('auc_dice', '.2f')} |")
 
 
 def _note(rows: dict) -> str:
