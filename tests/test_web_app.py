@@ -221,7 +221,9 @@ def test_browser_error_then_success_provenance_numbering_row_jump_stale_clearing
         expect(page.locator('#pet-upload a[download="PET.nii.gz"]')).to_be_visible(timeout=30_000)
         page.locator("#segment").click()
         expect(message.locator(".progress-text")).to_be_visible(timeout=10_000)  # progress: in one place only
-        assert page.locator(".progress-text").count() == message.locator(".progress-text").count()
+        everywhere, in_message = page.evaluate(  # one snapshot: the progress text comes and goes between two counts
+            "() => ['.progress-text', '#message .progress-text'].map(s => document.querySelectorAll(s).length)")
+        assert everywhere == in_message
         expect(message).to_contain_text("Segmented PET.nii.gz + CT.nii.gz", timeout=180_000)
         expect(message).not_to_contain_text(refusal)
         header = page.locator("#result-model")
