@@ -311,15 +311,16 @@ def _label_efficiency(out: Path, cohort, maes: dict, budget: Budget, recipe: Rec
     parts = [([lo], seeds, mae, False), ([hi], seeds, "none", False),
              ([hi], seeds[: budget.organ_aware_seeds], "none", bool(budget.organ_aware_seeds)),
              (list(budget.fractions), seeds if budget.all_seeds else seeds[:1], mae, False)]
-    return long_arm + clicks + [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
-                                       seeds=part_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
-                       for fractions, part_seeds, source, organs in parts]
+    cells = [study_arguments(out, cohort, budget, recipe, steps=budget.finetune_steps, fractions=fractions,
+                             seeds=part_seeds, pretrained=[source], probe_k=0, organ_aware=organs)
+             for fractions, part_seeds, source, organs in parts]
+    return long_arm + clicks + cells
 
 
 LONG_ARM = "pretrained-organs"  # the long arm's cells; no other part of the grid makes this arm
 INTERACTIVE_ARM = "pretrained-interactive"
-CLICK_ENCODING = ("ball", 2.0)  # radius 2 voxels of the 4 mm grid: chosen over a Gaussian (sigma 1.5) on validation
-# studies of another phantom cohort (benchmarks/interactive_phantoms.py, BENCHMARKS.md)
+CLICK_ENCODING = ("ball", 3.0)  # radius 3 voxels of the 4 mm grid: chosen over radius 2 on the validation studies
+# of another phantom cohort at 10% of the labels (benchmarks/interactive_phantoms.py, BENCHMARKS.md)
 
 
 def _probes(out: Path, cohort, maes: dict, budget: Budget, recipe: Recipe, seed: int) -> list:
