@@ -45,9 +45,9 @@ def register(sub) -> None:
                              "positive); default both")
     clicks.add_argument("--steps", type=int, default=11, help="steps, the first without clicks (default 11: 0..10)")
     clicks.add_argument("--space-edits", action="store_true",
-                        help="also score each protocol on the mask the demo shows: where the model leaves a "
-                             "foreground click empty, the 41%%-of-SUVmax region under it is added; a background click "
-                             "removes the component under it")
+                        help="also score each protocol on the mask the demo shows: where the model leaves the "
+                             "lesion under a foreground click empty, the 41%%-of-SUVmax region under it is added; a "
+                             "background click removes the component under it")
     clicks.add_argument("--out", help="folder for interactive.json and dice_vs_clicks.png")
     clicks.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=run)

@@ -72,8 +72,8 @@ def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, step
                          progress: Callable[[str], None] | None = None) -> dict:
     """{protocol: {"summary": summarize(...), "cases": {study id: curve}}} for a guidance model on cached studies
     (harmonised grid, the cached label). With ``space_edits``, also {protocol + EDITED: ...}: the mask as the Space
-    shows it (the model re-run with the clicks, then a foreground click it still leaves empty gets the 41%-of-SUVmax
-    region and a background click removes the component under it: inference/isocontour.py)."""
+    shows it (the model re-run with the clicks, then a foreground click on a lesion it still leaves empty gets the
+    41%-of-SUVmax region and a background click removes the component under it: inference/isocontour.py)."""
     from ..inference import InferenceSettings
     from ..inference.interactive import ClickPredictor
     from ..inference.isocontour import isocontour_edit

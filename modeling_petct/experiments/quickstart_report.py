@@ -160,10 +160,10 @@ def _clicks_lines(clicks: dict | None, budget) -> list[str]:
             "test studies under simulated clicks: autoPET IV's protocol (step k: k foreground clicks at lesion centres "
             "and k background clicks on hot non-lesion regions) and an error-driven one (each step clicks the largest "
             "remaining miss or false positive). Each step is scored on the network's mask, and on the mask the Space "
-            "shows (where the network leaves a foreground click empty, the 41%-of-SUVmax region under it is added; a "
-            "background click removes the component under it). Beside it, the classical 41%-of-SUVmax tool alone "
-            "under the same clicks; the same arm without click inputs is the `pretrained` row at that fraction above. "
-            "95% bootstrap CIs over studies.", "", *clicks["lines"], "", "![Dice vs clicks](dice_vs_clicks.png)", ""]
+            "shows (where the network leaves the lesion under a foreground click empty, the 41%-of-SUVmax region under "
+            "it is added; a background click removes the component under it). Beside it, the classical 41%-of-SUVmax "
+            "tool alone under the same clicks; the same arm without click inputs is the `pretrained` row at that "
+            "fraction above. 95% bootstrap CIs over studies.", "", *clicks["lines"], "", "![Dice vs clicks](dice_vs_clicks.png)", ""]
 
 
 def _released(maes: dict) -> bool:

@@ -1,6 +1,6 @@
 """The interactive arm of a study: each click-guided cell (``--interactive`` in the grid) scored by the interactive
 protocols on its test studies (evaluation/interactive.py), as the network gives it and as the Space shows it (with
-the classical edits where the network leaves a click unanswered), beside the same network trained without click
+the classical edits where the network leaves a clicked lesion empty), beside the same network trained without click
 inputs (its automatic pass) and the classical 41%-of-SUVmax tool alone under the same simulated clicks."""
 
 from __future__ import annotations
