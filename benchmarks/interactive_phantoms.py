@@ -217,9 +217,9 @@ def main(argv=None) -> int:
     runs, oracles = [], []
     for seed in args.seeds:
         scores = args.root / f"scores_seed{seed}.json"
+        guided = train(cohort, args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}",
+                       encoding=encoding, seed=seed, args=args)  # a finished run is only looked up
         if not scores.exists():
-            guided = train(cohort, args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}",
-                           encoding=encoding, seed=seed, args=args)
             plain = train(cohort, args.root / "runs" / f"plain_seed{seed}", encoding=None, seed=seed, args=args)
             guided_scores = score_guided(guided, cohort.cache, test_ids, PROTOCOLS)
             result = {"interactive": {p: guided_scores[p] for p in PROTOCOLS},
@@ -229,9 +229,7 @@ def main(argv=None) -> int:
         runs.append(json.loads(scores.read_text()))
         oracle = args.root / f"oracle_seed{seed}.json"
         if not oracle.exists():
-            model = args.root / "runs" / f"interactive_{encoding[0]}{encoding[1]:g}_seed{seed}"
-            oracle.write_text(json.dumps(lesion_oracle(next(d for d in (model / "best", model / "last") if d.exists()),
-                                                       cohort.cache, test_ids)))
+            oracle.write_text(json.dumps(lesion_oracle(guided, cohort.cache, test_ids)))
         oracles.append(json.loads(oracle.read_text()))
     summary = {"start": args.start, "train": args.train, "label_fraction": args.label_fraction, "test_studies": len(test_ids), "steps": args.steps,
                "lr": args.lr, "seeds": args.seeds, "encoding": f"{encoding[0]}:{encoding[1]:g}",

@@ -78,13 +78,9 @@ def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, step
     from ..inference.interactive import ClickPredictor
     from ..inference.isocontour import isocontour_edit
 
-    variants = [*protocols, *(p + EDITED for p in protocols if space_edits)]
-    out = {v: {"cases": {}} for v in variants}
-    for study_id in ids:
-        study = cache.load(study_id)
+    def responders(study) -> dict:
         predictor = ClickPredictor(model, np.asarray(study.image), settings or InferenceSettings(), device)
-        voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        label, pet, suv = np.asarray(study.label), np.asarray(study.image[0]), study.pet_suv() if space_edits else None
+        voxel_ml, suv = _voxel_ml(study), study.pet_suv() if space_edits else None
         masks = {}  # by clicks: a step shared by protocols and variants runs the model once
 
         def network(clicks):
@@ -96,16 +92,9 @@ def evaluate_interactive(model, cache, ids: list[str], protocols=PROTOCOLS, step
         def edited(clicks):
             return isocontour_edit(network(clicks), suv, clicks, study.spacing, where_missed=True)
 
-        for variant in variants:
-            mask_for = edited if variant.endswith(EDITED) else network
-            protocol = variant.removesuffix(EDITED)
-            out[variant]["cases"][study_id] = run_protocol(mask_for, label, pet, voxel_ml, protocol, steps, seed)
-            if progress:
-                progress(f"{study_id} {variant}: Dice {out[variant]['cases'][study_id][-1]['dice']:.3f} after "
-                         f"{steps - 1} steps")
-    for variant in variants:
-        out[variant]["summary"] = summarize(out[variant]["cases"])
-    return out
+        return {**{p: network for p in protocols}, **{p + EDITED: edited for p in protocols if space_edits}}
+
+    return _score_studies(cache, ids, responders, steps, seed, progress)
 
 
 def evaluate_isocontour_tool(cache, ids: list[str], protocols=PROTOCOLS, steps: int = STEPS, *, seed: int = 0) -> dict:
@@ -114,18 +103,33 @@ def evaluate_isocontour_tool(cache, ids: list[str], protocols=PROTOCOLS, steps: 
     under it (inference/isocontour.py, the Space's edits for a model without click inputs)."""
     from ..inference.isocontour import isocontour_edit
 
-    out = {p: {"cases": {}} for p in protocols}
+    def responders(study) -> dict:
+        suv, empty = study.pet_suv(), np.zeros(study.shape, np.uint8)
+        return {p: lambda clicks: isocontour_edit(empty, suv, clicks, study.spacing) for p in protocols}
+
+    return _score_studies(cache, ids, responders, steps, seed)
+
+
+def _score_studies(cache, ids: list[str], responders: Callable, steps: int, seed: int,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """{variant: {"summary", "cases"}}: ``responders(study)`` gives {variant: mask_for(clicks)} per study, each run
+    under its protocol (the variant's name less EDITED)."""
+    out: dict = {}
     for study_id in ids:
         study = cache.load(study_id)
-        label, suv, empty = np.asarray(study.label), study.pet_suv(), np.zeros(study.shape, np.uint8)
-        voxel_ml = float(np.prod(study.spacing)) / 1000.0
-        for protocol in protocols:
-            out[protocol]["cases"][study_id] = run_protocol(
-                lambda clicks: isocontour_edit(empty, suv, clicks, study.spacing), label, np.asarray(study.image[0]),
-                voxel_ml, protocol, steps, seed)
-    for protocol in protocols:
-        out[protocol]["summary"] = summarize(out[protocol]["cases"])
+        label, pet = np.asarray(study.label), np.asarray(study.image[0])
+        for variant, mask_for in responders(study).items():
+            curve = run_protocol(mask_for, label, pet, _voxel_ml(study), variant.removesuffix(EDITED), steps, seed)
+            out.setdefault(variant, {"cases": {}})["cases"][study_id] = curve
+            if progress:
+                progress(f"{study_id} {variant}: Dice {curve[-1]['dice']:.3f} after {steps - 1} steps")
+    for result in out.values():
+        result["summary"] = summarize(result["cases"])
     return out
+
+
+def _voxel_ml(study) -> float:
+    return float(np.prod(study.spacing)) / 1000.0
 
 
 def plot_dice_vs_clicks(results: dict, path) -> None:

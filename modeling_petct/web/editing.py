@@ -4,10 +4,9 @@ The mask is always the replay of the edits on the model's own result, so undo an
 click-guided model, "add" and "false positive" clicks go to the model (re-run with every click so far, as trained);
 the lesion under a false-positive click is then removed as well, and an "add" on a lesion the model still leaves
 empty (none of the hot region under the click in its mask) gets the classical region below, so the user's word is
-final. Without click inputs, "add" takes the hot region under the
-click at 41% of its SUVmax (the classical tool, inference/isocontour.py).
-"remove" (a table row) takes the lesion away. Edits are kept as world points (RAS mm), so they do not depend on how a
-picture was drawn.
+final. Without click inputs, "add" takes the hot region under the click at 41% of its SUVmax (the classical tool,
+inference/isocontour.py). "remove" (a table row) takes the lesion away. Edits are kept as world points (RAS mm),
+so they do not depend on how a picture was drawn.
 """
 
 from __future__ import annotations
